@@ -1,1 +1,30 @@
-pub fn _x() {}
+//! The Fieldsync device library: a technician's offline replica.
+//!
+//! A [`Replica`] is a folder holding one SQLite database (WAL) and the photo blobs. The database
+//! keeps every Automerge document the device holds (a snapshot plus the changes after it), the
+//! record of local changes the server has not yet acknowledged, and *query tables* (jobs by day
+//! and status, checklist progress, parts lines, photos) that screens read. The documents are the
+//! truth; the query tables are rebuilt from them and are written in the same SQLite transaction
+//! as the change that moved them, so a screen never shows a state the documents don't have.
+//!
+//! Every action ([`actions`]) works with no network and returns only after its change is
+//! committed: a process killed at any instant loses no action that had returned.
+//!
+//! Layout: [`db`] opens the database and runs its migrations; [`docs`] loads, caches and persists
+//! documents; [`queries`] derives and reads the query tables; [`actions`] holds the technician's
+//! actions; [`blobs`] stores photo and signature files by hash; [`events`] is the change stream.
+
+pub mod actions;
+pub mod blobs;
+pub mod db;
+pub mod docs;
+pub mod error;
+pub mod events;
+pub mod queries;
+mod replica;
+
+pub use actions::JobView;
+pub use error::{Error, Result};
+pub use events::{ChangeEvent, Origin};
+pub use queries::{JobFilter, JobSummary};
+pub use replica::{Clock, Options, Replica};

@@ -1,1 +1,370 @@
-fn main() {}
+//! `mobile-shell`: the technician's actions on the command line, for scripts and support staff.
+//! It is a face over `client-core` and adds nothing but argument parsing and presentation.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use client_core::{Error, JobFilter, Replica};
+use schemas::JobStatus;
+use schemas::job::{Customer, NewJob, Site};
+use schemas::parts::NewPartLine;
+
+mod demo;
+mod output;
+
+#[derive(Parser)]
+#[command(
+    name = "mobile-shell",
+    version,
+    about = "Fieldsync on a technician's device: works offline, syncs later"
+)]
+struct Cli {
+    /// Folder holding this device's replica.
+    #[arg(
+        long,
+        global = true,
+        env = "FIELDSYNC_DATA_DIR",
+        default_value = "fieldsync-device"
+    )]
+    data_dir: PathBuf,
+    /// Machine-readable output (JSON on stdout).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List jobs (all by default).
+    Jobs {
+        #[arg(long, conflicts_with_all = ["upcoming", "status"])]
+        today: bool,
+        #[arg(long, conflicts_with = "status")]
+        upcoming: bool,
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Create, show and move jobs.
+    Job {
+        #[command(subcommand)]
+        command: JobCommand,
+    },
+    /// Set a checklist item's value: pass/fail/na, text, a number or one of the item's choices.
+    Check {
+        job: String,
+        item: String,
+        value: String,
+    },
+    /// Record, change and remove parts used.
+    Part {
+        #[command(subcommand)]
+        command: PartCommand,
+    },
+    /// Attach photos.
+    Photo {
+        #[command(subcommand)]
+        command: PhotoCommand,
+    },
+    /// Start or stop timing work on a job.
+    Time {
+        #[command(subcommand)]
+        command: TimeCommand,
+    },
+    /// Record the customer's sign-off.
+    Sign {
+        job: String,
+        /// The signer's name.
+        #[arg(long)]
+        name: String,
+        /// The signature, as a PNG file.
+        #[arg(long)]
+        signature: PathBuf,
+    },
+    /// List the checklist templates.
+    Templates,
+    /// Local changes the server has not acknowledged yet.
+    Pending,
+    /// Fill an empty replica with sample jobs, then list them.
+    Demo,
+}
+
+#[derive(Subcommand)]
+enum JobCommand {
+    /// Create a job on this device.
+    Create {
+        #[arg(long)]
+        title: String,
+        /// Checklist template (see `templates`).
+        #[arg(long)]
+        template: Option<String>,
+        #[arg(long, default_value = "")]
+        customer: String,
+        #[arg(long, default_value = "")]
+        site: String,
+        #[arg(long)]
+        priority: Option<String>,
+    },
+    /// Show a job with its checklist, parts, photos and sign-off.
+    Show { id: String },
+    /// Move a job to a new status.
+    Status { id: String, status: String },
+    /// Replace a job's notes.
+    Notes { id: String, text: String },
+    /// Create a follow-up job for the same customer and site.
+    FollowUp {
+        id: String,
+        #[arg(long)]
+        title: String,
+        #[arg(long)]
+        template: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PartCommand {
+    /// Add a part line.
+    Add {
+        job: String,
+        sku: String,
+        #[arg(allow_negative_numbers = true)]
+        qty: f64,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Stock location the part came from (e.g. your van).
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Change a line's quantity.
+    Set {
+        job: String,
+        line: String,
+        #[arg(allow_negative_numbers = true)]
+        qty: f64,
+    },
+    /// Remove a line.
+    Remove { job: String, line: String },
+}
+
+#[derive(Subcommand)]
+enum PhotoCommand {
+    /// Attach an image file (JPEG, PNG or WebP) to a job, optionally answering a checklist item.
+    Add {
+        job: String,
+        file: PathBuf,
+        #[arg(long)]
+        item: Option<String>,
+        #[arg(long, default_value = "")]
+        caption: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TimeCommand {
+    Start { job: String },
+    Stop { job: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if cli.json {
+                eprintln!("{}", serde_json::json!({"error": e.to_string()}));
+            } else {
+                eprintln!("error: {e}");
+            }
+            let bad_input = e.downcast_ref::<Error>().is_some_and(Error::is_bad_input);
+            ExitCode::from(if bad_input { 2 } else { 1 })
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    let mut r = Replica::open(&cli.data_dir)?;
+    let out = output::Out { json: cli.json };
+    match &cli.command {
+        Command::Jobs {
+            today,
+            upcoming,
+            status,
+        } => {
+            let filter = match (today, upcoming, status) {
+                (true, _, _) => JobFilter::Today,
+                (_, true, _) => JobFilter::Upcoming,
+                (_, _, Some(s)) => JobFilter::Status(parse_status(s)?),
+                _ => JobFilter::All,
+            };
+            out.jobs(&r.list_jobs(filter)?)
+        }
+        Command::Job { command } => match command {
+            JobCommand::Create {
+                title,
+                template,
+                customer,
+                site,
+                priority,
+            } => {
+                let priority = match priority {
+                    Some(p) => schemas::Priority::parse(p).ok_or_else(|| {
+                        Error::InvalidValue(format!(
+                            "unknown priority `{p}` (low, medium, high, urgent)"
+                        ))
+                    })?,
+                    None => Default::default(),
+                };
+                let new = NewJob {
+                    title: title.clone(),
+                    customer: Customer {
+                        name: customer.clone(),
+                        ..Default::default()
+                    },
+                    site: Site {
+                        name: site.clone(),
+                        ..Default::default()
+                    },
+                    priority,
+                    ..Default::default()
+                };
+                out.job(&r.create_job(new, template.as_deref())?)
+            }
+            JobCommand::Show { id } => {
+                let id = r.resolve_job(id)?;
+                out.job(&r.job(id)?)
+            }
+            JobCommand::Status { id, status } => {
+                let id = r.resolve_job(id)?;
+                r.set_status(id, parse_status(status)?)?;
+                out.done(&format!("job {id} is now {status}"))
+            }
+            JobCommand::Notes { id, text } => {
+                let id = r.resolve_job(id)?;
+                r.set_notes(id, text)?;
+                out.done("notes saved")
+            }
+            JobCommand::FollowUp {
+                id,
+                title,
+                template,
+            } => {
+                let id = r.resolve_job(id)?;
+                out.job(&r.create_follow_up(id, title, template.as_deref())?)
+            }
+        },
+        Command::Check { job, item, value } => {
+            let id = r.resolve_job(job)?;
+            r.set_check_str(id, item, value)?;
+            out.done(&format!("{item} = {value}"))
+        }
+        Command::Part { command } => match command {
+            PartCommand::Add {
+                job,
+                sku,
+                qty,
+                description,
+                source,
+            } => {
+                let id = r.resolve_job(job)?;
+                let line = NewPartLine {
+                    sku: sku.clone(),
+                    description: description.clone(),
+                    qty: *qty,
+                    unit: None,
+                    source: source.clone(),
+                };
+                let line_id = r.add_part(id, line)?;
+                out.value(
+                    serde_json::json!({"line": line_id}),
+                    &format!("added line {line_id}"),
+                )
+            }
+            PartCommand::Set { job, line, qty } => {
+                let id = r.resolve_job(job)?;
+                let line = r.resolve_part_line(id, line)?;
+                r.set_part_qty(id, &line, *qty)?;
+                out.done(&format!("line {line}: quantity {qty}"))
+            }
+            PartCommand::Remove { job, line } => {
+                let id = r.resolve_job(job)?;
+                let line = r.resolve_part_line(id, line)?;
+                r.remove_part(id, &line)?;
+                out.done(&format!("removed line {line}"))
+            }
+        },
+        Command::Photo {
+            command:
+                PhotoCommand::Add {
+                    job,
+                    file,
+                    item,
+                    caption,
+                },
+        } => {
+            let id = r.resolve_job(job)?;
+            let photo = r.attach_photo(id, file, item.as_deref(), caption)?;
+            out.value(
+                serde_json::to_value(&photo)?,
+                &format!(
+                    "photo {} ({}x{}, {})",
+                    photo.id, photo.width, photo.height, photo.mime
+                ),
+            )
+        }
+        Command::Time { command } => match command {
+            TimeCommand::Start { job } => {
+                let id = r.resolve_job(job)?;
+                let entry = r.start_time(id)?;
+                out.value(serde_json::json!({"entry": entry}), "timer started")
+            }
+            TimeCommand::Stop { job } => {
+                let id = r.resolve_job(job)?;
+                r.stop_time(id)?;
+                out.done("timer stopped")
+            }
+        },
+        Command::Sign {
+            job,
+            name,
+            signature,
+        } => {
+            let id = r.resolve_job(job)?;
+            let s = r.sign_off(id, name, signature)?;
+            out.value(
+                serde_json::to_value(&s)?,
+                &format!("signed off by {} at {}", s.signer_name, s.signed_at),
+            )
+        }
+        Command::Templates => {
+            let pack = schemas::template::builtin();
+            let text: Vec<String> = pack
+                .iter()
+                .map(|t| format!("{:<20} {} ({} items)", t.name, t.title, t.items.len()))
+                .collect();
+            out.value(serde_json::to_value(&pack)?, &text.join("\n"))
+        }
+        Command::Pending => {
+            let pending = r.unacked()?;
+            let json: Vec<_> = pending
+                .iter()
+                .map(|(d, h)| serde_json::json!({"document": d, "change": h}))
+                .collect();
+            out.value(
+                serde_json::Value::Array(json),
+                &format!(
+                    "{} change(s) not yet acknowledged by the server",
+                    pending.len()
+                ),
+            )
+        }
+        Command::Demo => {
+            demo::fill(&mut r)?;
+            out.jobs(&r.list_jobs(JobFilter::All)?)
+        }
+    }
+}
+
+fn parse_status(s: &str) -> anyhow::Result<JobStatus> {
+    Ok(JobStatus::parse(s).ok_or_else(|| Error::UnknownStatus(s.to_string()))?)
+}

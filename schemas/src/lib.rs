@@ -22,6 +22,7 @@ pub mod photo;
 pub mod status;
 pub mod template;
 pub mod validate;
+pub mod view;
 
 pub use doc::{DocKind, read_json, read_state};
 pub use error::DocError;

@@ -1,0 +1,484 @@
+//! The technician's actions. Each one checks its input against the documents first (so bad
+//! input changes nothing), then writes the documents directly and returns once the change is
+//! committed to the replica.
+
+use std::path::Path;
+
+use automerge::AutoCommit;
+use automerge::transaction::CommitOptions;
+use rusqlite::OptionalExtension;
+use schemas::checklist::{Checklist, ItemValue};
+use schemas::job::{Job, NewJob, Signoff};
+use schemas::parts::{NewPartLine, Parts};
+use schemas::photo::{NewPhoto, Photo};
+use schemas::template::ItemKind;
+use schemas::{DocKind, JobStatus, checklist, job, parts, photo, template};
+use uuid::Uuid;
+
+pub use schemas::view::JobView;
+
+use crate::events::Origin;
+use crate::{Error, Replica, Result, blobs};
+
+impl Replica {
+    /// A job id from its full form, or a unique prefix or suffix of at least 4 characters (what
+    /// people type; lists show the last 8 characters, the random part of a UUIDv7).
+    pub fn resolve_job(&self, id_or_prefix: &str) -> Result<Uuid> {
+        let needle = id_or_prefix.trim().to_ascii_lowercase();
+        if let Ok(id) = Uuid::parse_str(&needle) {
+            return Ok(id);
+        }
+        if needle.len() < 4 || !needle.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            return Err(Error::JobNotFound(id_or_prefix.to_string()));
+        }
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id FROM q_jobs WHERE id LIKE ?1 || '%' OR id LIKE '%' || ?1 LIMIT 2",
+        )?;
+        let ids: Vec<String> = stmt
+            .query_map([&needle], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        match ids.as_slice() {
+            [one] => Uuid::parse_str(one).map_err(|e| Error::InvalidValue(e.to_string())),
+            _ => Err(Error::JobNotFound(id_or_prefix.to_string())),
+        }
+    }
+
+    fn read_job(&mut self, id: Uuid) -> Result<Job> {
+        match self.loaded(id) {
+            Ok(l) if l.kind == DocKind::Job => Ok(job::read(&l.doc)?),
+            Ok(_) | Err(Error::DocNotFound(_)) => Err(Error::JobNotFound(id.to_string())),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn read_checklist(&mut self, id: Uuid) -> Result<Checklist> {
+        Ok(checklist::read(&self.loaded(id)?.doc)?)
+    }
+
+    fn read_parts(&mut self, id: Uuid) -> Result<Parts> {
+        Ok(parts::read(&self.loaded(id)?.doc)?)
+    }
+
+    fn job_photos(&mut self, job_id: Uuid) -> Result<Vec<Photo>> {
+        let ids: Vec<String> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT id FROM q_photos WHERE job_id = ?1")?;
+            stmt.query_map([job_id.to_string()], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        ids.iter()
+            .map(|id| {
+                let id = Uuid::parse_str(id).map_err(|e| Error::InvalidValue(e.to_string()))?;
+                Ok(photo::read(&self.loaded(id)?.doc)?)
+            })
+            .collect()
+    }
+
+    /// Run `f` on document `id`; on failure the uncommitted operations are discarded.
+    fn edit<R>(
+        &mut self,
+        id: Uuid,
+        f: impl FnOnce(&mut AutoCommit) -> Result<R, schemas::DocError>,
+    ) -> Result<R> {
+        let l = self.loaded(id)?;
+        match f(&mut l.doc) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                l.doc.rollback();
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Commit the pending operations on `ids` as one change each and persist them together.
+    fn commit(&mut self, ids: &[Uuid], message: &str) -> Result<()> {
+        let time = self.now().timestamp();
+        for id in ids {
+            let options = CommitOptions::default()
+                .with_message(message.to_string())
+                .with_time(time);
+            self.loaded(*id)?.doc.commit_with(options);
+        }
+        self.persist(ids, Origin::Local)
+    }
+
+    /// Checklist, parts and photos may change only while the job is open and not signed off.
+    fn ensure_work_editable(&self, job: &Job) -> Result<()> {
+        if job.status.is_terminal() {
+            return Err(Error::JobClosed {
+                job: job.id,
+                status: job.status,
+            });
+        }
+        if job.signoff.is_some() {
+            return Err(Error::SignedOff(job.id));
+        }
+        Ok(())
+    }
+
+    /// Create a job (with its checklist from `template` and an empty parts list) on the device.
+    pub fn create_job(&mut self, mut new: NewJob, template_name: Option<&str>) -> Result<JobView> {
+        if new.title.trim().is_empty() {
+            return Err(Error::InvalidValue("a job needs a title".into()));
+        }
+        let name = template_name.unwrap_or(template::DEFAULT_TEMPLATE);
+        let tpl = template::find(name).ok_or_else(|| Error::UnknownTemplate(name.to_string()))?;
+        if new.assignees.is_empty() {
+            new.assignees.push(self.user.clone());
+        }
+        let (job_id, checklist_id, parts_id) =
+            (schemas::new_id(), schemas::new_id(), schemas::new_id());
+        let now = self.now();
+        let job_doc = job::create(
+            &self.actor,
+            job_id,
+            checklist_id,
+            parts_id,
+            &new,
+            &self.user,
+            now,
+        )?;
+        let checklist_doc = checklist::create(&self.actor, checklist_id, job_id, &tpl)?;
+        let parts_doc = parts::create(&self.actor, parts_id, job_id)?;
+        self.insert_new(job_id, DocKind::Job, job_id, job_doc);
+        self.insert_new(checklist_id, DocKind::Checklist, job_id, checklist_doc);
+        self.insert_new(parts_id, DocKind::Parts, job_id, parts_doc);
+        self.commit(&[job_id, checklist_id, parts_id], "create job")?;
+        self.job(job_id)
+    }
+
+    /// Create a follow-up job for the same customer, site and asset, assigned to this technician.
+    pub fn create_follow_up(
+        &mut self,
+        of: Uuid,
+        title: &str,
+        template_name: Option<&str>,
+    ) -> Result<JobView> {
+        let original = self.read_job(of)?;
+        let new = NewJob {
+            title: title.to_string(),
+            description: format!("Follow-up of \"{}\"", original.title),
+            customer: original.customer,
+            site: original.site,
+            asset: original.asset,
+            assignees: vec![self.user.clone()],
+            schedule: None,
+            priority: original.priority,
+            follow_up_of: Some(of),
+        };
+        self.create_job(new, template_name)
+    }
+
+    /// The job with its checklist, parts, photos and sign-off.
+    pub fn job(&mut self, id: Uuid) -> Result<JobView> {
+        let job = self.read_job(id)?;
+        let checklist = self.read_checklist(job.checklist_id)?;
+        let parts = self.read_parts(job.parts_id)?;
+        let photos = self.job_photos(id)?;
+        Ok(JobView::assemble(job, checklist, parts, photos))
+    }
+
+    /// Move the job through its workflow, appending a history entry with who and when.
+    pub fn set_status(&mut self, id: Uuid, to: JobStatus) -> Result<()> {
+        let job = self.read_job(id)?;
+        if !job.status.can_transition_to(to) {
+            return Err(Error::InvalidTransition {
+                from: job.status,
+                to,
+            });
+        }
+        if to == JobStatus::Completed {
+            let missing: Vec<String> = self
+                .read_checklist(job.checklist_id)?
+                .missing_required()
+                .into_iter()
+                .map(String::from)
+                .collect();
+            if !missing.is_empty() {
+                return Err(Error::ChecklistIncomplete(missing));
+            }
+        }
+        let (user, now) = (self.user.clone(), self.now());
+        self.edit(id, |d| job::set_status(d, job.status, to, &user, now))?;
+        self.commit(&[id], &format!("status {to}"))
+    }
+
+    pub fn set_notes(&mut self, id: Uuid, text: &str) -> Result<()> {
+        self.read_job(id)?;
+        self.edit(id, |d| job::set_notes(d, text))?;
+        self.commit(&[id], "notes")
+    }
+
+    /// Start timing work on the job; returns the time entry's id.
+    pub fn start_time(&mut self, id: Uuid) -> Result<String> {
+        let job = self.read_job(id)?;
+        if job.status.is_terminal() {
+            return Err(Error::JobClosed {
+                job: id,
+                status: job.status,
+            });
+        }
+        if job
+            .time_entries
+            .iter()
+            .any(|t| t.by == self.user && t.stopped_at.is_none())
+        {
+            return Err(Error::TimeEntryRunning(self.user.clone()));
+        }
+        let entry = schemas::new_id().to_string();
+        let (user, now) = (self.user.clone(), self.now());
+        self.edit(id, |d| job::start_time_entry(d, &entry, &user, now))?;
+        self.commit(&[id], "start time")?;
+        Ok(entry)
+    }
+
+    /// Stop this technician's running time entry on the job.
+    pub fn stop_time(&mut self, id: Uuid) -> Result<()> {
+        let job = self.read_job(id)?;
+        let entry = job
+            .time_entries
+            .iter()
+            .find(|t| t.by == self.user && t.stopped_at.is_none())
+            .ok_or_else(|| Error::NoRunningTimeEntry(self.user.clone()))?
+            .id
+            .clone();
+        let now = self.now();
+        self.edit(id, |d| job::stop_time_entry(d, &entry, now))?;
+        self.commit(&[id], "stop time")
+    }
+
+    /// Set (or clear, with `None`) a checklist item's value.
+    pub fn set_check(
+        &mut self,
+        job_id: Uuid,
+        item_id: &str,
+        value: Option<ItemValue>,
+    ) -> Result<()> {
+        let job = self.read_job(job_id)?;
+        self.ensure_work_editable(&job)?;
+        let checklist = self.read_checklist(job.checklist_id)?;
+        let item = checklist.item(item_id).ok_or_else(|| Error::UnknownItem {
+            job: job_id,
+            item: item_id.to_string(),
+        })?;
+        if let Some(v) = &value {
+            item.check_value(v).map_err(Error::InvalidValue)?;
+        }
+        let (user, now) = (self.user.clone(), self.now());
+        self.edit(job.checklist_id, |d| {
+            checklist::set_value(d, item_id, value.as_ref(), &user, now)
+        })?;
+        self.commit(&[job.checklist_id], &format!("check {item_id}"))
+    }
+
+    /// Set a checklist item from text as typed (numbers for number items).
+    pub fn set_check_str(&mut self, job_id: Uuid, item_id: &str, raw: &str) -> Result<()> {
+        let job = self.read_job(job_id)?;
+        let kind = self
+            .read_checklist(job.checklist_id)?
+            .item(item_id)
+            .map(|i| i.kind)
+            .ok_or_else(|| Error::UnknownItem {
+                job: job_id,
+                item: item_id.to_string(),
+            })?;
+        let value = ItemValue::parse_for(kind, raw).map_err(Error::InvalidValue)?;
+        self.set_check(job_id, item_id, Some(value))
+    }
+
+    /// Record a part used; returns the new line's id.
+    pub fn add_part(&mut self, job_id: Uuid, line: NewPartLine) -> Result<String> {
+        let job = self.read_job(job_id)?;
+        self.ensure_work_editable(&job)?;
+        if line.sku.trim().is_empty() {
+            return Err(Error::InvalidValue("a part line needs a SKU".into()));
+        }
+        parts::check_qty(line.qty).map_err(Error::InvalidValue)?;
+        let line_id = schemas::new_id().to_string();
+        let (user, now) = (self.user.clone(), self.now());
+        self.edit(job.parts_id, |d| {
+            parts::add_line(d, &line_id, &line, &user, now)
+        })?;
+        self.commit(&[job.parts_id], "add part")?;
+        Ok(line_id)
+    }
+
+    /// A part line's id from its full form or a unique prefix or suffix.
+    pub fn resolve_part_line(&mut self, job_id: Uuid, id_or_prefix: &str) -> Result<String> {
+        let job = self.read_job(job_id)?;
+        let parts = self.read_parts(job.parts_id)?;
+        let matches: Vec<&String> = parts
+            .lines
+            .keys()
+            .filter(|k| k.starts_with(id_or_prefix) || k.ends_with(id_or_prefix))
+            .collect();
+        match matches.as_slice() {
+            [one] if !id_or_prefix.is_empty() => Ok((*one).clone()),
+            _ => Err(Error::UnknownPartLine {
+                job: job_id,
+                line: id_or_prefix.to_string(),
+            }),
+        }
+    }
+
+    pub fn set_part_qty(&mut self, job_id: Uuid, line_id: &str, qty: f64) -> Result<()> {
+        let job = self.read_job(job_id)?;
+        self.ensure_work_editable(&job)?;
+        parts::check_qty(qty).map_err(Error::InvalidValue)?;
+        if !self.read_parts(job.parts_id)?.lines.contains_key(line_id) {
+            return Err(Error::UnknownPartLine {
+                job: job_id,
+                line: line_id.to_string(),
+            });
+        }
+        let (user, now) = (self.user.clone(), self.now());
+        self.edit(job.parts_id, |d| {
+            parts::set_qty(d, line_id, qty, &user, now)
+        })?;
+        self.commit(&[job.parts_id], "change part")
+    }
+
+    pub fn remove_part(&mut self, job_id: Uuid, line_id: &str) -> Result<()> {
+        let job = self.read_job(job_id)?;
+        self.ensure_work_editable(&job)?;
+        if !self.read_parts(job.parts_id)?.lines.contains_key(line_id) {
+            return Err(Error::UnknownPartLine {
+                job: job_id,
+                line: line_id.to_string(),
+            });
+        }
+        self.edit(job.parts_id, |d| parts::remove_line(d, line_id))?;
+        self.commit(&[job.parts_id], "remove part")
+    }
+
+    /// Attach a photo: the file is checked to be a whole image, copied into the data dir under its
+    /// sha256, and a photo document is created. When `item` is a photo-required checklist item,
+    /// the photo answers it in the same commit.
+    pub fn attach_photo(
+        &mut self,
+        job_id: Uuid,
+        file: &Path,
+        item: Option<&str>,
+        caption: &str,
+    ) -> Result<Photo> {
+        let job = self.read_job(job_id)?;
+        self.ensure_work_editable(&job)?;
+        let answers_item = match item {
+            Some(item_id) => {
+                let checklist = self.read_checklist(job.checklist_id)?;
+                let item = checklist.item(item_id).ok_or_else(|| Error::UnknownItem {
+                    job: job_id,
+                    item: item_id.to_string(),
+                })?;
+                item.kind == ItemKind::PhotoRequired
+            }
+            None => false,
+        };
+        let not_image = |reason: String| Error::NotAnImage {
+            path: file.display().to_string(),
+            reason,
+        };
+        let bytes = std::fs::read(file).map_err(|e| not_image(format!("cannot read: {e}")))?;
+        let info = blobs::inspect_image(&bytes).map_err(not_image)?;
+        let blob = blobs::store(&self.dir, &bytes)?;
+        let photo_id = schemas::new_id();
+        let new = NewPhoto {
+            job_id,
+            checklist_item: item.map(String::from),
+            sha256: blob.sha256,
+            size: blob.size,
+            mime: info.mime.to_string(),
+            width: info.width,
+            height: info.height,
+            taken_at: self.now(),
+            location: None,
+            caption: caption.to_string(),
+        };
+        let doc = photo::create(&self.actor, photo_id, &new, &self.user)?;
+        self.insert_new(photo_id, DocKind::Photo, job_id, doc);
+        let mut ids = vec![photo_id];
+        if let (true, Some(item_id)) = (answers_item, item) {
+            let (user, now) = (self.user.clone(), self.now());
+            let value = ItemValue::Text(photo_id.to_string());
+            self.edit(job.checklist_id, |d| {
+                checklist::set_value(d, item_id, Some(&value), &user, now)
+            })?;
+            ids.push(job.checklist_id);
+        }
+        self.commit(&ids, "attach photo")?;
+        Ok(photo::read(&self.loaded(photo_id)?.doc)?)
+    }
+
+    /// Record the customer's sign-off: the signer's name, their signature (a PNG, stored as a
+    /// blob), the device time, and a hash over the checklist and parts as shown to the signer.
+    /// After it, the checklist and parts are locked on this device.
+    pub fn sign_off(
+        &mut self,
+        job_id: Uuid,
+        signer_name: &str,
+        signature_png: &Path,
+    ) -> Result<Signoff> {
+        let job = self.read_job(job_id)?;
+        self.ensure_work_editable(&job)?;
+        if job.status != JobStatus::InProgress {
+            return Err(Error::InvalidValue(format!(
+                "a job is signed off while in progress (this one is {})",
+                job.status
+            )));
+        }
+        if signer_name.trim().is_empty() {
+            return Err(Error::InvalidValue("the signer's name is required".into()));
+        }
+        let checklist = self.read_checklist(job.checklist_id)?;
+        let missing: Vec<String> = checklist
+            .missing_required()
+            .into_iter()
+            .map(String::from)
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::ChecklistIncomplete(missing));
+        }
+        let parts = self.read_parts(job.parts_id)?;
+        let not_image = |reason: String| Error::NotAnImage {
+            path: signature_png.display().to_string(),
+            reason,
+        };
+        let bytes =
+            std::fs::read(signature_png).map_err(|e| not_image(format!("cannot read: {e}")))?;
+        let info = blobs::inspect_image(&bytes).map_err(not_image)?;
+        if info.mime != "image/png" {
+            return Err(not_image(format!(
+                "a signature must be a PNG, this is {}",
+                info.mime
+            )));
+        }
+        let blob = blobs::store(&self.dir, &bytes)?;
+        let signoff = Signoff {
+            signer_name: signer_name.trim().to_string(),
+            signature_sha256: blob.sha256,
+            signed_at: self.now(),
+            summary_sha256: checklist::signoff_summary_hash(&checklist, &parts),
+            by: self.user.clone(),
+        };
+        self.edit(job_id, |d| job::set_signoff(d, &signoff))?;
+        self.commit(&[job_id], "sign-off")?;
+        Ok(signoff)
+    }
+
+    /// The photo document `id`, if the device holds it.
+    pub fn photo(&mut self, id: Uuid) -> Result<Option<Photo>> {
+        let exists: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT 1 FROM q_photos WHERE id = ?1",
+                [id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(photo::read(&self.loaded(id)?.doc)?))
+    }
+}

@@ -1,0 +1,334 @@
+//! Documents on the device: loading, the in-memory cache, and persisting changes.
+//!
+//! A document is stored as a snapshot (`save()`, compacted) plus the incremental change bytes
+//! written after it. Every mutation — a local action or changes from the server — goes through
+//! [`Replica::persist`], which in one SQLite transaction appends the new change bytes, records
+//! local changes as not yet acknowledged, and updates the query tables. If that transaction
+//! fails the documents are dropped from the cache, so memory never runs ahead of disk.
+
+use std::collections::{HashMap, HashSet};
+
+use automerge::{AutoCommit, ChangeHash, ReadDoc};
+use rusqlite::{OptionalExtension, params};
+use schemas::DocKind;
+use uuid::Uuid;
+
+use crate::events::{ChangeEvent, Origin};
+use crate::{Error, Replica, Result, queries};
+
+/// After this many change rows a document is compacted into a fresh snapshot. A job document
+/// after 64 edits saves in well under a millisecond, and compaction keeps loads to one snapshot
+/// plus at most this many small rows.
+pub const COMPACT_EVERY: usize = 64;
+
+pub(crate) struct Loaded {
+    pub doc: AutoCommit,
+    pub kind: DocKind,
+    pub job_id: Uuid,
+    /// Heads of what is on disk; `save_after(saved_heads)` is what still has to be written.
+    saved_heads: Vec<ChangeHash>,
+    /// Change rows on disk after the snapshot.
+    change_rows: usize,
+    /// Not yet in the `documents` table.
+    is_new: bool,
+}
+
+#[derive(Default)]
+pub(crate) struct DocCache {
+    pub(crate) loaded: HashMap<Uuid, Loaded>,
+}
+
+/// A document's identity as the replica records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DocInfo {
+    pub id: Uuid,
+    pub kind: DocKind,
+    pub job_id: Uuid,
+}
+
+impl Replica {
+    /// The loaded document `id`, loading it from disk if needed.
+    pub(crate) fn loaded(&mut self, id: Uuid) -> Result<&mut Loaded> {
+        if !self.docs.loaded.contains_key(&id) {
+            let l = self.load_from_disk(id)?;
+            self.docs.loaded.insert(id, l);
+        }
+        Ok(self.docs.loaded.get_mut(&id).expect("just inserted"))
+    }
+
+    fn load_from_disk(&self, id: Uuid) -> Result<Loaded> {
+        let row: Option<(String, String, Option<Vec<u8>>)> = self
+            .conn
+            .query_row(
+                "SELECT kind, job_id, snapshot FROM documents WHERE id = ?1",
+                [id.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let (kind, job_id, snapshot) = row.ok_or(Error::DocNotFound(id))?;
+        let corrupt = |reason: String| Error::Corrupt { doc: id, reason };
+        let kind = DocKind::parse(&kind).ok_or_else(|| corrupt(format!("unknown kind {kind}")))?;
+        let job_id = Uuid::parse_str(&job_id).map_err(|e| corrupt(e.to_string()))?;
+        let mut doc = match snapshot {
+            Some(bytes) => AutoCommit::load(&bytes).map_err(|e| corrupt(e.to_string()))?,
+            None => AutoCommit::new(),
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT bytes FROM doc_changes WHERE doc_id = ?1 ORDER BY seq")?;
+        let mut rows = stmt.query([id.to_string()])?;
+        let mut change_rows = 0;
+        while let Some(row) = rows.next()? {
+            let bytes: Vec<u8> = row.get(0)?;
+            doc.load_incremental(&bytes)
+                .map_err(|e| corrupt(e.to_string()))?;
+            change_rows += 1;
+        }
+        doc.set_actor(self.actor.clone());
+        let saved_heads = doc.get_heads();
+        Ok(Loaded {
+            doc,
+            kind,
+            job_id,
+            saved_heads,
+            change_rows,
+            is_new: false,
+        })
+    }
+
+    /// Put a newly created document in the cache; the next `persist` writes it.
+    pub(crate) fn insert_new(&mut self, id: Uuid, kind: DocKind, job_id: Uuid, doc: AutoCommit) {
+        self.docs.loaded.insert(
+            id,
+            Loaded {
+                doc,
+                kind,
+                job_id,
+                saved_heads: Vec::new(),
+                change_rows: 0,
+                is_new: true,
+            },
+        );
+    }
+
+    /// Write whatever changed in documents `ids` since they were last written, in one
+    /// transaction, with their query rows. `Origin::Local` records the new changes as not yet
+    /// acknowledged by the server.
+    pub(crate) fn persist(&mut self, ids: &[Uuid], origin: Origin) -> Result<()> {
+        match self.persist_inner(ids, origin) {
+            Ok(events) => {
+                for e in events {
+                    self.events.emit(e);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Memory may now hold changes the disk does not: forget them.
+                for id in ids {
+                    self.docs.loaded.remove(id);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn persist_inner(&mut self, ids: &[Uuid], origin: Origin) -> Result<Vec<ChangeEvent>> {
+        let now = schemas::job::ts(self.now());
+        let tx = self.conn.transaction()?;
+        let mut updates = Vec::with_capacity(ids.len());
+        let mut events = Vec::new();
+        for id in ids {
+            let l = self
+                .docs
+                .loaded
+                .get_mut(id)
+                .ok_or(Error::DocNotFound(*id))?;
+            if l.is_new {
+                tx.execute(
+                    "INSERT INTO documents (id, kind, job_id) VALUES (?1, ?2, ?3)",
+                    params![id.to_string(), l.kind.as_str(), l.job_id.to_string()],
+                )?;
+            }
+            let bytes = l.doc.save_after(&l.saved_heads);
+            let heads = l.doc.get_heads();
+            if bytes.is_empty() && !l.is_new {
+                continue;
+            }
+            let mut change_rows = l.change_rows;
+            if !bytes.is_empty() {
+                tx.prepare_cached("INSERT INTO doc_changes (doc_id, bytes) VALUES (?1, ?2)")?
+                    .execute(params![id.to_string(), bytes])?;
+                change_rows += 1;
+            }
+            if origin == Origin::Local {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO unacked (doc_id, hash, created_at) VALUES (?1, ?2, ?3)",
+                )?;
+                for change in l.doc.get_changes(&l.saved_heads) {
+                    stmt.execute(params![id.to_string(), change.hash().to_string(), now])?;
+                }
+            }
+            queries::update_for(&tx, *id, l.kind, &l.doc)?;
+            if change_rows >= COMPACT_EVERY {
+                let snapshot = l.doc.save();
+                tx.prepare_cached("UPDATE documents SET snapshot = ?2 WHERE id = ?1")?
+                    .execute(params![id.to_string(), snapshot])?;
+                tx.prepare_cached("DELETE FROM doc_changes WHERE doc_id = ?1")?
+                    .execute([id.to_string()])?;
+                change_rows = 0;
+            }
+            updates.push((*id, heads, change_rows));
+            events.push(ChangeEvent {
+                doc_id: *id,
+                kind: l.kind,
+                job_id: l.job_id,
+                origin,
+            });
+        }
+        tx.commit()?;
+        for (id, heads, change_rows) in updates {
+            if let Some(l) = self.docs.loaded.get_mut(&id) {
+                l.saved_heads = heads;
+                l.change_rows = change_rows;
+                l.is_new = false;
+            }
+        }
+        Ok(events)
+    }
+
+    /// Every document on the device.
+    pub fn documents(&self) -> Result<Vec<DocInfo>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, kind, job_id FROM documents ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, kind, job) = row?;
+            out.push(DocInfo {
+                id: Uuid::parse_str(&id).map_err(|e| Error::InvalidValue(e.to_string()))?,
+                kind: DocKind::parse(&kind).ok_or_else(|| Error::InvalidValue(kind.clone()))?,
+                job_id: Uuid::parse_str(&job).map_err(|e| Error::InvalidValue(e.to_string()))?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The full saved form of a document (for sync, export and tests).
+    pub fn save_document(&mut self, id: Uuid) -> Result<Vec<u8>> {
+        Ok(self.loaded(id)?.doc.save())
+    }
+
+    /// The document's state as JSON.
+    pub fn document_json(&mut self, id: Uuid) -> Result<serde_json::Value> {
+        Ok(schemas::read_json(&self.loaded(id)?.doc))
+    }
+
+    pub fn heads(&mut self, id: Uuid) -> Result<Vec<ChangeHash>> {
+        Ok(self.loaded(id)?.doc.get_heads())
+    }
+
+    /// Merge changes from elsewhere (the server, another replica) into document `id`, creating it
+    /// if this device does not hold it yet. `bytes` is any mix of `save()` and change bytes.
+    /// Returns false when the bytes brought nothing new.
+    pub fn apply_remote(&mut self, info: DocInfo, bytes: &[u8]) -> Result<bool> {
+        let exists = self.docs.loaded.contains_key(&info.id) || self.has_document(info.id)?;
+        if !exists {
+            let mut doc = AutoCommit::new().with_actor(self.actor.clone());
+            doc.load_incremental(bytes)
+                .map_err(|e| Error::InvalidValue(format!("bad document bytes: {e}")))?;
+            let found = schemas::doc::doc_kind(&doc);
+            if found != Some(info.kind) {
+                return Err(Error::InvalidValue(format!(
+                    "document {} is not a {}",
+                    info.id, info.kind
+                )));
+            }
+            self.insert_new(info.id, info.kind, info.job_id, doc);
+        } else {
+            let l = self.loaded(info.id)?;
+            let before = l.doc.get_heads();
+            if let Err(e) = l.doc.load_incremental(bytes) {
+                self.docs.loaded.remove(&info.id);
+                return Err(Error::InvalidValue(format!("bad document bytes: {e}")));
+            }
+            if l.doc.get_heads() == before {
+                return Ok(false);
+            }
+        }
+        self.persist(&[info.id], Origin::Remote)?;
+        Ok(true)
+    }
+
+    pub fn has_document(&self, id: Uuid) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM documents WHERE id = ?1",
+                [id.to_string()],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Local changes the server has not acknowledged yet, as `(document, change hash)`.
+    pub fn unacked(&self) -> Result<Vec<(Uuid, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT doc_id, hash FROM unacked ORDER BY created_at, doc_id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (doc, hash) = row?;
+            out.push((
+                Uuid::parse_str(&doc).map_err(|e| Error::InvalidValue(e.to_string()))?,
+                hash,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The server has durably stored document `id` up to `heads`: every local change those heads
+    /// include is now safe. Heads this device does not know yet are ignored.
+    pub fn ack(&mut self, id: Uuid, heads: &[ChangeHash]) -> Result<usize> {
+        let l = self.loaded(id)?;
+        let known: Vec<ChangeHash> = heads
+            .iter()
+            .copied()
+            .filter(|h| l.doc.get_change_by_hash(h).is_some())
+            .collect();
+        if known.is_empty() {
+            return Ok(0);
+        }
+        let not_covered: HashSet<String> = l
+            .doc
+            .get_changes(&known)
+            .iter()
+            .map(|c| c.hash().to_string())
+            .collect();
+        let pending: Vec<String> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT hash FROM unacked WHERE doc_id = ?1")?;
+            let rows = stmt.query_map([id.to_string()], |r| r.get::<_, String>(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let tx = self.conn.transaction()?;
+        let mut acked = 0;
+        for hash in pending.iter().filter(|h| !not_covered.contains(*h)) {
+            acked += tx.execute(
+                "DELETE FROM unacked WHERE doc_id = ?1 AND hash = ?2",
+                params![id.to_string(), hash],
+            )?;
+        }
+        tx.commit()?;
+        Ok(acked)
+    }
+}

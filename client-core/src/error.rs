@@ -1,0 +1,73 @@
+use uuid::Uuid;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything a device action can fail with. Input errors leave the replica untouched.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no job `{0}` on this device")]
+    JobNotFound(String),
+    #[error("no document `{0}` on this device")]
+    DocNotFound(Uuid),
+    #[error("job {job} has no checklist item `{item}`")]
+    UnknownItem { job: Uuid, item: String },
+    #[error("job {job} has no part line `{line}`")]
+    UnknownPartLine { job: Uuid, line: String },
+    #[error("unknown checklist template `{0}`")]
+    UnknownTemplate(String),
+    #[error(
+        "unknown status `{0}` (one of pending, assigned, en_route, in_progress, on_hold, completed, cancelled)"
+    )]
+    UnknownStatus(String),
+    #[error("a job cannot go from {from} to {to}")]
+    InvalidTransition {
+        from: schemas::JobStatus,
+        to: schemas::JobStatus,
+    },
+    #[error("required checklist items are not done: {}", .0.join(", "))]
+    ChecklistIncomplete(Vec<String>),
+    #[error("job {0} is signed off: its checklist and parts can no longer change")]
+    SignedOff(Uuid),
+    #[error("job {job} is {status}: it can no longer change")]
+    JobClosed {
+        job: Uuid,
+        status: schemas::JobStatus,
+    },
+    #[error("invalid value: {0}")]
+    InvalidValue(String),
+    #[error("{path}: not a usable image ({reason})")]
+    NotAnImage { path: String, reason: String },
+    #[error("a time entry is already running for {0} on this job")]
+    TimeEntryRunning(String),
+    #[error("no running time entry for {0} on this job")]
+    NoRunningTimeEntry(String),
+    #[error(
+        "replica migration {version} ({name}) differs from the one applied to this database; refusing to open it"
+    )]
+    MigrationChanged { version: usize, name: String },
+    #[error("replica was written by a newer version of the app (migration {0} is unknown)")]
+    NewerReplica(usize),
+    #[error("document {doc} is corrupt: {reason}")]
+    Corrupt { doc: Uuid, reason: String },
+    #[error(transparent)]
+    Doc(#[from] schemas::DocError),
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// True when the caller's input was at fault (and retrying the same call cannot succeed);
+    /// false for storage failures.
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(
+            self,
+            Error::Db(_)
+                | Error::Io(_)
+                | Error::Corrupt { .. }
+                | Error::MigrationChanged { .. }
+                | Error::NewerReplica(_)
+        )
+    }
+}

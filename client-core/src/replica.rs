@@ -1,0 +1,124 @@
+//! The replica handle: the open database, the device's identity and the loaded documents.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use automerge::ActorId;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::docs::DocCache;
+use crate::events::Events;
+use crate::{ChangeEvent, Result, db};
+
+/// Where the replica reads the time. Time is an input so tests can fix it.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// How to open a replica. `Options::default()` uses the system clock.
+#[derive(Clone, Default)]
+pub struct Options {
+    pub clock: Option<Clock>,
+}
+
+/// A technician's offline replica. Not shared between threads: wrap it in a mutex to share.
+pub struct Replica {
+    pub(crate) conn: Connection,
+    pub(crate) dir: PathBuf,
+    pub(crate) actor: ActorId,
+    pub(crate) user: String,
+    pub(crate) clock: Clock,
+    pub(crate) docs: DocCache,
+    pub(crate) events: Events,
+}
+
+pub const DB_FILE: &str = "replica.sqlite";
+const DEFAULT_USER: &str = "technician";
+
+impl Replica {
+    /// Open the replica in `data_dir`, creating the folder and database if needed.
+    pub fn open(data_dir: impl AsRef<Path>) -> Result<Replica> {
+        Replica::open_with(data_dir, Options::default())
+    }
+
+    pub fn open_with(data_dir: impl AsRef<Path>, options: Options) -> Result<Replica> {
+        let dir = data_dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir)?;
+        let conn = db::open(&dir.join(DB_FILE))?;
+        // Each device writes with its own Automerge actor, made once and kept.
+        let actor = match meta_get(&conn, "actor")? {
+            Some(hex) => ActorId::from(
+                hex::decode(hex).map_err(|e| crate::Error::InvalidValue(e.to_string()))?,
+            ),
+            None => {
+                let actor = ActorId::random();
+                meta_set(&conn, "actor", &actor.to_hex_string())?;
+                actor
+            }
+        };
+        let user = meta_get(&conn, "user")?.unwrap_or_else(|| DEFAULT_USER.to_string());
+        let clock = options.clock.unwrap_or_else(|| Arc::new(Utc::now));
+        Ok(Replica {
+            conn,
+            dir,
+            actor,
+            user,
+            clock,
+            docs: DocCache::default(),
+            events: Events::default(),
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The name edits are recorded under (who set a status, checked an item, used a part).
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// Record who works on this device (set when the technician signs in).
+    pub fn set_user(&mut self, name: &str) -> Result<()> {
+        meta_set(&self.conn, "user", name)?;
+        self.user = name.to_string();
+        Ok(())
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        meta_get(&self.conn, key)
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        meta_set(&self.conn, key, value)
+    }
+
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    /// A stream of change events, sent after each change commits.
+    pub fn subscribe(&mut self) -> std::sync::mpsc::Receiver<ChangeEvent> {
+        self.events.subscribe()
+    }
+
+    /// SQLite's own consistency check (used after crash tests and by support tools).
+    pub fn integrity_check(&self) -> Result<String> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    }
+}
+
+fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?)
+}
+
+fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<()> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [key, value],
+    )?;
+    Ok(())
+}

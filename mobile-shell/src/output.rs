@@ -1,0 +1,120 @@
+//! Presentation: JSON for scripts, short text for people.
+
+use client_core::{JobSummary, JobView};
+
+pub struct Out {
+    pub json: bool,
+}
+
+impl Out {
+    pub fn value(&self, json: serde_json::Value, text: &str) -> anyhow::Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        } else {
+            println!("{text}");
+        }
+        Ok(())
+    }
+
+    pub fn done(&self, text: &str) -> anyhow::Result<()> {
+        self.value(serde_json::json!({"ok": true}), text)
+    }
+
+    pub fn jobs(&self, jobs: &[JobSummary]) -> anyhow::Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(jobs)?);
+            return Ok(());
+        }
+        if jobs.is_empty() {
+            println!("no jobs");
+        }
+        for j in jobs {
+            let when = j
+                .scheduled_start
+                .map(|t| t.format("%a %d %b %H:%M").to_string())
+                .unwrap_or_else(|| "unscheduled".into());
+            println!(
+                "{}  {:<11} {:<6} {:<16} {}  [{} / {} checked, {} parts]{}",
+                short(&j.id.to_string()),
+                j.status.as_str(),
+                j.priority.as_str(),
+                when,
+                j.title,
+                j.checklist_done,
+                j.checklist_total,
+                j.parts_lines,
+                if j.signed_off { "  signed" } else { "" }
+            );
+        }
+        Ok(())
+    }
+
+    pub fn job(&self, j: &JobView) -> anyhow::Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(j)?);
+            return Ok(());
+        }
+        println!("{}  {}", j.id, j.title);
+        println!(
+            "status {}  priority {}",
+            j.status.as_str(),
+            j.priority.as_str()
+        );
+        if !j.customer.name.is_empty() || !j.site.name.is_empty() {
+            println!("customer {}  site {}", j.customer.name, j.site.name);
+        }
+        if !j.notes.is_empty() {
+            println!("notes: {}", j.notes);
+        }
+        let p = j.checklist.progress;
+        println!(
+            "checklist {} ({}/{} done, {}/{} required)",
+            j.checklist.title, p.done, p.total, p.required_done, p.required_total
+        );
+        for item in &j.checklist.items {
+            let value = match &item.value {
+                Some(schemas::checklist::ItemValue::Number(n)) => {
+                    format!("{n}{}", item.unit.as_deref().unwrap_or(""))
+                }
+                Some(schemas::checklist::ItemValue::Text(t)) => t.clone(),
+                None => "-".into(),
+            };
+            println!(
+                "  {} {:<24} {:<40} {}",
+                if item.required { "*" } else { " " },
+                item.id,
+                item.label,
+                value
+            );
+        }
+        println!("parts");
+        for line in &j.parts {
+            println!(
+                "  {}  {:<16} x{}  {}",
+                short(&line.id),
+                line.sku,
+                line.qty,
+                line.description
+            );
+        }
+        for photo in &j.photos {
+            println!(
+                "photo {}  {}x{}  {}",
+                photo.id,
+                photo.width,
+                photo.height,
+                photo.checklist_item.as_deref().unwrap_or("")
+            );
+        }
+        if let Some(s) = &j.signoff {
+            println!("signed off by {} at {}", s.signer_name, s.signed_at);
+        }
+        Ok(())
+    }
+}
+
+/// The last 8 characters of an id: the random tail of a UUIDv7 (its head is a timestamp shared
+/// by everything made in the same millisecond). Commands accept it in place of the full id.
+fn short(id: &str) -> &str {
+    &id[id.len().saturating_sub(8)..]
+}
