@@ -1,0 +1,200 @@
+//! The server's durable state behind one trait, with two implementations: Postgres (production,
+//! sqlx with compile-checked queries) and SQLite (the embedded default, rusqlite on a blocking
+//! thread). One conformance suite (`tests/store_conformance.rs`) runs against both.
+//!
+//! What is stored:
+//! - master data the sync needs: orgs, users (argon2 password hashes), devices, tokens;
+//! - the document registry (id, org, kind, job) and job assignments, which define each user's
+//!   document set;
+//! - the change log: append-only, idempotent by (document, change hash), plus one snapshot per
+//!   document so a document loads from one snapshot and a few changes;
+//! - per (device, document) Automerge sync states.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+pub mod postgres;
+pub mod sqlite;
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken (a user name taken, an org name taken).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A referenced row does not exist (assigning an unknown user, a change for an unknown doc).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The database failed; retrying may help.
+    #[error("database: {0}")]
+    Database(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Technician,
+    Dispatcher,
+    BackOffice,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Technician => "technician",
+            Role::Dispatcher => "dispatcher",
+            Role::BackOffice => "back_office",
+            Role::Admin => "admin",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Role> {
+        [
+            Role::Technician,
+            Role::Dispatcher,
+            Role::BackOffice,
+            Role::Admin,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Org {
+    pub id: Uuid,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    /// Unique across the server: it is what people sign in with.
+    pub name: String,
+    pub role: Role,
+    pub password_hash: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+    pub revoked: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
+/// A token as stored: only its sha256 (hex) is kept, never the token itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub hash: String,
+    pub kind: TokenKind,
+    pub user_id: Uuid,
+    /// `None` for tokens of browser sessions (dispatchers) that have no device.
+    pub device_id: Option<Uuid>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A token looked up, with what is needed to decide whether it is still good.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub token: TokenRecord,
+    pub user: User,
+    /// True when the token's device was revoked by an admin.
+    pub device_revoked: bool,
+}
+
+/// A document in the registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DocMeta {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    /// `job`, `checklist`, `parts` or `photo` (see `schemas::DocKind`).
+    pub kind: String,
+    /// The job the document belongs to (a job document's own id for a job).
+    pub job_id: Uuid,
+}
+
+/// One Automerge change, as raw bytes with its hash (hex).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangeRecord {
+    pub hash: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Everything needed to load a document: its latest snapshot (if compacted) and the changes
+/// appended after it, in append order, with the sequence number of the last one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoredDoc {
+    pub snapshot: Option<Vec<u8>>,
+    pub changes: Vec<Vec<u8>>,
+    /// The highest change sequence number the result covers (0 when there is none).
+    pub last_seq: i64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Apply pending migrations (idempotent).
+    async fn migrate(&self) -> StoreResult<()>;
+
+    async fn create_org(&self, name: &str) -> StoreResult<Org>;
+    async fn org_by_name(&self, name: &str) -> StoreResult<Option<Org>>;
+
+    /// `Conflict` when the name is taken.
+    async fn create_user(
+        &self,
+        org_id: Uuid,
+        name: &str,
+        role: Role,
+        password_hash: &str,
+    ) -> StoreResult<User>;
+    async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>>;
+    async fn user(&self, id: Uuid) -> StoreResult<Option<User>>;
+    async fn users_in_org(&self, org_id: Uuid) -> StoreResult<Vec<User>>;
+
+    async fn register_device(&self, user_id: Uuid, name: &str) -> StoreResult<Device>;
+    async fn device(&self, id: Uuid) -> StoreResult<Option<Device>>;
+    /// Revoke a device: its tokens stop working. Returns false when there is no such device.
+    async fn revoke_device(&self, id: Uuid) -> StoreResult<bool>;
+
+    async fn insert_token(&self, token: &TokenRecord) -> StoreResult<()>;
+    async fn token(&self, hash: &str) -> StoreResult<Option<TokenInfo>>;
+    async fn delete_token(&self, hash: &str) -> StoreResult<()>;
+
+    /// Register a document; registering the same id again is a no-op.
+    async fn create_document(&self, meta: &DocMeta) -> StoreResult<()>;
+    async fn document(&self, id: Uuid) -> StoreResult<Option<DocMeta>>;
+    async fn job_documents(&self, job_id: Uuid) -> StoreResult<Vec<DocMeta>>;
+    /// Every job document id of an org (the dispatcher's view).
+    async fn org_jobs(&self, org_id: Uuid) -> StoreResult<Vec<Uuid>>;
+
+    /// Append changes to a document's log in one transaction. A change whose hash the log already
+    /// holds for that document is skipped (a retried upload is a no-op), even after compaction.
+    /// Returns the sequence number of the last change now in the log for the document.
+    async fn append_changes(&self, doc_id: Uuid, changes: &[ChangeRecord]) -> StoreResult<i64>;
+    /// The snapshot and every change after it. `NotFound` for an unregistered document.
+    async fn load(&self, doc_id: Uuid) -> StoreResult<StoredDoc>;
+    /// Changes appended after `seq` (for a node catching up after a notification).
+    async fn changes_since(&self, doc_id: Uuid, seq: i64) -> StoreResult<StoredDoc>;
+    /// Replace the snapshot with one that includes every change up to `upto_seq`; those changes'
+    /// bytes are dropped (their hashes are kept for idempotency).
+    async fn save_snapshot(&self, doc_id: Uuid, snapshot: &[u8], upto_seq: i64) -> StoreResult<()>;
+
+    async fn sync_state(&self, device_id: Uuid, doc_id: Uuid) -> StoreResult<Option<Vec<u8>>>;
+    async fn put_sync_state(&self, device_id: Uuid, doc_id: Uuid, state: &[u8]) -> StoreResult<()>;
+
+    /// Returns false when the assignment already existed.
+    async fn assign(&self, job_id: Uuid, user_id: Uuid) -> StoreResult<bool>;
+    /// Returns false when there was no such assignment.
+    async fn unassign(&self, job_id: Uuid, user_id: Uuid) -> StoreResult<bool>;
+    async fn assigned_jobs(&self, user_id: Uuid) -> StoreResult<Vec<Uuid>>;
+    async fn job_assignees(&self, job_id: Uuid) -> StoreResult<Vec<Uuid>>;
+}

@@ -1,0 +1,634 @@
+//! The Postgres store, for production: sqlx with compile-checked queries.
+//!
+//! The query macros check every statement against a database when one is given at build time,
+//! and otherwise read what they need from `.sqlx/` at the workspace root, so the crate builds
+//! without a database (`SQLX_OFFLINE=true` makes them use `.sqlx/` even when `DATABASE_URL` is
+//! set).
+//! After changing a query or a migration, regenerate `.sqlx/` from the workspace root with:
+//!
+//! ```sh
+//! psql -h 127.0.0.1 -U postgres -c 'DROP DATABASE IF EXISTS fieldsync_sqlx_prepare' \
+//!      -c 'CREATE DATABASE fieldsync_sqlx_prepare' &&
+//! cat migrations/postgres/*.sql |
+//!     psql -h 127.0.0.1 -U postgres -d fieldsync_sqlx_prepare -v ON_ERROR_STOP=1 -q &&
+//! rm -rf .sqlx && mkdir .sqlx && touch sync-server/src/store/postgres.rs &&
+//! SQLX_OFFLINE_DIR="$PWD/.sqlx" DATABASE_URL=postgres://postgres@127.0.0.1:5432/fieldsync_sqlx_prepare \
+//!     cargo check -p sync-server --lib
+//! ```
+//!
+//! (With `DATABASE_URL` set the macros describe each query live and write it to
+//! `SQLX_OFFLINE_DIR`; the `touch` makes cargo expand them again.)
+//!
+//! Consistency: every write that touches more than one row runs in one transaction. Appends and
+//! compactions of a document first lock its registry row, so they run one at a time per document
+//! and sequence numbers become visible in order: a reader that saw seq N never later finds a
+//! change of that document below N. Reads of a snapshot together with its changes run in one
+//! REPEATABLE READ transaction so a concurrent compaction cannot slip between the two reads.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::Rng;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{PgConnection, error::ErrorKind};
+use uuid::Uuid;
+
+use super::{
+    ChangeRecord, Device, DocMeta, Org, Role, Store, StoreError, StoreResult, StoredDoc, TokenInfo,
+    TokenKind, TokenRecord, User,
+};
+
+/// How often a transaction that Postgres aborted as a serialization failure or deadlock is tried
+/// in all before the error is returned.
+const TX_ATTEMPTS: u32 = 5;
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connect a pool to `url` (`postgres://user@host:port/db`). Call [`Store::migrate`] before use.
+    pub async fn connect(url: &str) -> StoreResult<PgStore> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .connect(url)
+            .await
+            .map_err(db_error)?;
+        Ok(PgStore { pool })
+    }
+}
+
+/// Map a sqlx error onto the store's three kinds.
+fn db_error(err: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &err {
+        match db.kind() {
+            ErrorKind::UniqueViolation => return StoreError::Conflict(db.message().to_owned()),
+            ErrorKind::ForeignKeyViolation => return StoreError::NotFound(db.message().to_owned()),
+            _ => {}
+        }
+    }
+    StoreError::Database(err.to_string())
+}
+
+/// True for the errors Postgres asks the client to retry: serialization failure (40001) and
+/// deadlock (40P01). The transaction was rolled back, so running it again is safe.
+fn is_retryable(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40001" | "40P01")))
+}
+
+/// Run `tx` (which opens, uses and commits its own transaction) until it succeeds, fails with an
+/// error that a retry cannot fix, or has been tried `TX_ATTEMPTS` times. Waits between tries grow
+/// exponentially and are jittered so that the transactions that collided do not collide again.
+async fn retrying<T, F, Fut>(mut tx: F) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, TxError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match tx().await {
+            Err(TxError::Sql(err)) if attempt < TX_ATTEMPTS && is_retryable(&err) => {
+                let ceiling_ms = 10u64 << attempt;
+                let wait =
+                    Duration::from_millis(rand::rng().random_range(ceiling_ms / 2..=ceiling_ms));
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            Err(TxError::Sql(err)) => return Err(db_error(err)),
+            Err(TxError::Store(err)) => return Err(err),
+            Ok(value) => return Ok(value),
+        }
+    }
+}
+
+/// What a transaction body fails with: a sqlx error (retried when Postgres says so) or a store
+/// error decided by the body itself (an unknown document), which is final.
+enum TxError {
+    Sql(sqlx::Error),
+    Store(StoreError),
+}
+
+impl From<sqlx::Error> for TxError {
+    fn from(err: sqlx::Error) -> Self {
+        TxError::Sql(err)
+    }
+}
+
+/// Lock a document's registry row for the rest of the transaction, so appends and compactions of
+/// one document run one at a time. `FOR NO KEY UPDATE` still lets other transactions insert rows
+/// that reference the document (sync states), which only need a key-share lock.
+async fn lock_document(conn: &mut PgConnection, doc_id: Uuid) -> Result<(), TxError> {
+    let found = sqlx::query_scalar!(
+        "SELECT id FROM documents WHERE id = $1 FOR NO KEY UPDATE",
+        doc_id
+    )
+    .fetch_optional(conn)
+    .await?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(TxError::Store(unknown_document(doc_id))),
+    }
+}
+
+fn unknown_document(doc_id: Uuid) -> StoreError {
+    StoreError::NotFound(format!("document {doc_id}"))
+}
+
+/// The highest sequence number in a document's log, 0 when it is empty.
+async fn last_seq(conn: &mut PgConnection, doc_id: Uuid) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT COALESCE(MAX(seq), 0) AS "last_seq!" FROM changes WHERE doc_id = $1"#,
+        doc_id
+    )
+    .fetch_one(conn)
+    .await
+}
+
+fn parse_role(role: &str) -> StoreResult<Role> {
+    Role::parse(role).ok_or_else(|| StoreError::Database(format!("unknown role {role:?} in users")))
+}
+
+fn token_kind_str(kind: TokenKind) -> &'static str {
+    match kind {
+        TokenKind::Access => "access",
+        TokenKind::Refresh => "refresh",
+    }
+}
+
+fn parse_token_kind(kind: &str) -> StoreResult<TokenKind> {
+    match kind {
+        "access" => Ok(TokenKind::Access),
+        "refresh" => Ok(TokenKind::Refresh),
+        other => Err(StoreError::Database(format!(
+            "unknown token kind {other:?} in tokens"
+        ))),
+    }
+}
+
+struct UserRow {
+    id: Uuid,
+    org_id: Uuid,
+    name: String,
+    role: String,
+    password_hash: String,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = StoreError;
+    fn try_from(row: UserRow) -> StoreResult<User> {
+        Ok(User {
+            id: row.id,
+            org_id: row.org_id,
+            name: row.name,
+            role: parse_role(&row.role)?,
+            password_hash: row.password_hash,
+        })
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        sqlx::migrate!("../migrations/postgres")
+            .run(&self.pool)
+            .await
+            .map_err(|err| StoreError::Database(format!("migrating: {err}")))
+    }
+
+    async fn create_org(&self, name: &str) -> StoreResult<Org> {
+        let org = Org {
+            id: Uuid::now_v7(),
+            name: name.to_owned(),
+        };
+        sqlx::query!(
+            "INSERT INTO orgs (id, name) VALUES ($1, $2)",
+            org.id,
+            org.name
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(org)
+    }
+
+    async fn org_by_name(&self, name: &str) -> StoreResult<Option<Org>> {
+        sqlx::query_as!(Org, "SELECT id, name FROM orgs WHERE name = $1", name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)
+    }
+
+    async fn create_user(
+        &self,
+        org_id: Uuid,
+        name: &str,
+        role: Role,
+        password_hash: &str,
+    ) -> StoreResult<User> {
+        let user = User {
+            id: Uuid::now_v7(),
+            org_id,
+            name: name.to_owned(),
+            role,
+            password_hash: password_hash.to_owned(),
+        };
+        sqlx::query!(
+            "INSERT INTO users (id, org_id, name, role, password_hash) VALUES ($1, $2, $3, $4, $5)",
+            user.id,
+            user.org_id,
+            user.name,
+            role.as_str(),
+            user.password_hash,
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(user)
+    }
+
+    async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>> {
+        sqlx::query_as!(
+            UserRow,
+            "SELECT id, org_id, name, role, password_hash FROM users WHERE name = $1",
+            name
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .map(User::try_from)
+        .transpose()
+    }
+
+    async fn user(&self, id: Uuid) -> StoreResult<Option<User>> {
+        sqlx::query_as!(
+            UserRow,
+            "SELECT id, org_id, name, role, password_hash FROM users WHERE id = $1",
+            id
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .map(User::try_from)
+        .transpose()
+    }
+
+    async fn users_in_org(&self, org_id: Uuid) -> StoreResult<Vec<User>> {
+        sqlx::query_as!(
+            UserRow,
+            "SELECT id, org_id, name, role, password_hash FROM users WHERE org_id = $1 ORDER BY name",
+            org_id
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(User::try_from)
+        .collect()
+    }
+
+    async fn register_device(&self, user_id: Uuid, name: &str) -> StoreResult<Device> {
+        let device = Device {
+            id: Uuid::now_v7(),
+            user_id,
+            name: name.to_owned(),
+            revoked: false,
+        };
+        sqlx::query!(
+            "INSERT INTO devices (id, user_id, name) VALUES ($1, $2, $3)",
+            device.id,
+            device.user_id,
+            device.name
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(device)
+    }
+
+    async fn device(&self, id: Uuid) -> StoreResult<Option<Device>> {
+        sqlx::query_as!(
+            Device,
+            "SELECT id, user_id, name, revoked FROM devices WHERE id = $1",
+            id
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn revoke_device(&self, id: Uuid) -> StoreResult<bool> {
+        let done = sqlx::query!("UPDATE devices SET revoked = TRUE WHERE id = $1", id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn insert_token(&self, token: &TokenRecord) -> StoreResult<()> {
+        sqlx::query!(
+            "INSERT INTO tokens (hash, kind, user_id, device_id, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            token.hash,
+            token_kind_str(token.kind),
+            token.user_id,
+            token.device_id,
+            token.expires_at,
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn token(&self, hash: &str) -> StoreResult<Option<TokenInfo>> {
+        let row = sqlx::query!(
+            r#"SELECT t.hash, t.kind, t.user_id, t.device_id, t.expires_at,
+                      u.org_id, u.name, u.role, u.password_hash,
+                      COALESCE(d.revoked, FALSE) AS "device_revoked!"
+               FROM tokens t
+               JOIN users u ON u.id = t.user_id
+               LEFT JOIN devices d ON d.id = t.device_id
+               WHERE t.hash = $1"#,
+            hash
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(|row| {
+            Ok(TokenInfo {
+                token: TokenRecord {
+                    hash: row.hash,
+                    kind: parse_token_kind(&row.kind)?,
+                    user_id: row.user_id,
+                    device_id: row.device_id,
+                    expires_at: row.expires_at,
+                },
+                user: User {
+                    id: row.user_id,
+                    org_id: row.org_id,
+                    name: row.name,
+                    role: parse_role(&row.role)?,
+                    password_hash: row.password_hash,
+                },
+                device_revoked: row.device_revoked,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_token(&self, hash: &str) -> StoreResult<()> {
+        sqlx::query!("DELETE FROM tokens WHERE hash = $1", hash)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn create_document(&self, meta: &DocMeta) -> StoreResult<()> {
+        sqlx::query!(
+            "INSERT INTO documents (id, org_id, kind, job_id) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+            meta.id,
+            meta.org_id,
+            meta.kind,
+            meta.job_id,
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn document(&self, id: Uuid) -> StoreResult<Option<DocMeta>> {
+        sqlx::query_as!(
+            DocMeta,
+            "SELECT id, org_id, kind, job_id FROM documents WHERE id = $1",
+            id
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn job_documents(&self, job_id: Uuid) -> StoreResult<Vec<DocMeta>> {
+        sqlx::query_as!(
+            DocMeta,
+            "SELECT id, org_id, kind, job_id FROM documents WHERE job_id = $1 ORDER BY id",
+            job_id
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn org_jobs(&self, org_id: Uuid) -> StoreResult<Vec<Uuid>> {
+        sqlx::query_scalar!(
+            "SELECT id FROM documents WHERE org_id = $1 AND kind = 'job' ORDER BY id",
+            org_id
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn append_changes(&self, doc_id: Uuid, changes: &[ChangeRecord]) -> StoreResult<i64> {
+        let hashes: Vec<String> = changes.iter().map(|c| c.hash.clone()).collect();
+        let bytes: Vec<Vec<u8>> = changes.iter().map(|c| c.bytes.clone()).collect();
+        let (hashes, bytes) = (&hashes[..], &bytes[..]);
+        retrying(move || async move {
+            let mut tx = self.pool.begin().await?;
+            lock_document(&mut tx, doc_id).await?;
+            // One statement for the whole batch; WITH ORDINALITY keeps the upload's order in seq.
+            // DO NOTHING also skips a hash repeated within the batch.
+            sqlx::query!(
+                "INSERT INTO changes (doc_id, hash, bytes)
+                 SELECT $1, c.hash, c.bytes
+                 FROM UNNEST($2::text[], $3::bytea[]) WITH ORDINALITY AS c(hash, bytes, position)
+                 ORDER BY c.position
+                 ON CONFLICT (doc_id, hash) DO NOTHING",
+                doc_id,
+                hashes,
+                bytes,
+            )
+            .execute(&mut *tx)
+            .await?;
+            let last = last_seq(&mut tx, doc_id).await?;
+            tx.commit().await?;
+            Ok(last)
+        })
+        .await
+    }
+
+    async fn load(&self, doc_id: Uuid) -> StoreResult<StoredDoc> {
+        retrying(move || async move {
+            let mut tx = self
+                .pool
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await?;
+            let registered = sqlx::query_scalar!("SELECT id FROM documents WHERE id = $1", doc_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if registered.is_none() {
+                return Err(TxError::Store(unknown_document(doc_id)));
+            }
+            let snapshot = sqlx::query!(
+                "SELECT bytes, upto_seq FROM snapshots WHERE doc_id = $1",
+                doc_id
+            )
+            .fetch_optional(&mut *tx)
+            .await?;
+            let after = snapshot.as_ref().map_or(0, |s| s.upto_seq);
+            let changes = sqlx::query_scalar!(
+                r#"SELECT bytes AS "bytes!" FROM changes
+                   WHERE doc_id = $1 AND seq > $2 AND bytes IS NOT NULL ORDER BY seq"#,
+                doc_id,
+                after
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            let last_seq = last_seq(&mut tx, doc_id).await?;
+            tx.commit().await?;
+            Ok(StoredDoc {
+                snapshot: snapshot.map(|s| s.bytes),
+                changes,
+                last_seq,
+            })
+        })
+        .await
+    }
+
+    async fn changes_since(&self, doc_id: Uuid, seq: i64) -> StoreResult<StoredDoc> {
+        retrying(move || async move {
+            let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+            let registered =
+                sqlx::query_scalar!("SELECT id FROM documents WHERE id = $1", doc_id).fetch_optional(&mut *tx).await?;
+            if registered.is_none() {
+                return Err(TxError::Store(unknown_document(doc_id)));
+            }
+            // A change after `seq` without bytes was compacted into the snapshot, which the caller
+            // then needs as well.
+            let snapshot = sqlx::query_scalar!(
+                "SELECT s.bytes FROM snapshots s
+                 WHERE s.doc_id = $1
+                   AND EXISTS (SELECT 1 FROM changes c WHERE c.doc_id = $1 AND c.seq > $2 AND c.bytes IS NULL)",
+                doc_id,
+                seq
+            )
+            .fetch_optional(&mut *tx)
+            .await?;
+            let changes = sqlx::query_scalar!(
+                r#"SELECT bytes AS "bytes!" FROM changes
+                   WHERE doc_id = $1 AND seq > $2 AND bytes IS NOT NULL ORDER BY seq"#,
+                doc_id,
+                seq
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            let last_seq = last_seq(&mut tx, doc_id).await?;
+            tx.commit().await?;
+            Ok(StoredDoc { snapshot, changes, last_seq })
+        })
+        .await
+    }
+
+    /// A snapshot older than the stored one (a smaller `upto_seq`) is ignored: the changes it
+    /// lacks were already dropped, so storing it would lose them. `upto_seq` past the end of the
+    /// log is taken as the end of the log, so changes appended later are never hidden behind it.
+    async fn save_snapshot(&self, doc_id: Uuid, snapshot: &[u8], upto_seq: i64) -> StoreResult<()> {
+        retrying(move || async move {
+            let mut tx = self.pool.begin().await?;
+            lock_document(&mut tx, doc_id).await?;
+            let upto = upto_seq.min(last_seq(&mut tx, doc_id).await?);
+            let saved = sqlx::query!(
+                "INSERT INTO snapshots (doc_id, bytes, upto_seq) VALUES ($1, $2, $3)
+                 ON CONFLICT (doc_id) DO UPDATE SET bytes = EXCLUDED.bytes, upto_seq = EXCLUDED.upto_seq
+                 WHERE snapshots.upto_seq <= EXCLUDED.upto_seq",
+                doc_id,
+                snapshot,
+                upto,
+            )
+            .execute(&mut *tx)
+            .await?;
+            if saved.rows_affected() > 0 {
+                sqlx::query!(
+                    "UPDATE changes SET bytes = NULL WHERE doc_id = $1 AND seq <= $2 AND bytes IS NOT NULL",
+                    doc_id,
+                    upto
+                )
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn sync_state(&self, device_id: Uuid, doc_id: Uuid) -> StoreResult<Option<Vec<u8>>> {
+        sqlx::query_scalar!(
+            "SELECT state FROM sync_states WHERE device_id = $1 AND doc_id = $2",
+            device_id,
+            doc_id
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn put_sync_state(&self, device_id: Uuid, doc_id: Uuid, state: &[u8]) -> StoreResult<()> {
+        sqlx::query!(
+            "INSERT INTO sync_states (device_id, doc_id, state) VALUES ($1, $2, $3)
+             ON CONFLICT (device_id, doc_id) DO UPDATE SET state = EXCLUDED.state",
+            device_id,
+            doc_id,
+            state,
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn assign(&self, job_id: Uuid, user_id: Uuid) -> StoreResult<bool> {
+        let done = sqlx::query!(
+            "INSERT INTO assignments (job_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            job_id,
+            user_id
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn unassign(&self, job_id: Uuid, user_id: Uuid) -> StoreResult<bool> {
+        let done = sqlx::query!(
+            "DELETE FROM assignments WHERE job_id = $1 AND user_id = $2",
+            job_id,
+            user_id
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn assigned_jobs(&self, user_id: Uuid) -> StoreResult<Vec<Uuid>> {
+        sqlx::query_scalar!(
+            "SELECT job_id FROM assignments WHERE user_id = $1 ORDER BY job_id",
+            user_id
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn job_assignees(&self, job_id: Uuid) -> StoreResult<Vec<Uuid>> {
+        sqlx::query_scalar!(
+            "SELECT user_id FROM assignments WHERE job_id = $1 ORDER BY user_id",
+            job_id
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+}

@@ -1,0 +1,731 @@
+//! The SQLite store, the embedded default: rusqlite on tokio's blocking threads.
+//!
+//! Why rusqlite and not sqlx: the device library already uses rusqlite, and a workspace can link
+//! only one `libsqlite3-sys`; sqlx's SQLite driver pins an older one. rusqlite's calls block, so
+//! each runs on `spawn_blocking` over one connection behind a mutex: the server writes from one
+//! process, SQLite allows one writer at a time anyway, and WAL keeps outside readers (backups, the
+//! sqlite3 shell) from blocking it.
+//!
+//! Durability: `synchronous = FULL` makes every commit reach the disk before it returns, so an
+//! acknowledged upload survives a power cut.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{
+    Connection, OptionalExtension, Row, ToSql, Transaction, TransactionBehavior, params,
+};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{
+    ChangeRecord, Device, DocMeta, Org, Role, Store, StoreError, StoreResult, StoredDoc, TokenInfo,
+    TokenKind, TokenRecord, User,
+};
+
+/// The migrations, in the order they apply, embedded so the binary carries its schema. Append new
+/// files at the end and never edit one that has been released: [`migrate`] refuses a database
+/// whose applied migrations differ from these. A migration must not contain its own
+/// `BEGIN`/`COMMIT`, because each runs inside the runner's transaction.
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_sync_core.sql",
+    include_str!("../../../migrations/sqlite/0001_sync_core.sql"),
+)];
+
+/// How long a statement waits for another connection's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Open (or create) the database file at `path`. Call [`Store::migrate`] before use.
+    pub fn open(path: impl AsRef<Path>) -> StoreResult<SqliteStore> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let journal_mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        if !journal_mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Database(format!(
+                "SQLite refused WAL mode (journal_mode is {journal_mode})"
+            )));
+        }
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Run `f` on the connection on a blocking thread.
+    async fn call<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            // A panic while the lock was held cannot leave a transaction open (rusqlite rolls back
+            // a dropped transaction), so a poisoned connection is still good to use.
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut conn)
+        })
+        .await
+        .map_err(|err| StoreError::Database(format!("SQLite task failed: {err}")))?
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(err: rusqlite::Error) -> StoreError {
+        if let rusqlite::Error::SqliteFailure(failure, message) = &err {
+            let message = message.clone().unwrap_or_else(|| err.to_string());
+            match failure.extended_code {
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                    return StoreError::Conflict(message);
+                }
+                rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
+                    return StoreError::NotFound(message);
+                }
+                _ => {}
+            }
+        }
+        StoreError::Database(err.to_string())
+    }
+}
+
+/// Apply the pending [`MIGRATIONS`] in one immediate transaction (so two processes starting at
+/// once do not both apply them), recording each one's name and sha256. Refuses, changing
+/// nothing, when an applied migration's file changed or is unknown to this build.
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             name       TEXT PRIMARY KEY,
+             sha256     TEXT NOT NULL,
+             applied_at INTEGER NOT NULL
+         ) STRICT",
+    )?;
+    let applied: Vec<(String, String)> = tx
+        .prepare("SELECT name, sha256 FROM schema_migrations ORDER BY name")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (name, recorded) in &applied {
+        let Some((_, sql)) = MIGRATIONS.iter().find(|(known, _)| known == name) else {
+            return Err(StoreError::Database(format!(
+                "the database has migration {name} applied, which this build does not know; \
+                 it was migrated by a newer build"
+            )));
+        };
+        let current = sha256_hex(sql);
+        if current != *recorded {
+            return Err(StoreError::Database(format!(
+                "migration {name} changed after it was applied (applied sha256 {recorded}, file now \
+                 {current}); migrations are append-only: restore the file and add a new migration"
+            )));
+        }
+    }
+    for (name, sql) in MIGRATIONS {
+        if applied.iter().any(|(done, _)| done == name) {
+            continue;
+        }
+        tx.execute_batch(sql)
+            .map_err(|err| StoreError::Database(format!("migration {name}: {err}")))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (name, sha256, applied_at) VALUES (?1, ?2, ?3)",
+            params![name, sha256_hex(sql), Utc::now().timestamp_micros()],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// A UUID as stored: its hyphenated text, readable in the sqlite3 shell.
+struct Id(Uuid);
+
+impl ToSql for Id {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.0.to_string()))
+    }
+}
+
+impl FromSql for Id {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        Uuid::parse_str(value.as_str()?)
+            .map(Id)
+            .map_err(|err| FromSqlError::Other(Box::new(err)))
+    }
+}
+
+/// A column of the value set `what`, parsed with `parse`; an unknown value is a corrupt row.
+fn parsed<T>(
+    row: &Row<'_>,
+    idx: usize,
+    what: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> rusqlite::Result<T> {
+    let text: String = row.get(idx)?;
+    parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            idx,
+            rusqlite::types::Type::Text,
+            format!("unknown {what} {text:?}").into(),
+        )
+    })
+}
+
+fn parse_token_kind(kind: &str) -> Option<TokenKind> {
+    match kind {
+        "access" => Some(TokenKind::Access),
+        "refresh" => Some(TokenKind::Refresh),
+        _ => None,
+    }
+}
+
+fn token_kind_str(kind: TokenKind) -> &'static str {
+    match kind {
+        TokenKind::Access => "access",
+        TokenKind::Refresh => "refresh",
+    }
+}
+
+fn timestamp(row: &Row<'_>, idx: usize) -> rusqlite::Result<DateTime<Utc>> {
+    let micros: i64 = row.get(idx)?;
+    DateTime::from_timestamp_micros(micros)
+        .ok_or(rusqlite::Error::IntegralValueOutOfRange(idx, micros))
+}
+
+const USER_COLUMNS: &str = "id, org_id, name, role, password_hash";
+
+/// A user from the columns of [`USER_COLUMNS`], starting at `first`.
+fn user_at(row: &Row<'_>, first: usize) -> rusqlite::Result<User> {
+    Ok(User {
+        id: row.get::<_, Id>(first)?.0,
+        org_id: row.get::<_, Id>(first + 1)?.0,
+        name: row.get(first + 2)?,
+        role: parsed(row, first + 3, "role", Role::parse)?,
+        password_hash: row.get(first + 4)?,
+    })
+}
+
+fn doc_meta(row: &Row<'_>) -> rusqlite::Result<DocMeta> {
+    Ok(DocMeta {
+        id: row.get::<_, Id>(0)?.0,
+        org_id: row.get::<_, Id>(1)?.0,
+        kind: row.get(2)?,
+        job_id: row.get::<_, Id>(3)?.0,
+    })
+}
+
+fn ids(conn: &Connection, sql: &str, key: Uuid) -> StoreResult<Vec<Uuid>> {
+    let found = conn
+        .prepare_cached(sql)?
+        .query_map([Id(key)], |row| Ok(row.get::<_, Id>(0)?.0))?
+        .collect::<Result<_, _>>()?;
+    Ok(found)
+}
+
+/// `NotFound` unless the document is registered.
+fn require_document(tx: &Transaction<'_>, doc_id: Uuid) -> StoreResult<()> {
+    let found = tx
+        .prepare_cached("SELECT 1 FROM documents WHERE id = ?1")?
+        .query_row([Id(doc_id)], |_| Ok(()))
+        .optional()?;
+    found.ok_or_else(|| StoreError::NotFound(format!("document {doc_id}")))
+}
+
+/// The highest sequence number in a document's log, 0 when it is empty.
+fn last_seq(tx: &Transaction<'_>, doc_id: Uuid) -> rusqlite::Result<i64> {
+    tx.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM changes WHERE doc_id = ?1")?
+        .query_row([Id(doc_id)], |row| row.get(0))
+}
+
+/// The bytes of the document's changes after `seq` that were not compacted, in order.
+fn live_changes_after(
+    tx: &Transaction<'_>,
+    doc_id: Uuid,
+    seq: i64,
+) -> rusqlite::Result<Vec<Vec<u8>>> {
+    tx.prepare_cached(
+        "SELECT bytes FROM changes WHERE doc_id = ?1 AND seq > ?2 AND bytes IS NOT NULL ORDER BY seq",
+    )?
+    .query_map(params![Id(doc_id), seq], |row| row.get(0))?
+    .collect()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        self.call(migrate).await
+    }
+
+    async fn create_org(&self, name: &str) -> StoreResult<Org> {
+        let org = Org {
+            id: Uuid::now_v7(),
+            name: name.to_owned(),
+        };
+        let row = org.clone();
+        self.call(move |conn| {
+            conn.execute(
+                "INSERT INTO orgs (id, name) VALUES (?1, ?2)",
+                params![Id(row.id), row.name],
+            )?;
+            Ok(())
+        })
+        .await?;
+        Ok(org)
+    }
+
+    async fn org_by_name(&self, name: &str) -> StoreResult<Option<Org>> {
+        let name = name.to_owned();
+        self.call(move |conn| {
+            let org = conn
+                .prepare_cached("SELECT id, name FROM orgs WHERE name = ?1")?
+                .query_row([name], |row| {
+                    Ok(Org {
+                        id: row.get::<_, Id>(0)?.0,
+                        name: row.get(1)?,
+                    })
+                })
+                .optional()?;
+            Ok(org)
+        })
+        .await
+    }
+
+    async fn create_user(
+        &self,
+        org_id: Uuid,
+        name: &str,
+        role: Role,
+        password_hash: &str,
+    ) -> StoreResult<User> {
+        let user = User {
+            id: Uuid::now_v7(),
+            org_id,
+            name: name.to_owned(),
+            role,
+            password_hash: password_hash.to_owned(),
+        };
+        let row = user.clone();
+        self.call(move |conn| {
+            conn.execute(
+                "INSERT INTO users (id, org_id, name, role, password_hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![Id(row.id), Id(row.org_id), row.name, row.role.as_str(), row.password_hash],
+            )?;
+            Ok(())
+        })
+        .await?;
+        Ok(user)
+    }
+
+    async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>> {
+        let name = name.to_owned();
+        self.call(move |conn| {
+            let user = conn
+                .prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE name = ?1"))?
+                .query_row([name], |row| user_at(row, 0))
+                .optional()?;
+            Ok(user)
+        })
+        .await
+    }
+
+    async fn user(&self, id: Uuid) -> StoreResult<Option<User>> {
+        self.call(move |conn| {
+            let user = conn
+                .prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?
+                .query_row([Id(id)], |row| user_at(row, 0))
+                .optional()?;
+            Ok(user)
+        })
+        .await
+    }
+
+    async fn users_in_org(&self, org_id: Uuid) -> StoreResult<Vec<User>> {
+        self.call(move |conn| {
+            let users = conn
+                .prepare_cached(&format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE org_id = ?1 ORDER BY name"
+                ))?
+                .query_map([Id(org_id)], |row| user_at(row, 0))?
+                .collect::<Result<_, _>>()?;
+            Ok(users)
+        })
+        .await
+    }
+
+    async fn register_device(&self, user_id: Uuid, name: &str) -> StoreResult<Device> {
+        let device = Device {
+            id: Uuid::now_v7(),
+            user_id,
+            name: name.to_owned(),
+            revoked: false,
+        };
+        let row = device.clone();
+        self.call(move |conn| {
+            conn.execute(
+                "INSERT INTO devices (id, user_id, name) VALUES (?1, ?2, ?3)",
+                params![Id(row.id), Id(row.user_id), row.name],
+            )?;
+            Ok(())
+        })
+        .await?;
+        Ok(device)
+    }
+
+    async fn device(&self, id: Uuid) -> StoreResult<Option<Device>> {
+        self.call(move |conn| {
+            let device = conn
+                .prepare_cached("SELECT id, user_id, name, revoked FROM devices WHERE id = ?1")?
+                .query_row([Id(id)], |row| {
+                    Ok(Device {
+                        id: row.get::<_, Id>(0)?.0,
+                        user_id: row.get::<_, Id>(1)?.0,
+                        name: row.get(2)?,
+                        revoked: row.get(3)?,
+                    })
+                })
+                .optional()?;
+            Ok(device)
+        })
+        .await
+    }
+
+    async fn revoke_device(&self, id: Uuid) -> StoreResult<bool> {
+        self.call(move |conn| {
+            Ok(conn.execute("UPDATE devices SET revoked = 1 WHERE id = ?1", [Id(id)])? > 0)
+        })
+        .await
+    }
+
+    async fn insert_token(&self, token: &TokenRecord) -> StoreResult<()> {
+        let token = token.clone();
+        self.call(move |conn| {
+            conn.execute(
+                "INSERT INTO tokens (hash, kind, user_id, device_id, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    token.hash,
+                    token_kind_str(token.kind),
+                    Id(token.user_id),
+                    token.device_id.map(Id),
+                    token.expires_at.timestamp_micros(),
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn token(&self, hash: &str) -> StoreResult<Option<TokenInfo>> {
+        let hash = hash.to_owned();
+        self.call(move |conn| {
+            let info = conn
+                .prepare_cached(
+                    "SELECT t.hash, t.kind, t.device_id, t.expires_at,
+                            u.id, u.org_id, u.name, u.role, u.password_hash,
+                            COALESCE(d.revoked, 0)
+                     FROM tokens t
+                     JOIN users u ON u.id = t.user_id
+                     LEFT JOIN devices d ON d.id = t.device_id
+                     WHERE t.hash = ?1",
+                )?
+                .query_row([hash], |row| {
+                    let user = user_at(row, 4)?;
+                    Ok(TokenInfo {
+                        token: TokenRecord {
+                            hash: row.get(0)?,
+                            kind: parsed(row, 1, "token kind", parse_token_kind)?,
+                            user_id: user.id,
+                            device_id: row.get::<_, Option<Id>>(2)?.map(|id| id.0),
+                            expires_at: timestamp(row, 3)?,
+                        },
+                        user,
+                        device_revoked: row.get(9)?,
+                    })
+                })
+                .optional()?;
+            Ok(info)
+        })
+        .await
+    }
+
+    async fn delete_token(&self, hash: &str) -> StoreResult<()> {
+        let hash = hash.to_owned();
+        self.call(move |conn| {
+            conn.execute("DELETE FROM tokens WHERE hash = ?1", [hash])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_document(&self, meta: &DocMeta) -> StoreResult<()> {
+        let meta = meta.clone();
+        self.call(move |conn| {
+            conn.execute(
+                "INSERT INTO documents (id, org_id, kind, job_id) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO NOTHING",
+                params![Id(meta.id), Id(meta.org_id), meta.kind, Id(meta.job_id)],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn document(&self, id: Uuid) -> StoreResult<Option<DocMeta>> {
+        self.call(move |conn| {
+            let meta = conn
+                .prepare_cached("SELECT id, org_id, kind, job_id FROM documents WHERE id = ?1")?
+                .query_row([Id(id)], doc_meta)
+                .optional()?;
+            Ok(meta)
+        })
+        .await
+    }
+
+    async fn job_documents(&self, job_id: Uuid) -> StoreResult<Vec<DocMeta>> {
+        self.call(move |conn| {
+            let docs = conn
+                .prepare_cached(
+                    "SELECT id, org_id, kind, job_id FROM documents WHERE job_id = ?1 ORDER BY id",
+                )?
+                .query_map([Id(job_id)], doc_meta)?
+                .collect::<Result<_, _>>()?;
+            Ok(docs)
+        })
+        .await
+    }
+
+    async fn org_jobs(&self, org_id: Uuid) -> StoreResult<Vec<Uuid>> {
+        self.call(move |conn| {
+            ids(
+                conn,
+                "SELECT id FROM documents WHERE org_id = ?1 AND kind = 'job' ORDER BY id",
+                org_id,
+            )
+        })
+        .await
+    }
+
+    async fn append_changes(&self, doc_id: Uuid, changes: &[ChangeRecord]) -> StoreResult<i64> {
+        let changes = changes.to_vec();
+        self.call(move |conn| {
+            // IMMEDIATE takes the write lock up front, so a concurrent writer waits (busy_timeout)
+            // instead of failing when a read transaction tries to become a write one.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            require_document(&tx, doc_id)?;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO changes (doc_id, hash, bytes) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (doc_id, hash) DO NOTHING",
+                )?;
+                for change in &changes {
+                    insert.execute(params![Id(doc_id), change.hash, change.bytes])?;
+                }
+            }
+            let last = last_seq(&tx, doc_id)?;
+            tx.commit()?;
+            Ok(last)
+        })
+        .await
+    }
+
+    async fn load(&self, doc_id: Uuid) -> StoreResult<StoredDoc> {
+        self.call(move |conn| {
+            // One transaction so the snapshot and the changes after it are read from one state.
+            let tx = conn.transaction()?;
+            require_document(&tx, doc_id)?;
+            let snapshot: Option<(Vec<u8>, i64)> = tx
+                .prepare_cached("SELECT bytes, upto_seq FROM snapshots WHERE doc_id = ?1")?
+                .query_row([Id(doc_id)], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()?;
+            let after = snapshot.as_ref().map_or(0, |(_, upto)| *upto);
+            let changes = live_changes_after(&tx, doc_id, after)?;
+            let last_seq = last_seq(&tx, doc_id)?;
+            tx.commit()?;
+            Ok(StoredDoc {
+                snapshot: snapshot.map(|(bytes, _)| bytes),
+                changes,
+                last_seq,
+            })
+        })
+        .await
+    }
+
+    async fn changes_since(&self, doc_id: Uuid, seq: i64) -> StoreResult<StoredDoc> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            require_document(&tx, doc_id)?;
+            // A change after `seq` without bytes was compacted into the snapshot, which the caller
+            // then needs as well.
+            let snapshot: Option<Vec<u8>> = tx
+                .prepare_cached(
+                    "SELECT s.bytes FROM snapshots s
+                     WHERE s.doc_id = ?1
+                       AND EXISTS (SELECT 1 FROM changes c WHERE c.doc_id = ?1 AND c.seq > ?2 AND c.bytes IS NULL)",
+                )?
+                .query_row(params![Id(doc_id), seq], |row| row.get(0))
+                .optional()?;
+            let changes = live_changes_after(&tx, doc_id, seq)?;
+            let last_seq = last_seq(&tx, doc_id)?;
+            tx.commit()?;
+            Ok(StoredDoc { snapshot, changes, last_seq })
+        })
+        .await
+    }
+
+    /// A snapshot older than the stored one (a smaller `upto_seq`) is ignored: the changes it
+    /// lacks were already dropped, so storing it would lose them. `upto_seq` past the end of the
+    /// log is taken as the end of the log, so changes appended later are never hidden behind it.
+    async fn save_snapshot(&self, doc_id: Uuid, snapshot: &[u8], upto_seq: i64) -> StoreResult<()> {
+        let snapshot = snapshot.to_vec();
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            require_document(&tx, doc_id)?;
+            let upto = upto_seq.min(last_seq(&tx, doc_id)?);
+            let saved = tx.execute(
+                "INSERT INTO snapshots (doc_id, bytes, upto_seq) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (doc_id) DO UPDATE SET bytes = excluded.bytes, upto_seq = excluded.upto_seq
+                 WHERE snapshots.upto_seq <= excluded.upto_seq",
+                params![Id(doc_id), snapshot, upto],
+            )?;
+            if saved > 0 {
+                tx.execute(
+                    "UPDATE changes SET bytes = NULL WHERE doc_id = ?1 AND seq <= ?2 AND bytes IS NOT NULL",
+                    params![Id(doc_id), upto],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn sync_state(&self, device_id: Uuid, doc_id: Uuid) -> StoreResult<Option<Vec<u8>>> {
+        self.call(move |conn| {
+            let state = conn
+                .prepare_cached(
+                    "SELECT state FROM sync_states WHERE device_id = ?1 AND doc_id = ?2",
+                )?
+                .query_row([Id(device_id), Id(doc_id)], |row| row.get(0))
+                .optional()?;
+            Ok(state)
+        })
+        .await
+    }
+
+    async fn put_sync_state(&self, device_id: Uuid, doc_id: Uuid, state: &[u8]) -> StoreResult<()> {
+        let state = state.to_vec();
+        self.call(move |conn| {
+            conn.execute(
+                "INSERT INTO sync_states (device_id, doc_id, state) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (device_id, doc_id) DO UPDATE SET state = excluded.state",
+                params![Id(device_id), Id(doc_id), state],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn assign(&self, job_id: Uuid, user_id: Uuid) -> StoreResult<bool> {
+        self.call(move |conn| {
+            let added = conn.execute(
+                "INSERT INTO assignments (job_id, user_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                [Id(job_id), Id(user_id)],
+            )?;
+            Ok(added > 0)
+        })
+        .await
+    }
+
+    async fn unassign(&self, job_id: Uuid, user_id: Uuid) -> StoreResult<bool> {
+        self.call(move |conn| {
+            let removed = conn.execute(
+                "DELETE FROM assignments WHERE job_id = ?1 AND user_id = ?2",
+                [Id(job_id), Id(user_id)],
+            )?;
+            Ok(removed > 0)
+        })
+        .await
+    }
+
+    async fn assigned_jobs(&self, user_id: Uuid) -> StoreResult<Vec<Uuid>> {
+        self.call(move |conn| {
+            ids(
+                conn,
+                "SELECT job_id FROM assignments WHERE user_id = ?1 ORDER BY job_id",
+                user_id,
+            )
+        })
+        .await
+    }
+
+    async fn job_assignees(&self, job_id: Uuid) -> StoreResult<Vec<Uuid>> {
+        self.call(move |conn| {
+            ids(
+                conn,
+                "SELECT user_id FROM assignments WHERE job_id = ?1 ORDER BY user_id",
+                job_id,
+            )
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The checksum guard: a database whose applied migration no longer matches its file (here,
+    /// the recorded sha256 is altered instead of the embedded file) is refused, not migrated.
+    #[tokio::test]
+    async fn refuses_a_changed_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("store.db")).unwrap();
+        store.migrate().await.unwrap();
+        store.migrate().await.expect("migrating twice is a no-op");
+        store
+            .call(|conn| {
+                conn.execute("UPDATE schema_migrations SET sha256 = 'edited' WHERE name = '0001_sync_core.sql'", [])?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let err = store.migrate().await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Database(message) if message.contains("0001_sync_core.sql changed")),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn refuses_an_unknown_applied_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("store.db")).unwrap();
+        store.migrate().await.unwrap();
+        store
+            .call(|conn| {
+                conn.execute(
+                    "INSERT INTO schema_migrations (name, sha256, applied_at) VALUES ('9999_future.sql', '', 0)",
+                    [],
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let err = store.migrate().await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Database(message) if message.contains("9999_future.sql")),
+            "{err}"
+        );
+    }
+}

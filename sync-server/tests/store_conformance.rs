@@ -1,0 +1,835 @@
+//! One list of behaviours every `Store` must have, run against each implementation.
+//!
+//! Each test below is a plain `async fn(&dyn Store)`; `backend_tests!` at the bottom turns the
+//! list into `sqlite::<name>` and `postgres::<name>` tests, each on a fresh, migrated store: a
+//! SQLite file in a temporary directory, or a new Postgres database that is dropped afterwards.
+//!
+//! The Postgres tests need a server: `postgres://postgres@127.0.0.1:5432` (trust auth) unless
+//! `FIELDSYNC_TEST_POSTGRES` names another one (a URL without a database name).
+
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, ChangeHash, ROOT, ReadDoc};
+use chrono::{DateTime, Duration, Utc};
+use sync_server::store::postgres::PgStore;
+use sync_server::store::sqlite::SqliteStore;
+use sync_server::store::{
+    ChangeRecord, DocMeta, Role, Store, StoreError, StoredDoc, TokenKind, TokenRecord,
+};
+use uuid::Uuid;
+
+// ---- fixtures -------------------------------------------------------------------------------
+
+struct SqliteBackend {
+    store: SqliteStore,
+    _dir: tempfile::TempDir,
+}
+
+impl SqliteBackend {
+    async fn new() -> SqliteBackend {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = SqliteStore::open(dir.path().join("store.db")).expect("open SQLite store");
+        store.migrate().await.expect("migrate SQLite store");
+        SqliteBackend { store, _dir: dir }
+    }
+}
+
+/// A Postgres database of its own for one test, dropped when the test ends, passed or failed.
+struct PostgresBackend {
+    store: PgStore,
+    server: String,
+    database: String,
+}
+
+fn postgres_server() -> String {
+    std::env::var("FIELDSYNC_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+/// Run `statement` in the server's maintenance database (CREATE/DROP DATABASE cannot run in the
+/// database they act on).
+async fn admin(server: &str, statement: String) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .unwrap_or_else(|err| panic!("connect to Postgres at {server} for the tests: {err}"));
+    sqlx::query(sqlx::AssertSqlSafe(statement))
+        .execute(&mut conn)
+        .await
+        .expect("admin statement");
+    conn.close().await.expect("close admin connection");
+}
+
+impl PostgresBackend {
+    async fn new() -> PostgresBackend {
+        let server = postgres_server();
+        let database = format!("fs_test_{}", Uuid::now_v7().simple());
+        admin(&server, format!("CREATE DATABASE {database}")).await;
+        let store = PgStore::connect(&format!("{server}/{database}"))
+            .await
+            .expect("connect Postgres store");
+        store.migrate().await.expect("migrate Postgres store");
+        PostgresBackend {
+            store,
+            server,
+            database,
+        }
+    }
+}
+
+impl Drop for PostgresBackend {
+    fn drop(&mut self) {
+        // Drop runs inside the test's runtime, which cannot be blocked on, so the cleanup gets a
+        // thread and a runtime of its own. FORCE ends the store's pooled connections.
+        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database);
+        let server = self.server.clone();
+        let cleanup = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("cleanup runtime")
+                .block_on(admin(&server, statement));
+        });
+        // A failed cleanup only leaves a database behind; it must not hide the test's own result.
+        let _ = cleanup.join();
+    }
+}
+
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let backend = crate::SqliteBackend::new().await;
+                    crate::$name(&backend.store).await;
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let backend = crate::PostgresBackend::new().await;
+                    crate::$name(&backend.store).await;
+                }
+            )*
+        }
+    };
+}
+
+backend_tests!(
+    orgs_and_users,
+    devices_and_revocation,
+    tokens,
+    document_registry,
+    append_is_idempotent_by_hash,
+    concurrent_appends,
+    unknown_document_is_not_found,
+    snapshot_compacts_the_log,
+    changes_since,
+    sync_states,
+    assignments,
+    automerge_round_trip,
+);
+
+// ---- helpers --------------------------------------------------------------------------------
+
+/// Fake changes for tests that only count and order them: the store does not look inside.
+fn change(name: &str) -> ChangeRecord {
+    ChangeRecord {
+        hash: format!("hash-{name}"),
+        bytes: format!("bytes-{name}").into_bytes(),
+    }
+}
+
+fn bytes(names: &[&str]) -> Vec<Vec<u8>> {
+    names.iter().map(|name| change(name).bytes).collect()
+}
+
+/// An org with one user, for tests about something else.
+async fn org_with_user(store: &dyn Store) -> (Uuid, Uuid) {
+    let org = store.create_org("Acme Repairs").await.unwrap();
+    let user = store
+        .create_user(org.id, "tess", Role::Technician, "argon2-hash")
+        .await
+        .unwrap();
+    (org.id, user.id)
+}
+
+async fn job_document(store: &dyn Store, org_id: Uuid) -> Uuid {
+    let id = Uuid::now_v7();
+    store
+        .create_document(&DocMeta {
+            id,
+            org_id,
+            kind: "job".into(),
+            job_id: id,
+        })
+        .await
+        .unwrap();
+    id
+}
+
+/// Now, at the microsecond precision both stores keep.
+fn now_micros() -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap()
+}
+
+fn sorted(mut ids: Vec<Uuid>) -> Vec<Uuid> {
+    ids.sort();
+    ids
+}
+
+// ---- tests ----------------------------------------------------------------------------------
+
+async fn orgs_and_users(store: &dyn Store) {
+    let acme = store.create_org("Acme Repairs").await.unwrap();
+    assert_eq!(
+        store.org_by_name("Acme Repairs").await.unwrap(),
+        Some(acme.clone())
+    );
+    assert_eq!(store.org_by_name("Nobody").await.unwrap(), None);
+    let err = store.create_org("Acme Repairs").await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(_)),
+        "duplicate org name: {err:?}"
+    );
+
+    let tess = store
+        .create_user(acme.id, "tess", Role::Technician, "hash-1")
+        .await
+        .unwrap();
+    let dana = store
+        .create_user(acme.id, "dana", Role::Dispatcher, "hash-2")
+        .await
+        .unwrap();
+    assert_eq!(tess.org_id, acme.id);
+    assert_eq!(tess.role, Role::Technician);
+    assert_eq!(
+        store.user_by_name("tess").await.unwrap(),
+        Some(tess.clone())
+    );
+    assert_eq!(store.user(dana.id).await.unwrap(), Some(dana.clone()));
+    assert_eq!(store.user_by_name("nobody").await.unwrap(), None);
+    assert_eq!(store.user(Uuid::now_v7()).await.unwrap(), None);
+    assert_eq!(store.users_in_org(acme.id).await.unwrap(), vec![dana, tess]);
+
+    // Names are unique across the server, not per org: people sign in with the name alone.
+    let other = store.create_org("Other Org").await.unwrap();
+    let err = store
+        .create_user(other.id, "tess", Role::Admin, "hash-3")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(_)),
+        "duplicate user name: {err:?}"
+    );
+    assert_eq!(store.users_in_org(other.id).await.unwrap(), vec![]);
+
+    let err = store
+        .create_user(Uuid::now_v7(), "orphan", Role::BackOffice, "h")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(_)),
+        "user in an unknown org: {err:?}"
+    );
+}
+
+async fn devices_and_revocation(store: &dyn Store) {
+    let (_, user_id) = org_with_user(store).await;
+    let phone = store
+        .register_device(user_id, "Tess's phone")
+        .await
+        .unwrap();
+    assert_eq!(phone.user_id, user_id);
+    assert!(!phone.revoked);
+    assert_eq!(store.device(phone.id).await.unwrap(), Some(phone.clone()));
+
+    assert!(store.revoke_device(phone.id).await.unwrap());
+    let revoked = store.device(phone.id).await.unwrap().unwrap();
+    assert!(revoked.revoked);
+    assert_eq!(revoked.name, "Tess's phone");
+
+    assert!(!store.revoke_device(Uuid::now_v7()).await.unwrap());
+    assert_eq!(store.device(Uuid::now_v7()).await.unwrap(), None);
+    let err = store
+        .register_device(Uuid::now_v7(), "stray")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(_)),
+        "device of an unknown user: {err:?}"
+    );
+}
+
+async fn tokens(store: &dyn Store) {
+    let (_, user_id) = org_with_user(store).await;
+    let user = store.user(user_id).await.unwrap().unwrap();
+    let phone = store.register_device(user_id, "phone").await.unwrap();
+    let device_token = TokenRecord {
+        hash: "a".repeat(64),
+        kind: TokenKind::Access,
+        user_id,
+        device_id: Some(phone.id),
+        expires_at: now_micros() + Duration::minutes(15),
+    };
+    let browser_token = TokenRecord {
+        hash: "b".repeat(64),
+        kind: TokenKind::Refresh,
+        user_id,
+        device_id: None,
+        expires_at: now_micros() + Duration::days(30),
+    };
+    store.insert_token(&device_token).await.unwrap();
+    store.insert_token(&browser_token).await.unwrap();
+
+    let info = store.token(&device_token.hash).await.unwrap().unwrap();
+    assert_eq!(info.token, device_token);
+    assert_eq!(info.user, user);
+    assert!(!info.device_revoked);
+    let info = store.token(&browser_token.hash).await.unwrap().unwrap();
+    assert_eq!(info.token, browser_token);
+    assert!(!info.device_revoked);
+    assert_eq!(store.token("unknown").await.unwrap(), None);
+
+    store.revoke_device(phone.id).await.unwrap();
+    assert!(
+        store
+            .token(&device_token.hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .device_revoked
+    );
+    assert!(
+        !store
+            .token(&browser_token.hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .device_revoked
+    );
+
+    let err = store.insert_token(&device_token).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(_)),
+        "same token hash twice: {err:?}"
+    );
+    let stray = TokenRecord {
+        hash: "c".repeat(64),
+        user_id: Uuid::now_v7(),
+        device_id: None,
+        ..browser_token.clone()
+    };
+    let err = store.insert_token(&stray).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(_)),
+        "token of an unknown user: {err:?}"
+    );
+
+    store.delete_token(&device_token.hash).await.unwrap();
+    assert_eq!(store.token(&device_token.hash).await.unwrap(), None);
+    store
+        .delete_token(&device_token.hash)
+        .await
+        .expect("deleting a missing token is fine");
+    assert!(store.token(&browser_token.hash).await.unwrap().is_some());
+}
+
+async fn document_registry(store: &dyn Store) {
+    let (org_id, _) = org_with_user(store).await;
+    let other_org = store.create_org("Other Org").await.unwrap().id;
+    let job_id = Uuid::now_v7();
+    let job = DocMeta {
+        id: job_id,
+        org_id,
+        kind: "job".into(),
+        job_id,
+    };
+    let checklist = DocMeta {
+        id: Uuid::now_v7(),
+        org_id,
+        kind: "checklist".into(),
+        job_id: job.id,
+    };
+    let other_job = job_document(store, org_id).await;
+    let foreign_job = job_document(store, other_org).await;
+
+    store.create_document(&job).await.unwrap();
+    store.create_document(&checklist).await.unwrap();
+    store
+        .create_document(&checklist)
+        .await
+        .expect("registering again is a no-op");
+
+    assert_eq!(store.document(job.id).await.unwrap(), Some(job.clone()));
+    assert_eq!(
+        store.document(checklist.id).await.unwrap(),
+        Some(checklist.clone())
+    );
+    assert_eq!(store.document(Uuid::now_v7()).await.unwrap(), None);
+
+    let mut docs = store.job_documents(job.id).await.unwrap();
+    docs.sort_by_key(|doc| doc.id);
+    let mut expected = vec![job.clone(), checklist.clone()];
+    expected.sort_by_key(|doc| doc.id);
+    assert_eq!(docs, expected);
+    assert_eq!(store.job_documents(Uuid::now_v7()).await.unwrap(), vec![]);
+
+    assert_eq!(
+        sorted(store.org_jobs(org_id).await.unwrap()),
+        sorted(vec![job.id, other_job])
+    );
+    assert_eq!(store.org_jobs(other_org).await.unwrap(), vec![foreign_job]);
+
+    let stray = DocMeta {
+        id: Uuid::now_v7(),
+        org_id: Uuid::now_v7(),
+        kind: "job".into(),
+        job_id: Uuid::now_v7(),
+    };
+    let err = store.create_document(&stray).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(_)),
+        "document of an unknown org: {err:?}"
+    );
+}
+
+async fn append_is_idempotent_by_hash(store: &dyn Store) {
+    let (org_id, _) = org_with_user(store).await;
+    let doc = job_document(store, org_id).await;
+
+    assert_eq!(
+        store.append_changes(doc, &[]).await.unwrap(),
+        0,
+        "empty log"
+    );
+    let first = store
+        .append_changes(doc, &[change("a"), change("b")])
+        .await
+        .unwrap();
+    assert!(first > 0);
+    // A retried upload that overlaps the first one adds only what is new.
+    let second = store
+        .append_changes(doc, &[change("b"), change("c")])
+        .await
+        .unwrap();
+    assert!(second > first);
+    let again = store
+        .append_changes(doc, &[change("a"), change("b"), change("c")])
+        .await
+        .unwrap();
+    assert_eq!(again, second, "an upload of known changes changes nothing");
+    assert_eq!(store.append_changes(doc, &[]).await.unwrap(), second);
+    // A hash repeated within one upload is stored once.
+    let third = store
+        .append_changes(doc, &[change("d"), change("d")])
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.load(doc).await.unwrap(),
+        StoredDoc {
+            snapshot: None,
+            changes: bytes(&["a", "b", "c", "d"]),
+            last_seq: third
+        }
+    );
+
+    // Hashes are per document: another document may hold the same change.
+    let other = job_document(store, org_id).await;
+    let other_last = store.append_changes(other, &[change("a")]).await.unwrap();
+    assert!(
+        other_last > third,
+        "sequence numbers are global and only grow"
+    );
+    assert_eq!(store.load(other).await.unwrap().changes, bytes(&["a"]));
+}
+
+/// Overlapping uploads of one document at the same time (a device retrying while its first
+/// upload is still in flight): every change is stored once, and readers agree on one order.
+async fn concurrent_appends(store: &dyn Store) {
+    let (org_id, _) = org_with_user(store).await;
+    let doc = job_document(store, org_id).await;
+    let names: Vec<String> = (0..20).map(|i| format!("{i:02}")).collect();
+    let batch = |from: usize, to: usize| {
+        names[from..to]
+            .iter()
+            .map(|n| change(n))
+            .collect::<Vec<_>>()
+    };
+    let (first, second, third) = (batch(0, 12), batch(4, 16), batch(8, 20));
+    let (a, b, c) = tokio::join!(
+        store.append_changes(doc, &first),
+        store.append_changes(doc, &second),
+        store.append_changes(doc, &third),
+    );
+    let last = [a.unwrap(), b.unwrap(), c.unwrap()]
+        .into_iter()
+        .max()
+        .unwrap();
+
+    let loaded = store.load(doc).await.unwrap();
+    assert_eq!(loaded.last_seq, last);
+    assert_eq!(store.changes_since(doc, 0).await.unwrap(), loaded);
+    let mut stored = loaded.changes;
+    stored.sort();
+    let mut expected: Vec<Vec<u8>> = names.iter().map(|n| change(n).bytes).collect();
+    expected.sort();
+    assert_eq!(stored, expected);
+}
+
+async fn unknown_document_is_not_found(store: &dyn Store) {
+    let unknown = Uuid::now_v7();
+    let is_not_found = |result: Result<(), StoreError>, what: &str| {
+        assert!(
+            matches!(result, Err(StoreError::NotFound(_))),
+            "{what}: {result:?}"
+        );
+    };
+    is_not_found(
+        store
+            .append_changes(unknown, &[change("a")])
+            .await
+            .map(drop),
+        "append",
+    );
+    is_not_found(
+        store.append_changes(unknown, &[]).await.map(drop),
+        "empty append",
+    );
+    is_not_found(store.load(unknown).await.map(drop), "load");
+    is_not_found(
+        store.changes_since(unknown, 0).await.map(drop),
+        "changes_since",
+    );
+    is_not_found(
+        store.save_snapshot(unknown, b"snapshot", 1).await,
+        "save_snapshot",
+    );
+}
+
+async fn snapshot_compacts_the_log(store: &dyn Store) {
+    let (org_id, _) = org_with_user(store).await;
+    let doc = job_document(store, org_id).await;
+    let upto = store
+        .append_changes(doc, &[change("a"), change("b")])
+        .await
+        .unwrap();
+    let last = store.append_changes(doc, &[change("c")]).await.unwrap();
+
+    store
+        .save_snapshot(doc, b"snapshot-ab", upto)
+        .await
+        .unwrap();
+    let expected = StoredDoc {
+        snapshot: Some(b"snapshot-ab".to_vec()),
+        changes: bytes(&["c"]),
+        last_seq: last,
+    };
+    assert_eq!(store.load(doc).await.unwrap(), expected);
+
+    // The compacted changes' hashes still count: re-uploading them is a no-op.
+    assert_eq!(
+        store
+            .append_changes(doc, &[change("a"), change("b")])
+            .await
+            .unwrap(),
+        last
+    );
+    assert_eq!(store.load(doc).await.unwrap(), expected);
+
+    let newest = store
+        .append_changes(doc, &[change("b"), change("d")])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load(doc).await.unwrap(),
+        StoredDoc {
+            snapshot: Some(b"snapshot-ab".to_vec()),
+            changes: bytes(&["c", "d"]),
+            last_seq: newest
+        }
+    );
+
+    // An older snapshot arriving late must not replace a newer one.
+    store
+        .save_snapshot(doc, b"snapshot-abcd", newest)
+        .await
+        .unwrap();
+    store
+        .save_snapshot(doc, b"snapshot-ab", upto)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load(doc).await.unwrap(),
+        StoredDoc {
+            snapshot: Some(b"snapshot-abcd".to_vec()),
+            changes: vec![],
+            last_seq: newest
+        }
+    );
+
+    // A snapshot claiming more than the log holds covers the log, not changes appended later.
+    let doc2 = job_document(store, org_id).await;
+    store.append_changes(doc2, &[change("a")]).await.unwrap();
+    store
+        .save_snapshot(doc2, b"snapshot-a", i64::MAX)
+        .await
+        .unwrap();
+    let after = store.append_changes(doc2, &[change("b")]).await.unwrap();
+    assert_eq!(
+        store.load(doc2).await.unwrap(),
+        StoredDoc {
+            snapshot: Some(b"snapshot-a".to_vec()),
+            changes: bytes(&["b"]),
+            last_seq: after
+        }
+    );
+}
+
+async fn changes_since(store: &dyn Store) {
+    let (org_id, _) = org_with_user(store).await;
+    let doc = job_document(store, org_id).await;
+    assert_eq!(
+        store.changes_since(doc, 0).await.unwrap(),
+        StoredDoc::default()
+    );
+
+    let s1 = store.append_changes(doc, &[change("a")]).await.unwrap();
+    let s2 = store.append_changes(doc, &[change("b")]).await.unwrap();
+    let s3 = store.append_changes(doc, &[change("c")]).await.unwrap();
+
+    let since = |seq| store.changes_since(doc, seq);
+    assert_eq!(
+        since(0).await.unwrap(),
+        StoredDoc {
+            snapshot: None,
+            changes: bytes(&["a", "b", "c"]),
+            last_seq: s3
+        }
+    );
+    assert_eq!(
+        since(s1).await.unwrap(),
+        StoredDoc {
+            snapshot: None,
+            changes: bytes(&["b", "c"]),
+            last_seq: s3
+        }
+    );
+    assert_eq!(
+        since(s3).await.unwrap(),
+        StoredDoc {
+            snapshot: None,
+            changes: vec![],
+            last_seq: s3
+        }
+    );
+
+    store.save_snapshot(doc, b"snapshot-ab", s2).await.unwrap();
+    let with_snapshot = StoredDoc {
+        snapshot: Some(b"snapshot-ab".to_vec()),
+        changes: bytes(&["c"]),
+        last_seq: s3,
+    };
+    // The caller needs a compacted change, so the snapshot comes along ...
+    assert_eq!(since(0).await.unwrap(), with_snapshot);
+    assert_eq!(since(s1).await.unwrap(), with_snapshot);
+    // ... and not when everything it needs still has its bytes.
+    assert_eq!(
+        since(s2).await.unwrap(),
+        StoredDoc {
+            snapshot: None,
+            changes: bytes(&["c"]),
+            last_seq: s3
+        }
+    );
+    assert_eq!(
+        since(s3).await.unwrap(),
+        StoredDoc {
+            snapshot: None,
+            changes: vec![],
+            last_seq: s3
+        }
+    );
+}
+
+async fn sync_states(store: &dyn Store) {
+    let (org_id, user_id) = org_with_user(store).await;
+    let phone = store.register_device(user_id, "phone").await.unwrap().id;
+    let tablet = store.register_device(user_id, "tablet").await.unwrap().id;
+    let doc = job_document(store, org_id).await;
+
+    assert_eq!(store.sync_state(phone, doc).await.unwrap(), None);
+    store.put_sync_state(phone, doc, b"state-1").await.unwrap();
+    assert_eq!(
+        store.sync_state(phone, doc).await.unwrap(),
+        Some(b"state-1".to_vec())
+    );
+    store.put_sync_state(phone, doc, b"state-2").await.unwrap();
+    assert_eq!(
+        store.sync_state(phone, doc).await.unwrap(),
+        Some(b"state-2".to_vec())
+    );
+    assert_eq!(
+        store.sync_state(tablet, doc).await.unwrap(),
+        None,
+        "states are per device"
+    );
+
+    let err = store
+        .put_sync_state(Uuid::now_v7(), doc, b"state")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(_)),
+        "state of an unknown device: {err:?}"
+    );
+    let err = store
+        .put_sync_state(phone, Uuid::now_v7(), b"state")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(_)),
+        "state of an unknown document: {err:?}"
+    );
+}
+
+async fn assignments(store: &dyn Store) {
+    let (org_id, tess) = org_with_user(store).await;
+    let theo = store
+        .create_user(org_id, "theo", Role::Technician, "hash")
+        .await
+        .unwrap()
+        .id;
+    let job1 = job_document(store, org_id).await;
+    let job2 = job_document(store, org_id).await;
+
+    assert!(store.assign(job1, tess).await.unwrap());
+    assert!(
+        !store.assign(job1, tess).await.unwrap(),
+        "assigning twice reports false"
+    );
+    assert!(store.assign(job1, theo).await.unwrap());
+    assert!(store.assign(job2, tess).await.unwrap());
+
+    assert_eq!(
+        sorted(store.assigned_jobs(tess).await.unwrap()),
+        sorted(vec![job1, job2])
+    );
+    assert_eq!(store.assigned_jobs(theo).await.unwrap(), vec![job1]);
+    assert_eq!(
+        sorted(store.job_assignees(job1).await.unwrap()),
+        sorted(vec![tess, theo])
+    );
+    assert_eq!(store.job_assignees(job2).await.unwrap(), vec![tess]);
+    assert_eq!(
+        sorted(store.org_jobs(org_id).await.unwrap()),
+        sorted(vec![job1, job2])
+    );
+
+    assert!(store.unassign(job1, theo).await.unwrap());
+    assert!(
+        !store.unassign(job1, theo).await.unwrap(),
+        "unassigning twice reports false"
+    );
+    assert!(!store.unassign(Uuid::now_v7(), tess).await.unwrap());
+    assert!(store.assigned_jobs(theo).await.unwrap().is_empty());
+    assert_eq!(store.job_assignees(job1).await.unwrap(), vec![tess]);
+
+    let err = store.assign(job1, Uuid::now_v7()).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(_)),
+        "assigning an unknown user: {err:?}"
+    );
+}
+
+/// Real Automerge changes through append, compaction and load: the document rebuilt from what the
+/// store returns equals the original.
+async fn automerge_round_trip(store: &dyn Store) {
+    fn records(changes: &[automerge::Change]) -> Vec<ChangeRecord> {
+        changes
+            .iter()
+            .map(|c| ChangeRecord {
+                hash: c.hash().to_string(),
+                bytes: c.raw_bytes().to_vec(),
+            })
+            .collect()
+    }
+    fn rebuild(stored: &StoredDoc) -> AutoCommit {
+        let mut doc = match &stored.snapshot {
+            Some(snapshot) => AutoCommit::load(snapshot).expect("snapshot loads"),
+            None => AutoCommit::new(),
+        };
+        for change in &stored.changes {
+            doc.load_incremental(change).expect("change applies");
+        }
+        doc
+    }
+    fn heads(doc: &mut AutoCommit) -> Vec<ChangeHash> {
+        let mut heads = doc.get_heads();
+        heads.sort();
+        heads
+    }
+
+    let (org_id, _) = org_with_user(store).await;
+    let doc_id = job_document(store, org_id).await;
+
+    let mut doc = AutoCommit::new();
+    doc.put(ROOT, "title", "Replace boiler valve").unwrap();
+    doc.commit();
+    doc.put(ROOT, "status", "scheduled").unwrap();
+    doc.commit();
+    let early = doc.get_changes(&[]);
+    let upto = store
+        .append_changes(doc_id, &records(&early))
+        .await
+        .unwrap();
+    let snapshot = doc.save();
+    let snapshot_heads = doc.get_heads();
+
+    doc.put(ROOT, "status", "in_progress").unwrap();
+    doc.commit();
+    doc.put(ROOT, "notes", "valve seized, replaced").unwrap();
+    doc.commit();
+    let late = doc.get_changes(&snapshot_heads);
+    assert_eq!(late.len(), 2);
+    let last = store.append_changes(doc_id, &records(&late)).await.unwrap();
+
+    // Before compaction the log alone rebuilds the document.
+    let mut rebuilt = rebuild(&store.load(doc_id).await.unwrap());
+    assert_eq!(heads(&mut rebuilt), heads(&mut doc));
+    assert_eq!(
+        rebuilt.hydrate(ROOT, None).unwrap(),
+        doc.hydrate(ROOT, None).unwrap()
+    );
+
+    store.save_snapshot(doc_id, &snapshot, upto).await.unwrap();
+    let stored = store.load(doc_id).await.unwrap();
+    assert_eq!(stored.snapshot.as_deref(), Some(&snapshot[..]));
+    assert_eq!(
+        stored.changes.len(),
+        2,
+        "only the changes after the snapshot"
+    );
+    assert_eq!(stored.last_seq, last);
+    let mut rebuilt = rebuild(&stored);
+    assert_eq!(heads(&mut rebuilt), heads(&mut doc));
+    assert_eq!(
+        rebuilt.hydrate(ROOT, None).unwrap(),
+        doc.hydrate(ROOT, None).unwrap()
+    );
+
+    // Re-uploading every change, compacted ones included, is a no-op.
+    let everything = doc.get_changes(&[]);
+    assert_eq!(
+        store
+            .append_changes(doc_id, &records(&everything))
+            .await
+            .unwrap(),
+        last
+    );
+    assert_eq!(store.load(doc_id).await.unwrap(), stored);
+}
