@@ -7,8 +7,8 @@ use std::path::Path;
 use automerge::AutoCommit;
 use automerge::transaction::CommitOptions;
 use rusqlite::OptionalExtension;
-use schemas::checklist::{Checklist, ItemValue};
-use schemas::job::{Job, NewJob, Signoff};
+use schemas::checklist::{Checklist, ChecklistItem, ItemValue};
+use schemas::job::{Job, JobHeader, NewJob, Signoff};
 use schemas::parts::{NewPartLine, Parts};
 use schemas::photo::{NewPhoto, Photo};
 use schemas::template::ItemKind;
@@ -46,6 +46,14 @@ impl Replica {
     fn read_job(&mut self, id: Uuid) -> Result<Job> {
         match self.loaded(id) {
             Ok(l) if l.kind == DocKind::Job => Ok(job::read(&l.doc)?),
+            Ok(_) | Err(Error::DocNotFound(_)) => Err(Error::JobNotFound(id.to_string())),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn header(&mut self, id: Uuid) -> Result<JobHeader> {
+        match self.loaded(id) {
+            Ok(l) if l.kind == DocKind::Job => Ok(job::read_header(&l.doc)?),
             Ok(_) | Err(Error::DocNotFound(_)) => Err(Error::JobNotFound(id.to_string())),
             Err(e) => Err(e),
         }
@@ -104,14 +112,14 @@ impl Replica {
     }
 
     /// Checklist, parts and photos may change only while the job is open and not signed off.
-    fn ensure_work_editable(&self, job: &Job) -> Result<()> {
+    fn ensure_work_editable(&self, job: &JobHeader) -> Result<()> {
         if job.status.is_terminal() {
             return Err(Error::JobClosed {
                 job: job.id,
                 status: job.status,
             });
         }
-        if job.signoff.is_some() {
+        if job.signed_off {
             return Err(Error::SignedOff(job.id));
         }
         Ok(())
@@ -181,7 +189,7 @@ impl Replica {
 
     /// Move the job through its workflow, appending a history entry with who and when.
     pub fn set_status(&mut self, id: Uuid, to: JobStatus) -> Result<()> {
-        let job = self.read_job(id)?;
+        let job = self.header(id)?;
         if !job.status.can_transition_to(to) {
             return Err(Error::InvalidTransition {
                 from: job.status,
@@ -205,7 +213,7 @@ impl Replica {
     }
 
     pub fn set_notes(&mut self, id: Uuid, text: &str) -> Result<()> {
-        self.read_job(id)?;
+        self.header(id)?;
         self.edit(id, |d| job::set_notes(d, text))?;
         self.commit(&[id], "notes")
     }
@@ -255,13 +263,33 @@ impl Replica {
         item_id: &str,
         value: Option<ItemValue>,
     ) -> Result<()> {
-        let job = self.read_job(job_id)?;
+        self.set_check_with(job_id, item_id, |_| Ok(value))
+    }
+
+    /// Set a checklist item from text as typed (numbers for number items).
+    pub fn set_check_str(&mut self, job_id: Uuid, item_id: &str, raw: &str) -> Result<()> {
+        self.set_check_with(job_id, item_id, |item| {
+            ItemValue::parse_for(item.kind, raw)
+                .map(Some)
+                .map_err(Error::InvalidValue)
+        })
+    }
+
+    /// The hot path of a technician's day: one header read, one checklist read, one write.
+    fn set_check_with(
+        &mut self,
+        job_id: Uuid,
+        item_id: &str,
+        value: impl FnOnce(&ChecklistItem) -> Result<Option<ItemValue>>,
+    ) -> Result<()> {
+        let job = self.header(job_id)?;
         self.ensure_work_editable(&job)?;
         let checklist = self.read_checklist(job.checklist_id)?;
         let item = checklist.item(item_id).ok_or_else(|| Error::UnknownItem {
             job: job_id,
             item: item_id.to_string(),
         })?;
+        let value = value(item)?;
         if let Some(v) = &value {
             item.check_value(v).map_err(Error::InvalidValue)?;
         }
@@ -272,24 +300,9 @@ impl Replica {
         self.commit(&[job.checklist_id], &format!("check {item_id}"))
     }
 
-    /// Set a checklist item from text as typed (numbers for number items).
-    pub fn set_check_str(&mut self, job_id: Uuid, item_id: &str, raw: &str) -> Result<()> {
-        let job = self.read_job(job_id)?;
-        let kind = self
-            .read_checklist(job.checklist_id)?
-            .item(item_id)
-            .map(|i| i.kind)
-            .ok_or_else(|| Error::UnknownItem {
-                job: job_id,
-                item: item_id.to_string(),
-            })?;
-        let value = ItemValue::parse_for(kind, raw).map_err(Error::InvalidValue)?;
-        self.set_check(job_id, item_id, Some(value))
-    }
-
     /// Record a part used; returns the new line's id.
     pub fn add_part(&mut self, job_id: Uuid, line: NewPartLine) -> Result<String> {
-        let job = self.read_job(job_id)?;
+        let job = self.header(job_id)?;
         self.ensure_work_editable(&job)?;
         if line.sku.trim().is_empty() {
             return Err(Error::InvalidValue("a part line needs a SKU".into()));
@@ -306,7 +319,7 @@ impl Replica {
 
     /// A part line's id from its full form or a unique prefix or suffix.
     pub fn resolve_part_line(&mut self, job_id: Uuid, id_or_prefix: &str) -> Result<String> {
-        let job = self.read_job(job_id)?;
+        let job = self.header(job_id)?;
         let parts = self.read_parts(job.parts_id)?;
         let matches: Vec<&String> = parts
             .lines
@@ -323,7 +336,7 @@ impl Replica {
     }
 
     pub fn set_part_qty(&mut self, job_id: Uuid, line_id: &str, qty: f64) -> Result<()> {
-        let job = self.read_job(job_id)?;
+        let job = self.header(job_id)?;
         self.ensure_work_editable(&job)?;
         parts::check_qty(qty).map_err(Error::InvalidValue)?;
         if !self.read_parts(job.parts_id)?.lines.contains_key(line_id) {
@@ -340,7 +353,7 @@ impl Replica {
     }
 
     pub fn remove_part(&mut self, job_id: Uuid, line_id: &str) -> Result<()> {
-        let job = self.read_job(job_id)?;
+        let job = self.header(job_id)?;
         self.ensure_work_editable(&job)?;
         if !self.read_parts(job.parts_id)?.lines.contains_key(line_id) {
             return Err(Error::UnknownPartLine {
@@ -362,7 +375,7 @@ impl Replica {
         item: Option<&str>,
         caption: &str,
     ) -> Result<Photo> {
-        let job = self.read_job(job_id)?;
+        let job = self.header(job_id)?;
         self.ensure_work_editable(&job)?;
         let answers_item = match item {
             Some(item_id) => {
@@ -419,7 +432,7 @@ impl Replica {
         signer_name: &str,
         signature_png: &Path,
     ) -> Result<Signoff> {
-        let job = self.read_job(job_id)?;
+        let job = self.header(job_id)?;
         self.ensure_work_editable(&job)?;
         if job.status != JobStatus::InProgress {
             return Err(Error::InvalidValue(format!(

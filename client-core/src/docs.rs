@@ -266,6 +266,17 @@ impl Replica {
         Ok(true)
     }
 
+    /// Bytes the replica stores for document `id`: its snapshot plus its change rows.
+    pub fn stored_bytes(&self, id: Uuid) -> Result<u64> {
+        Ok(self.conn.query_row(
+            "SELECT coalesce(length(d.snapshot), 0)
+                    + coalesce((SELECT sum(length(c.bytes)) FROM doc_changes c WHERE c.doc_id = d.id), 0)
+             FROM documents d WHERE d.id = ?1",
+            [id.to_string()],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+
     pub fn has_document(&self, id: Uuid) -> Result<bool> {
         Ok(self
             .conn

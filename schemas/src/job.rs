@@ -259,6 +259,46 @@ pub fn set_assignees(doc: &mut AutoCommit, assignees: &[String]) -> Result<(), D
     put_json(doc, &ROOT, "assignees", &serde_json::to_value(assignees)?)
 }
 
+/// The few fields checked before every edit on a job's work, read directly from the document
+/// (microseconds) rather than reading the whole job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JobHeader {
+    pub id: Uuid,
+    pub status: JobStatus,
+    pub signed_off: bool,
+    pub checklist_id: Uuid,
+    pub parts_id: Uuid,
+}
+
+pub fn read_header(doc: &AutoCommit) -> Result<JobHeader, DocError> {
+    let found = doc::kind_of(doc)?;
+    if found != DocKind::Job.as_str() {
+        return Err(DocError::WrongKind {
+            expected: "job",
+            found,
+        });
+    }
+    let uuid = |key: &str| {
+        doc::get_str(doc, &ROOT, key)
+            .and_then(|s| Uuid::parse_str(&s).ok())
+            .ok_or_else(|| DocError::Malformed(key.to_string()))
+    };
+    let status = doc::get_str(doc, &ROOT, "status")
+        .and_then(|s| JobStatus::parse(&s))
+        .ok_or_else(|| DocError::Malformed("status".into()))?;
+    let signed_off = matches!(
+        doc.get(ROOT, "signoff")?,
+        Some((automerge::Value::Object(_), _))
+    );
+    Ok(JobHeader {
+        id: uuid("id")?,
+        status,
+        signed_off,
+        checklist_id: uuid("checklist_id")?,
+        parts_id: uuid("parts_id")?,
+    })
+}
+
 pub fn read(doc: &AutoCommit) -> Result<Job, DocError> {
     doc::read_state(doc, DocKind::Job)
 }

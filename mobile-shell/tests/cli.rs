@@ -1,0 +1,200 @@
+//! The `mobile-shell` binary end to end: the documented commands and their JSON.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn shell(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mobile-shell"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok_json(dir: &Path, args: &[&str]) -> Value {
+    let out = shell(dir, &[args, &["--json"]].concat());
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn fails(dir: &Path, args: &[&str]) -> String {
+    let out = shell(dir, args);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{args:?} should fail as bad input"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{args:?} printed to stdout on failure"
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn a_job_is_worked_through_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = &tmp.path().join("device");
+    let job = ok_json(
+        dir,
+        &[
+            "job",
+            "create",
+            "--title",
+            "Fix RTU",
+            "--template",
+            "hvac_maintenance",
+        ],
+    );
+    let id = job["id"].as_str().unwrap().to_string();
+    assert_eq!(job["status"], "assigned");
+    assert_eq!(job["checklist"]["items"][0]["id"], "power_isolated");
+    for key in ["id", "label", "kind", "required", "value"] {
+        assert!(
+            job["checklist"]["items"][0].get(key).is_some(),
+            "checklist item lacks {key}"
+        );
+    }
+
+    let jobs = ok_json(dir, &["jobs"]);
+    assert_eq!(jobs.as_array().unwrap().len(), 1);
+    assert_eq!(jobs[0]["id"], id.as_str());
+
+    ok_json(dir, &["job", "status", &id, "en_route"]);
+    ok_json(dir, &["job", "status", &id, "in_progress"]);
+    ok_json(dir, &["check", &id, "filter_replaced", "pass"]);
+    ok_json(dir, &["check", &id, "refrigerant_pressure", "121.5"]);
+    let line = ok_json(dir, &["part", "add", &id, "FLT-16x25", "2"])["line"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = ok_json(dir, &["part", "add", &id, "BELT-A42", "1"])["line"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok_json(dir, &["part", "remove", &id, &other]);
+    let photo_file = tmp.path().join("plate.jpg");
+    image::RgbImage::from_pixel(8, 6, image::Rgb([10, 200, 10]))
+        .save(&photo_file)
+        .unwrap();
+    let photo = ok_json(
+        dir,
+        &[
+            "photo",
+            "add",
+            &id,
+            photo_file.to_str().unwrap(),
+            "--item",
+            "nameplate_photo",
+        ],
+    );
+    assert_eq!(photo["mime"], "image/jpeg");
+
+    let show = ok_json(dir, &["job", "show", &id]);
+    assert_eq!(show["status"], "in_progress");
+    assert_eq!(show["parts"].as_array().unwrap().len(), 1);
+    assert_eq!(show["parts"][0]["id"], line.as_str());
+    assert_eq!(show["parts"][0]["sku"], "FLT-16x25");
+    assert_eq!(show["parts"][0]["qty"], 2.0);
+    assert_eq!(show["photos"][0]["id"], photo["id"]);
+    let pressure = show["checklist"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == "refrigerant_pressure")
+        .unwrap()
+        .clone();
+    assert_eq!(pressure["value"], 121.5);
+    assert!(show["signoff"].is_null());
+
+    // Short ids work the way the list shows them.
+    let short = &id[id.len() - 8..];
+    assert_eq!(ok_json(dir, &["job", "show", short])["id"], id.as_str());
+
+    let sig = tmp.path().join("sig.png");
+    image::RgbImage::from_pixel(8, 4, image::Rgb([0, 0, 0]))
+        .save(&sig)
+        .unwrap();
+    let err = fails(
+        dir,
+        &[
+            "sign",
+            &id,
+            "--name",
+            "Dana",
+            "--signature",
+            sig.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        err.contains("required checklist items are not done"),
+        "{err}"
+    );
+    ok_json(dir, &["check", &id, "power_isolated", "pass"]);
+    ok_json(dir, &["check", &id, "coil_condition", "clean"]);
+    let signoff = ok_json(
+        dir,
+        &[
+            "sign",
+            &id,
+            "--name",
+            "Dana",
+            "--signature",
+            sig.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(signoff["signer_name"], "Dana");
+    ok_json(dir, &["job", "status", &id, "completed"]);
+    assert_eq!(
+        ok_json(dir, &["job", "show", &id])["signoff"]["signer_name"],
+        "Dana"
+    );
+    assert!(!ok_json(dir, &["pending"]).as_array().unwrap().is_empty());
+}
+
+#[test]
+fn bad_input_exits_non_zero_with_a_message_on_stderr() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = &tmp.path().join("device");
+    let id = ok_json(dir, &["job", "create", "--title", "T"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        fails(
+            dir,
+            &["job", "show", "00000000-0000-7000-8000-000000000000"]
+        )
+        .contains("no job")
+    );
+    assert!(fails(dir, &["job", "status", &id, "teleported"]).contains("unknown status"));
+    assert!(
+        fails(dir, &["job", "status", &id, "completed"])
+            .contains("cannot go from assigned to completed")
+    );
+    assert!(fails(dir, &["part", "add", &id, "X", "-3"]).contains("must not be negative"));
+    assert!(fails(dir, &["check", &id, "arrived_on_site", "maybe"]).contains("pass, fail or na"));
+    let text = tmp.path().join("x.jpg");
+    std::fs::write(&text, "hello").unwrap();
+    assert!(
+        fails(dir, &["photo", "add", &id, text.to_str().unwrap()]).contains("not a usable image")
+    );
+    assert!(
+        fails(
+            dir,
+            &["job", "create", "--title", "T", "--template", "nope"]
+        )
+        .contains("unknown checklist template")
+    );
+    // JSON mode reports errors as JSON on stderr.
+    let out = shell(dir, &["job", "status", &id, "teleported", "--json"]);
+    let err: Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert!(err["error"].as_str().unwrap().contains("unknown status"));
+}
