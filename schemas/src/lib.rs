@@ -6,7 +6,8 @@
 //! - the job workflow ([`status`]): statuses, priorities and the transitions allowed;
 //! - checklist templates ([`template`]), made from the seeds' businesses;
 //! - validation of a document's state ([`validate`]), returning every violation with its path;
-//! - JSON Schemas for clients in other languages ([`json_schema`], committed in `schemas/json/`).
+//! - JSON Schemas for clients in other languages ([`json_schema`], committed in `schemas/json/`);
+//! - the sync protocol's messages and their CBOR codec ([`wire`]).
 //!
 //! Edits use `put`/`insert` on the document, never a whole-struct reconcile: a direct write costs
 //! microseconds, a reconcile milliseconds. Reading goes the other way, through
@@ -23,6 +24,7 @@ pub mod status;
 pub mod template;
 pub mod validate;
 pub mod view;
+pub mod wire;
 
 pub use doc::{DocKind, read_json, read_state};
 pub use error::DocError;
