@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace on a fresh machine: starts (or installs) what the tests need,
+# then runs the suite. Does nothing extra when everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '== %s\n' "$*" >&2; }
+
+# PostgreSQL at 127.0.0.1:5432 (trust auth, user postgres): the Postgres store is tested for real.
+if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+    if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+        log "installing PostgreSQL"
+        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql
+    fi
+    log "starting PostgreSQL"
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
+    pg_isready -h 127.0.0.1 -p 5432 || { log "PostgreSQL did not start"; exit 1; }
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+    log "installing cargo-nextest"
+    cargo install cargo-nextest --locked
+fi
+
+# Queries are checked at compile time against the committed .sqlx data, not a live database.
+export SQLX_OFFLINE=true
+log "running the test suite"
+cargo nextest run --workspace --no-fail-fast "$@"
