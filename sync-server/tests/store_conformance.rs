@@ -1,8 +1,9 @@
 //! One list of behaviours every `Store` must have, run against each implementation.
 //!
-//! Each test below is a plain `async fn(&dyn Store)`; `backend_tests!` at the bottom turns the
-//! list into `sqlite::<name>` and `postgres::<name>` tests, each on a fresh, migrated store: a
-//! SQLite file in a temporary directory, or a new Postgres database that is dropped afterwards.
+//! Each test below is a plain `async fn(&dyn Store)` (or, for what happens between server nodes,
+//! `async fn(TwoNodes<'_>)`); `backend_tests!` turns the lists into `sqlite::<name>` and
+//! `postgres::<name>` tests, each on a fresh, migrated store: a SQLite file in a temporary
+//! directory, or a new Postgres database that is dropped afterwards.
 //!
 //! The Postgres tests need a server: `postgres://postgres@127.0.0.1:5432` (trust auth) unless
 //! `FIELDSYNC_TEST_POSTGRES` names another one (a URL without a database name).
@@ -13,23 +14,38 @@ use chrono::{DateTime, Duration, Utc};
 use sync_server::store::postgres::PgStore;
 use sync_server::store::sqlite::SqliteStore;
 use sync_server::store::{
-    ChangeRecord, DocMeta, Role, Store, StoreError, StoredDoc, TokenKind, TokenRecord,
+    ChangeNotice, ChangeRecord, DocMeta, Role, Store, StoreError, StoredDoc, TokenKind, TokenRecord,
 };
 use uuid::Uuid;
 
 // ---- fixtures -------------------------------------------------------------------------------
 
+/// Two stores on one database, as two server nodes would have.
+struct TwoNodes<'a> {
+    a: &'a dyn Store,
+    b: &'a dyn Store,
+    /// Whether the backend serves several nodes (Postgres) or one (embedded SQLite).
+    multi_node: bool,
+}
+
 struct SqliteBackend {
     store: SqliteStore,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl SqliteBackend {
+    const MULTI_NODE: bool = false;
+
     async fn new() -> SqliteBackend {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = SqliteStore::open(dir.path().join("store.db")).expect("open SQLite store");
         store.migrate().await.expect("migrate SQLite store");
-        SqliteBackend { store, _dir: dir }
+        SqliteBackend { store, dir }
+    }
+
+    /// Another store on the same database file.
+    async fn peer(&self) -> SqliteStore {
+        SqliteStore::open(self.dir.path().join("store.db")).expect("open second SQLite store")
     }
 }
 
@@ -60,6 +76,8 @@ async fn admin(server: &str, statement: String) {
 }
 
 impl PostgresBackend {
+    const MULTI_NODE: bool = true;
+
     async fn new() -> PostgresBackend {
         let server = postgres_server();
         let database = format!("fs_test_{}", Uuid::now_v7().simple());
@@ -73,6 +91,13 @@ impl PostgresBackend {
             server,
             database,
         }
+    }
+
+    /// Another store (pool) on the same database.
+    async fn peer(&self) -> PgStore {
+        PgStore::connect(&format!("{}/{}", self.server, self.database))
+            .await
+            .expect("connect second Postgres store")
     }
 }
 
@@ -95,13 +120,29 @@ impl Drop for PostgresBackend {
 }
 
 macro_rules! backend_tests {
-    ($($name:ident),* $(,)?) => {
+    (
+        stores: [$($name:ident),* $(,)?],
+        two_nodes: [$($pair:ident),* $(,)?] $(,)?
+    ) => {
         mod sqlite {
             $(
                 #[tokio::test]
                 async fn $name() {
                     let backend = crate::SqliteBackend::new().await;
                     crate::$name(&backend.store).await;
+                }
+            )*
+            $(
+                #[tokio::test]
+                async fn $pair() {
+                    let backend = crate::SqliteBackend::new().await;
+                    let peer = backend.peer().await;
+                    crate::$pair(crate::TwoNodes {
+                        a: &backend.store,
+                        b: &peer,
+                        multi_node: crate::SqliteBackend::MULTI_NODE,
+                    })
+                    .await;
                 }
             )*
         }
@@ -114,24 +155,46 @@ macro_rules! backend_tests {
                     crate::$name(&backend.store).await;
                 }
             )*
+            $(
+                #[tokio::test]
+                async fn $pair() {
+                    let backend = crate::PostgresBackend::new().await;
+                    let peer = backend.peer().await;
+                    crate::$pair(crate::TwoNodes {
+                        a: &backend.store,
+                        b: &peer,
+                        multi_node: crate::PostgresBackend::MULTI_NODE,
+                    })
+                    .await;
+                }
+            )*
         }
     };
 }
 
-backend_tests!(
-    orgs_and_users,
-    devices_and_revocation,
-    tokens,
-    document_registry,
-    append_is_idempotent_by_hash,
-    concurrent_appends,
-    unknown_document_is_not_found,
-    snapshot_compacts_the_log,
-    changes_since,
-    sync_states,
-    assignments,
-    automerge_round_trip,
-);
+backend_tests! {
+    stores: [
+        orgs_and_users,
+        devices_and_revocation,
+        tokens,
+        document_registry,
+        append_is_idempotent_by_hash,
+        concurrent_appends,
+        unknown_document_is_not_found,
+        snapshot_compacts_the_log,
+        changes_since,
+        sync_states,
+        sync_state_docs_and_deletion,
+        assignments,
+        user_documents,
+        org_documents,
+        automerge_round_trip,
+        ping,
+    ],
+    two_nodes: [
+        change_notices,
+    ],
+}
 
 // ---- helpers --------------------------------------------------------------------------------
 
@@ -155,6 +218,24 @@ async fn org_with_user(store: &dyn Store) -> (Uuid, Uuid) {
         .await
         .unwrap();
     (org.id, user.id)
+}
+
+/// Register a document of `kind` belonging to `job_id`.
+async fn document_of(store: &dyn Store, org_id: Uuid, kind: &str, job_id: Uuid) -> DocMeta {
+    let meta = DocMeta {
+        id: Uuid::now_v7(),
+        org_id,
+        kind: kind.into(),
+        job_id,
+    };
+    store.create_document(&meta).await.unwrap();
+    meta
+}
+
+/// In the order `user_documents` and `org_documents` promise: by job, then document.
+fn by_job(mut docs: Vec<DocMeta>) -> Vec<DocMeta> {
+    docs.sort_by_key(|doc| (doc.job_id, doc.id));
+    docs
 }
 
 async fn job_document(store: &dyn Store, org_id: Uuid) -> Uuid {
@@ -695,6 +776,233 @@ async fn sync_states(store: &dyn Store) {
         matches!(err, StoreError::NotFound(_)),
         "state of an unknown document: {err:?}"
     );
+}
+
+async fn sync_state_docs_and_deletion(store: &dyn Store) {
+    let (org_id, user_id) = org_with_user(store).await;
+    let phone = store.register_device(user_id, "phone").await.unwrap().id;
+    let tablet = store.register_device(user_id, "tablet").await.unwrap().id;
+    let doc1 = job_document(store, org_id).await;
+    let doc2 = job_document(store, org_id).await;
+    let _never_sent = job_document(store, org_id).await;
+
+    assert!(store.sync_state_docs(phone).await.unwrap().is_empty());
+    store.put_sync_state(phone, doc2, b"state-2").await.unwrap();
+    store.put_sync_state(phone, doc1, b"state-1").await.unwrap();
+    store
+        .put_sync_state(tablet, doc1, b"tablet-1")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sync_state_docs(phone).await.unwrap(),
+        sorted(vec![doc1, doc2]),
+        "ordered by document id"
+    );
+    assert_eq!(store.sync_state_docs(tablet).await.unwrap(), vec![doc1]);
+    assert!(
+        store
+            .sync_state_docs(Uuid::now_v7())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    store.delete_sync_state(phone, doc1).await.unwrap();
+    assert_eq!(store.sync_state(phone, doc1).await.unwrap(), None);
+    assert_eq!(store.sync_state_docs(phone).await.unwrap(), vec![doc2]);
+    assert_eq!(
+        store.sync_state(tablet, doc1).await.unwrap(),
+        Some(b"tablet-1".to_vec()),
+        "another device's state stays"
+    );
+    store
+        .delete_sync_state(phone, doc1)
+        .await
+        .expect("deleting a missing state is fine");
+    store
+        .delete_sync_state(Uuid::now_v7(), Uuid::now_v7())
+        .await
+        .expect("deleting for an unknown device and document is fine");
+
+    // A deleted state can be stored again (the document comes back to the device).
+    store
+        .put_sync_state(phone, doc1, b"state-1b")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sync_state_docs(phone).await.unwrap(),
+        sorted(vec![doc1, doc2])
+    );
+}
+
+/// Two orgs with jobs, documents and assignments, for the document-set queries.
+struct DocumentSets {
+    org: Uuid,
+    other_org: Uuid,
+    tess: Uuid,
+    theo: Uuid,
+    /// Nobody's assigned anything.
+    idle: Uuid,
+    /// Assigned to tess: the job, its checklist and photo.
+    job1: Vec<DocMeta>,
+    /// Assigned to tess and theo: the job and its parts list.
+    job2: Vec<DocMeta>,
+    /// Assigned to nobody.
+    job3: Vec<DocMeta>,
+    /// Every document of the other org: its own job, and a stray document that claims job1.
+    foreign: Vec<DocMeta>,
+}
+
+async fn document_sets(store: &dyn Store) -> DocumentSets {
+    let (org, tess) = org_with_user(store).await;
+    let new_user = |name: &'static str| async move {
+        store
+            .create_user(org, name, Role::Technician, "hash")
+            .await
+            .unwrap()
+            .id
+    };
+    let theo = new_user("theo").await;
+    let idle = new_user("ida").await;
+    let other_org = store.create_org("Other Org").await.unwrap().id;
+
+    let job = |kinds: &'static [&'static str]| async move {
+        let id = job_document(store, org).await;
+        let mut docs = vec![store.document(id).await.unwrap().unwrap()];
+        for kind in kinds {
+            docs.push(document_of(store, org, kind, id).await);
+        }
+        docs
+    };
+    let job1 = job(&["checklist", "photo"]).await;
+    let job2 = job(&["parts"]).await;
+    let job3 = job(&["checklist"]).await;
+    let foreign_job = job_document(store, other_org).await;
+    let foreign = vec![
+        store.document(foreign_job).await.unwrap().unwrap(),
+        document_of(store, other_org, "checklist", job1[0].id).await,
+    ];
+
+    store.assign(job1[0].id, tess).await.unwrap();
+    store.assign(job2[0].id, tess).await.unwrap();
+    store.assign(job2[0].id, theo).await.unwrap();
+    // A job whose documents have not reached the server yet contributes nothing.
+    store.assign(Uuid::now_v7(), tess).await.unwrap();
+
+    DocumentSets {
+        org,
+        other_org,
+        tess,
+        theo,
+        idle,
+        job1,
+        job2,
+        job3,
+        foreign,
+    }
+}
+
+async fn user_documents(store: &dyn Store) {
+    let sets = document_sets(store).await;
+    assert_eq!(
+        store.user_documents(sets.tess).await.unwrap(),
+        by_job([sets.job1.clone(), sets.job2.clone()].concat()),
+        "the other org's document under job1's id is not tess's"
+    );
+    assert_eq!(
+        store.user_documents(sets.theo).await.unwrap(),
+        by_job(sets.job2.clone())
+    );
+    assert_eq!(store.user_documents(sets.idle).await.unwrap(), vec![]);
+    assert_eq!(store.user_documents(Uuid::now_v7()).await.unwrap(), vec![]);
+
+    // The set follows assignments and registrations.
+    store.unassign(sets.job1[0].id, sets.tess).await.unwrap();
+    store.assign(sets.job3[0].id, sets.tess).await.unwrap();
+    let late = document_of(store, sets.org, "photo", sets.job2[0].id).await;
+    assert_eq!(
+        store.user_documents(sets.tess).await.unwrap(),
+        by_job([sets.job2.clone(), sets.job3.clone(), vec![late]].concat())
+    );
+}
+
+async fn org_documents(store: &dyn Store) {
+    let sets = document_sets(store).await;
+    assert_eq!(
+        store.org_documents(sets.org).await.unwrap(),
+        by_job([sets.job1, sets.job2, sets.job3].concat()),
+        "every kind, assigned or not"
+    );
+    assert_eq!(
+        store.org_documents(sets.other_org).await.unwrap(),
+        by_job(sets.foreign)
+    );
+    assert_eq!(store.org_documents(Uuid::now_v7()).await.unwrap(), vec![]);
+}
+
+async fn ping(store: &dyn Store) {
+    store.ping().await.expect("ping a working store");
+}
+
+/// A notice published by one node reaches every subscription, on every node, in order. A
+/// single-node store has nothing to subscribe to, and publishing to it is a no-op.
+async fn change_notices(nodes: TwoNodes<'_>) {
+    use tokio::time::timeout;
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+    let (node_a, node_b) = (Uuid::now_v7(), Uuid::now_v7());
+    let notice = |seq, node| ChangeNotice {
+        doc_id: Uuid::now_v7(),
+        seq,
+        node,
+    };
+
+    let Some(mut on_a) = nodes.a.subscribe_changes().await.unwrap() else {
+        assert!(!nodes.multi_node, "a multi-node store must offer notices");
+        assert!(nodes.b.subscribe_changes().await.unwrap().is_none());
+        nodes.a.publish_change(notice(1, node_a)).await.unwrap();
+        nodes.b.publish_change(notice(2, node_b)).await.unwrap();
+        return;
+    };
+    assert!(nodes.multi_node, "a single-node store offers no notices");
+    let mut on_b = nodes
+        .b
+        .subscribe_changes()
+        .await
+        .unwrap()
+        .expect("every node can subscribe");
+
+    // No sleeps: a subscription listens before subscribe_changes returns.
+    let first = notice(1, node_b);
+    let second = notice(i64::MAX, node_b);
+    nodes.b.publish_change(first).await.unwrap();
+    nodes.b.publish_change(second).await.unwrap();
+    for expected in [first, second] {
+        let received = timeout(WAIT, on_a.recv()).await.expect("notice on time");
+        assert_eq!(received, Some(expected), "node a hears node b");
+        let received = timeout(WAIT, on_b.recv()).await.expect("notice on time");
+        assert_eq!(received, Some(expected), "node b hears itself");
+    }
+
+    let from_a = notice(3, node_a);
+    nodes.a.publish_change(from_a).await.unwrap();
+    assert_eq!(
+        timeout(WAIT, on_b.recv()).await.expect("notice on time"),
+        Some(from_a)
+    );
+    assert_eq!(
+        timeout(WAIT, on_a.recv()).await.expect("notice on time"),
+        Some(from_a)
+    );
+
+    // Dropping a subscription does not disturb publishing or the other subscription.
+    drop(on_a);
+    let last = notice(4, node_a);
+    nodes.a.publish_change(last).await.unwrap();
+    assert_eq!(
+        timeout(WAIT, on_b.recv()).await.expect("notice on time"),
+        Some(last)
+    );
+    assert!(on_b.try_recv().is_err(), "nothing else was published");
 }
 
 async fn assignments(store: &dyn Store) {

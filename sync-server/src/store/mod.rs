@@ -9,11 +9,16 @@
 //! - the change log: append-only, idempotent by (document, change hash), plus one snapshot per
 //!   document so a document loads from one snapshot and a few changes;
 //! - per (device, document) Automerge sync states.
+//!
+//! Nodes of a multi-node (Postgres) deployment tell each other about appended changes through
+//! [`Store::publish_change`] and [`Store::subscribe_changes`]. [`faulty::FaultyStore`] wraps any
+//! store to inject failures in tests of the server.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+pub mod faulty;
 pub mod postgres;
 pub mod sqlite;
 
@@ -140,6 +145,16 @@ pub struct StoredDoc {
     pub last_seq: i64,
 }
 
+/// "Document `doc_id` now has changes up to `seq`", sent by node `node` after an append so that
+/// the other nodes serving the document catch up (with [`Store::changes_since`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChangeNotice {
+    pub doc_id: Uuid,
+    pub seq: i64,
+    /// The node that appended the changes, so it can ignore its own notices.
+    pub node: Uuid,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Apply pending migrations (idempotent).
@@ -175,6 +190,13 @@ pub trait Store: Send + Sync + 'static {
     async fn job_documents(&self, job_id: Uuid) -> StoreResult<Vec<DocMeta>>;
     /// Every job document id of an org (the dispatcher's view).
     async fn org_jobs(&self, org_id: Uuid) -> StoreResult<Vec<Uuid>>;
+    /// Every registered document of every job assigned to the user (the user's document set),
+    /// ordered by job id, then document id. Only documents of the user's own org count, so a
+    /// document registered elsewhere under the same job id never reaches the user. Assigned
+    /// jobs without registered documents contribute nothing.
+    async fn user_documents(&self, user_id: Uuid) -> StoreResult<Vec<DocMeta>>;
+    /// Every document of an org, of every kind, ordered by job id, then document id.
+    async fn org_documents(&self, org_id: Uuid) -> StoreResult<Vec<DocMeta>>;
 
     /// Append changes to a document's log in one transaction. A change whose hash the log already
     /// holds for that document is skipped (a retried upload is a no-op), even after compaction.
@@ -190,6 +212,12 @@ pub trait Store: Send + Sync + 'static {
 
     async fn sync_state(&self, device_id: Uuid, doc_id: Uuid) -> StoreResult<Option<Vec<u8>>>;
     async fn put_sync_state(&self, device_id: Uuid, doc_id: Uuid, state: &[u8]) -> StoreResult<()>;
+    /// The documents the device holds a sync state for, i.e. that it has been sent, ordered by
+    /// id. Empty for an unknown device.
+    async fn sync_state_docs(&self, device_id: Uuid) -> StoreResult<Vec<Uuid>>;
+    /// Forget the device's sync state for a document (when the document leaves the device's set,
+    /// so it is sent from scratch if it comes back). No error when there is none.
+    async fn delete_sync_state(&self, device_id: Uuid, doc_id: Uuid) -> StoreResult<()>;
 
     /// Returns false when the assignment already existed.
     async fn assign(&self, job_id: Uuid, user_id: Uuid) -> StoreResult<bool>;
@@ -197,4 +225,22 @@ pub trait Store: Send + Sync + 'static {
     async fn unassign(&self, job_id: Uuid, user_id: Uuid) -> StoreResult<bool>;
     async fn assigned_jobs(&self, user_id: Uuid) -> StoreResult<Vec<Uuid>>;
     async fn job_assignees(&self, job_id: Uuid) -> StoreResult<Vec<Uuid>>;
+
+    /// A trivial query, to tell that the database answers (readiness checks).
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Tell the other nodes that a document has new changes. Postgres sends it with `pg_notify`
+    /// to every node subscribed, this one included; a single-node store (SQLite) does nothing.
+    async fn publish_change(&self, notice: ChangeNotice) -> StoreResult<()>;
+    /// Receive the notices every node publishes from now on (once this returns, a notice published
+    /// afterwards is delivered), or `None` when the store is single-node (SQLite) and there is
+    /// nothing to receive. Each call opens its own subscription; dropping the receiver ends it.
+    ///
+    /// Notices are hints, not a log: those published while the subscription's connection is
+    /// lost (it reconnects by itself) are never delivered, so a node must still catch up from the
+    /// store ([`Store::changes_since`]) when it next serves a document. A receiver that falls
+    /// more than a few thousand notices behind holds the subscription up; none are dropped.
+    async fn subscribe_changes(
+        &self,
+    ) -> StoreResult<Option<tokio::sync::mpsc::Receiver<ChangeNotice>>>;
 }

@@ -24,24 +24,38 @@
 //! and sequence numbers become visible in order: a reader that saw seq N never later finds a
 //! change of that document below N. Reads of a snapshot together with its changes run in one
 //! REPEATABLE READ transaction so a concurrent compaction cannot slip between the two reads.
+//!
+//! Change notices between nodes travel on the `fieldsync_changes` channel (`LISTEN`/`NOTIFY`) as
+//! `<doc id>:<seq>:<node id>` text; see [`Store::subscribe_changes`].
 
 use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rand::Rng;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, error::ErrorKind};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{
-    ChangeRecord, Device, DocMeta, Org, Role, Store, StoreError, StoreResult, StoredDoc, TokenInfo,
-    TokenKind, TokenRecord, User,
+    ChangeNotice, ChangeRecord, Device, DocMeta, Org, Role, Store, StoreError, StoreResult,
+    StoredDoc, TokenInfo, TokenKind, TokenRecord, User,
 };
 
 /// How often a transaction that Postgres aborted as a serialization failure or deadlock is tried
 /// in all before the error is returned.
 const TX_ATTEMPTS: u32 = 5;
+
+/// The `LISTEN`/`NOTIFY` channel of change notices.
+const CHANGES_CHANNEL: &str = "fieldsync_changes";
+
+/// How many received notices a subscription holds for a receiver that is behind.
+const NOTICE_BUFFER: usize = 4096;
+
+/// How long a subscription waits after a failed attempt to reach the database before it tries
+/// again.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
 
 pub struct PgStore {
     pool: PgPool,
@@ -143,6 +157,53 @@ async fn last_seq(conn: &mut PgConnection, doc_id: Uuid) -> Result<i64, sqlx::Er
     )
     .fetch_one(conn)
     .await
+}
+
+/// A notice as sent on [`CHANGES_CHANNEL`]: `<doc id>:<seq>:<node id>`.
+fn notice_payload(notice: &ChangeNotice) -> String {
+    format!("{}:{}:{}", notice.doc_id, notice.seq, notice.node)
+}
+
+fn parse_notice(payload: &str) -> Option<ChangeNotice> {
+    let mut parts = payload.split(':');
+    let notice = ChangeNotice {
+        doc_id: parts.next()?.parse().ok()?,
+        seq: parts.next()?.parse().ok()?,
+        node: parts.next()?.parse().ok()?,
+    };
+    parts.next().is_none().then_some(notice)
+}
+
+/// Forward what `listener` receives to `notices` until the receiver is dropped. `recv` reconnects
+/// (and listens again) by itself after a lost connection; an error means reconnecting failed,
+/// and the next `recv` tries again.
+async fn forward_notices(mut listener: PgListener, notices: mpsc::Sender<ChangeNotice>) {
+    loop {
+        let received = tokio::select! {
+            () = notices.closed() => return,
+            received = listener.recv() => received,
+        };
+        match received {
+            Ok(notification) => match parse_notice(notification.payload()) {
+                Some(notice) => {
+                    if notices.send(notice).await.is_err() {
+                        return;
+                    }
+                }
+                None => tracing::warn!(
+                    payload = notification.payload(),
+                    "ignoring a malformed change notice"
+                ),
+            },
+            Err(err) => {
+                tracing::warn!(error = %err, "change notices: listening failed, retrying");
+                tokio::select! {
+                    () = notices.closed() => return,
+                    () = tokio::time::sleep(LISTEN_RETRY) => {}
+                }
+            }
+        }
+    }
 }
 
 fn parse_role(role: &str) -> StoreResult<Role> {
@@ -430,6 +491,33 @@ impl Store for PgStore {
         .map_err(db_error)
     }
 
+    async fn user_documents(&self, user_id: Uuid) -> StoreResult<Vec<DocMeta>> {
+        sqlx::query_as!(
+            DocMeta,
+            "SELECT d.id, d.org_id, d.kind, d.job_id
+             FROM assignments a
+             JOIN users u ON u.id = a.user_id
+             JOIN documents d ON d.job_id = a.job_id AND d.org_id = u.org_id
+             WHERE a.user_id = $1
+             ORDER BY d.job_id, d.id",
+            user_id
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn org_documents(&self, org_id: Uuid) -> StoreResult<Vec<DocMeta>> {
+        sqlx::query_as!(
+            DocMeta,
+            "SELECT id, org_id, kind, job_id FROM documents WHERE org_id = $1 ORDER BY job_id, id",
+            org_id
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
     async fn append_changes(&self, doc_id: Uuid, changes: &[ChangeRecord]) -> StoreResult<i64> {
         let hashes: Vec<String> = changes.iter().map(|c| c.hash.clone()).collect();
         let bytes: Vec<Vec<u8>> = changes.iter().map(|c| c.bytes.clone()).collect();
@@ -588,6 +676,28 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn sync_state_docs(&self, device_id: Uuid) -> StoreResult<Vec<Uuid>> {
+        sqlx::query_scalar!(
+            "SELECT doc_id FROM sync_states WHERE device_id = $1 ORDER BY doc_id",
+            device_id
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn delete_sync_state(&self, device_id: Uuid, doc_id: Uuid) -> StoreResult<()> {
+        sqlx::query!(
+            "DELETE FROM sync_states WHERE device_id = $1 AND doc_id = $2",
+            device_id,
+            doc_id
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
     async fn assign(&self, job_id: Uuid, user_id: Uuid) -> StoreResult<bool> {
         let done = sqlx::query!(
             "INSERT INTO assignments (job_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -630,5 +740,69 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query!("SELECT 1 AS one")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn publish_change(&self, notice: ChangeNotice) -> StoreResult<()> {
+        sqlx::query!(
+            "SELECT pg_notify('fieldsync_changes', $1)",
+            notice_payload(&notice)
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// The subscription holds a connection of its own (outside the pool, so it neither takes a
+    /// query's connection nor is closed as idle) and has run `LISTEN` on it before this returns.
+    async fn subscribe_changes(&self) -> StoreResult<Option<mpsc::Receiver<ChangeNotice>>> {
+        let connect_options = (*self.pool.connect_options()).clone();
+        let listener_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_with(connect_options)
+            .await
+            .map_err(db_error)?;
+        let mut listener = PgListener::connect_with(&listener_pool)
+            .await
+            .map_err(db_error)?;
+        listener.listen(CHANGES_CHANNEL).await.map_err(db_error)?;
+        let (sender, receiver) = mpsc::channel(NOTICE_BUFFER);
+        tokio::spawn(forward_notices(listener, sender));
+        Ok(Some(receiver))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notice_payload_round_trips() {
+        let notice = ChangeNotice {
+            doc_id: Uuid::now_v7(),
+            seq: 42,
+            node: Uuid::now_v7(),
+        };
+        let payload = notice_payload(&notice);
+        assert!(payload.len() < 100, "{payload}");
+        assert_eq!(parse_notice(&payload), Some(notice));
+        for bad in [
+            "",
+            "x:1:y",
+            &format!("{}:1", notice.doc_id),
+            &format!("{payload}:extra"),
+        ] {
+            assert_eq!(parse_notice(bad), None, "{bad:?}");
+        }
     }
 }

@@ -23,18 +23,24 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{
-    ChangeRecord, Device, DocMeta, Org, Role, Store, StoreError, StoreResult, StoredDoc, TokenInfo,
-    TokenKind, TokenRecord, User,
+    ChangeNotice, ChangeRecord, Device, DocMeta, Org, Role, Store, StoreError, StoreResult,
+    StoredDoc, TokenInfo, TokenKind, TokenRecord, User,
 };
 
 /// The migrations, in the order they apply, embedded so the binary carries its schema. Append new
 /// files at the end and never edit one that has been released: [`migrate`] refuses a database
 /// whose applied migrations differ from these. A migration must not contain its own
 /// `BEGIN`/`COMMIT`, because each runs inside the runner's transaction.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_sync_core.sql",
-    include_str!("../../../migrations/sqlite/0001_sync_core.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_sync_core.sql",
+        include_str!("../../../migrations/sqlite/0001_sync_core.sql"),
+    ),
+    (
+        "0002_documents_by_org.sql",
+        include_str!("../../../migrations/sqlite/0002_documents_by_org.sql"),
+    ),
+];
 
 /// How long a statement waits for another connection's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -516,6 +522,38 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn user_documents(&self, user_id: Uuid) -> StoreResult<Vec<DocMeta>> {
+        self.call(move |conn| {
+            let docs = conn
+                .prepare_cached(
+                    "SELECT d.id, d.org_id, d.kind, d.job_id
+                     FROM assignments a
+                     JOIN users u ON u.id = a.user_id
+                     JOIN documents d ON d.job_id = a.job_id AND d.org_id = u.org_id
+                     WHERE a.user_id = ?1
+                     ORDER BY d.job_id, d.id",
+                )?
+                .query_map([Id(user_id)], doc_meta)?
+                .collect::<Result<_, _>>()?;
+            Ok(docs)
+        })
+        .await
+    }
+
+    async fn org_documents(&self, org_id: Uuid) -> StoreResult<Vec<DocMeta>> {
+        self.call(move |conn| {
+            let docs = conn
+                .prepare_cached(
+                    "SELECT id, org_id, kind, job_id FROM documents WHERE org_id = ?1
+                     ORDER BY job_id, id",
+                )?
+                .query_map([Id(org_id)], doc_meta)?
+                .collect::<Result<_, _>>()?;
+            Ok(docs)
+        })
+        .await
+    }
+
     async fn append_changes(&self, doc_id: Uuid, changes: &[ChangeRecord]) -> StoreResult<i64> {
         let changes = changes.to_vec();
         self.call(move |conn| {
@@ -636,6 +674,28 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn sync_state_docs(&self, device_id: Uuid) -> StoreResult<Vec<Uuid>> {
+        self.call(move |conn| {
+            ids(
+                conn,
+                "SELECT doc_id FROM sync_states WHERE device_id = ?1 ORDER BY doc_id",
+                device_id,
+            )
+        })
+        .await
+    }
+
+    async fn delete_sync_state(&self, device_id: Uuid, doc_id: Uuid) -> StoreResult<()> {
+        self.call(move |conn| {
+            conn.execute(
+                "DELETE FROM sync_states WHERE device_id = ?1 AND doc_id = ?2",
+                [Id(device_id), Id(doc_id)],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn assign(&self, job_id: Uuid, user_id: Uuid) -> StoreResult<bool> {
         self.call(move |conn| {
             let added = conn.execute(
@@ -678,6 +738,22 @@ impl Store for SqliteStore {
             )
         })
         .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.call(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+
+    /// The embedded server is a single node: there is nobody to tell.
+    async fn publish_change(&self, _notice: ChangeNotice) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn subscribe_changes(
+        &self,
+    ) -> StoreResult<Option<tokio::sync::mpsc::Receiver<ChangeNotice>>> {
+        Ok(None)
     }
 }
 
