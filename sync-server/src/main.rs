@@ -1,1 +1,160 @@
-fn main() {}
+//! `sync-server`: parses the command line, installs logging and calls the library.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use sync_server::config::{Config, Database};
+use sync_server::store::Role;
+
+#[derive(Parser)]
+#[command(name = "sync-server", version, about = "Fieldsync sync server")]
+struct Cli {
+    /// postgres://… for production; unset runs on an embedded SQLite file in --data-dir.
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    #[arg(
+        long,
+        global = true,
+        env = "FIELDSYNC_DATA_DIR",
+        default_value = "fieldsync-data"
+    )]
+    data_dir: PathBuf,
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "FIELDSYNC_LOG_FORMAT",
+        default_value = "pretty"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve devices and the API.
+    Serve {
+        #[arg(long, env = "FIELDSYNC_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Largest sync frame accepted, in bytes.
+        #[arg(long, env = "FIELDSYNC_MAX_FRAME_BYTES", default_value_t = schemas::wire::DEFAULT_MAX_FRAME_BYTES)]
+        max_frame_bytes: usize,
+        /// Memory budget for loaded documents, in MiB.
+        #[arg(long, env = "FIELDSYNC_DOC_CACHE_MB", default_value_t = 256)]
+        doc_cache_mb: usize,
+        /// Create the demo org, users and jobs (once) and print how to sign in.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user (and their org, if new), reading the password from standard input.
+    Add {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = ["technician", "dispatcher", "back_office", "admin"])]
+        role: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,tower_http=warn".into());
+    match cli.log_format {
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
+        LogFormat::Pretty => tracing_subscriber::fmt().with_env_filter(filter).init(),
+    }
+    let mut config = Config::embedded(&cli.data_dir);
+    config.database = Database::from_url(cli.database_url.as_deref(), &cli.data_dir)?;
+    match cli.command {
+        Command::Serve {
+            listen,
+            max_frame_bytes,
+            doc_cache_mb,
+            demo,
+        } => {
+            config.max_frame_bytes = max_frame_bytes;
+            config.doc_cache_bytes = doc_cache_mb * 1024 * 1024;
+            let listener = tokio::net::TcpListener::bind(&listen).await?;
+            let store = sync_server::open_store(&config).await?;
+            let state = sync_server::AppState::new(config, store);
+            if demo {
+                for line in sync_server::demo::ensure(&state).await? {
+                    println!("{line}");
+                }
+            }
+            println!("listening on http://{}", listener.local_addr()?);
+            let shutdown = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            sync_server::serve(state, listener, shutdown).await
+        }
+        Command::Migrate => {
+            sync_server::open_store(&config).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::User {
+            command:
+                UserCommand::Add {
+                    org,
+                    name,
+                    role,
+                    password_stdin: _,
+                },
+        } => {
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password)?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            anyhow::ensure!(
+                password.len() >= 8,
+                "the password must have at least 8 characters"
+            );
+            let role = Role::parse(&role).expect("clap checked the role");
+            let store = sync_server::open_store(&config).await?;
+            let org = match store.org_by_name(&org).await? {
+                Some(o) => o,
+                None => store.create_org(&org).await?,
+            };
+            let user = store
+                .create_user(
+                    org.id,
+                    &name,
+                    role,
+                    &sync_server::auth::hash_password(password),
+                )
+                .await?;
+            println!(
+                "{}",
+                serde_json::json!({"id": user.id, "name": user.name, "role": role.as_str(), "org": org.name})
+            );
+            Ok(())
+        }
+    }
+}

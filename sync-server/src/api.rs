@@ -1,0 +1,624 @@
+//! The HTTP API (JSON): sign-in, and enough of the dispatcher's API to drive and observe sync.
+//! A dispatcher's edit is an Automerge change made by the server on the job's documents, stored
+//! in the same change log as a device's and fanned out the same way.
+
+use std::sync::Arc;
+
+use automerge::AutoCommit;
+use automerge::transaction::CommitOptions;
+use axum::Json;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use schemas::job::{Customer, NewJob, Schedule, Site};
+use schemas::view::JobView;
+use schemas::{DocKind, JobStatus, Priority, checklist, job, parts, photo, template};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::{self, AuthError, Principal};
+use crate::store::{DocMeta, Role, StoreError, TokenKind, User};
+
+/// Errors of the HTTP API: a stable code and a short message; internal causes are logged.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthorized(AuthError),
+    #[error("wrong user name or password")]
+    BadCredentials,
+    #[error("this needs the {0} role")]
+    Forbidden(&'static str),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the store is unavailable")]
+    Store(#[source] StoreError),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::NotFound(m) => ApiError::NotFound(m),
+            e => ApiError::Store(e),
+        }
+    }
+}
+
+impl From<schemas::DocError> for ApiError {
+    fn from(e: schemas::DocError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            ApiError::Unauthorized(_) | ApiError::BadCredentials => {
+                (StatusCode::UNAUTHORIZED, "unauthorized")
+            }
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Store(e) => {
+                tracing::error!(error = %e, "store error");
+                (StatusCode::SERVICE_UNAVAILABLE, "store-unavailable")
+            }
+            ApiError::Internal(e) => {
+                tracing::error!(error = %e, "internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        };
+        (
+            status,
+            Json(json!({"error": code, "message": self.to_string()})),
+        )
+            .into_response()
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// The caller, from `Authorization: Bearer <access token>`.
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match auth::authenticate(
+            app.store.as_ref(),
+            auth::bearer(header),
+            TokenKind::Access,
+            Utc::now(),
+        )
+        .await?
+        {
+            Ok(p) => Ok(Caller(p)),
+            Err(e) => Err(ApiError::Unauthorized(e)),
+        }
+    }
+}
+
+impl Caller {
+    fn require(&self, roles: &[Role], name: &'static str) -> Result<&User, ApiError> {
+        if roles.contains(&self.0.user.role) {
+            Ok(&self.0.user)
+        } else {
+            Err(ApiError::Forbidden(name))
+        }
+    }
+
+    fn dispatcher(&self) -> Result<&User, ApiError> {
+        self.require(&[Role::Dispatcher, Role::Admin], "dispatcher")
+    }
+}
+
+pub async fn readyz(State(app): State<Arc<AppState>>) -> Response {
+    match app.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store unavailable: {e}"),
+        )
+            .into_response(),
+    }
+}
+
+pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
+    let body = app.metrics.render();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+pub struct Login {
+    pub name: String,
+    pub password: String,
+    /// Registers a device; its tokens can later be revoked by an admin.
+    #[serde(default)]
+    pub device_name: Option<String>,
+}
+
+pub async fn login(
+    State(app): State<Arc<AppState>>,
+    Json(body): Json<Login>,
+) -> ApiResult<serde_json::Value> {
+    let user = app.store.user_by_name(&body.name).await?;
+    // Verify against a dummy hash for unknown users too, so timing does not reveal names.
+    let hash = user
+        .as_ref()
+        .map_or(DUMMY_HASH.as_str(), |u| u.password_hash.as_str())
+        .to_string();
+    let password = body.password.clone();
+    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&hash, &password))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let user = match (user, ok) {
+        (Some(u), true) => u,
+        _ => return Err(ApiError::BadCredentials),
+    };
+    let device = match body
+        .device_name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        Some(name) => Some(app.store.register_device(user.id, name).await?.id),
+        None => None,
+    };
+    let issued = auth::issue(
+        app.store.as_ref(),
+        &user,
+        device,
+        Utc::now(),
+        ttl(app.config.access_ttl),
+        ttl(app.config.refresh_ttl),
+    )
+    .await?;
+    Ok(Json(json!({
+        "user": {"id": user.id, "name": user.name, "role": user.role, "org_id": user.org_id},
+        "device_id": device,
+        "tokens": issued,
+    })))
+}
+
+static DUMMY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| auth::hash_password("not a password"));
+
+fn ttl(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::minutes(15))
+}
+
+#[derive(Deserialize)]
+pub struct Refresh {
+    pub refresh_token: String,
+}
+
+/// Trade a refresh token for new tokens; the old refresh token stops working (rotation).
+pub async fn refresh(
+    State(app): State<Arc<AppState>>,
+    Json(body): Json<Refresh>,
+) -> ApiResult<serde_json::Value> {
+    let principal = match auth::authenticate(
+        app.store.as_ref(),
+        Some(&body.refresh_token),
+        TokenKind::Refresh,
+        Utc::now(),
+    )
+    .await?
+    {
+        Ok(p) => p,
+        Err(e) => return Err(ApiError::Unauthorized(e)),
+    };
+    app.store.delete_token(&principal.token_hash).await?;
+    let issued = auth::issue(
+        app.store.as_ref(),
+        &principal.user,
+        principal.device,
+        Utc::now(),
+        ttl(app.config.access_ttl),
+        ttl(app.config.refresh_ttl),
+    )
+    .await?;
+    Ok(Json(
+        json!({"device_id": principal.device, "tokens": issued}),
+    ))
+}
+
+pub async fn revoke_device(
+    State(app): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<serde_json::Value> {
+    let admin = caller.require(&[Role::Admin], "admin")?;
+    let device = app
+        .store
+        .device(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("device {id}")))?;
+    let owner = app
+        .store
+        .user(device.user_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("device {id}")))?;
+    if owner.org_id != admin.org_id {
+        return Err(ApiError::NotFound(format!("device {id}")));
+    }
+    app.store.revoke_device(id).await?;
+    Ok(Json(json!({"revoked": id})))
+}
+
+#[derive(Deserialize, Default)]
+pub struct CreateJob {
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub priority: Option<Priority>,
+    #[serde(default)]
+    pub customer: Option<Customer>,
+    #[serde(default)]
+    pub site: Option<Site>,
+    #[serde(default)]
+    pub schedule: Option<Schedule>,
+    /// User names of technicians to assign.
+    #[serde(default)]
+    pub assignees: Vec<String>,
+}
+
+pub async fn create_job(
+    State(app): State<Arc<AppState>>,
+    caller: Caller,
+    Json(body): Json<CreateJob>,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    let me = caller.dispatcher()?.clone();
+    if body.title.trim().is_empty() {
+        return Err(ApiError::BadRequest("a job needs a title".into()));
+    }
+    let tpl_name = body
+        .template
+        .as_deref()
+        .unwrap_or(template::DEFAULT_TEMPLATE);
+    let tpl = template::find(tpl_name)
+        .ok_or_else(|| ApiError::BadRequest(format!("unknown checklist template `{tpl_name}`")))?;
+    let mut assignees = Vec::new();
+    for name in &body.assignees {
+        match app.store.user_by_name(name).await? {
+            Some(u) if u.org_id == me.org_id && u.role == Role::Technician => assignees.push(u),
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "`{name}` is not a technician of this organisation"
+                )));
+            }
+        }
+    }
+    let new = NewJob {
+        title: body.title.trim().to_string(),
+        description: body.description,
+        customer: body.customer.unwrap_or_default(),
+        site: body.site.unwrap_or_default(),
+        asset: None,
+        assignees: assignees.iter().map(|u| u.name.clone()).collect(),
+        schedule: body.schedule,
+        priority: body.priority.unwrap_or_default(),
+        follow_up_of: None,
+    };
+    let job_id = create_job_documents(&app, &me, &new, &tpl).await?;
+    for u in &assignees {
+        app.store.assign(job_id, u.id).await?;
+    }
+    let users: Vec<Uuid> = assignees.iter().map(|u| u.id).collect();
+    app.hub.sets_changed(&users, me.org_id);
+    Ok((
+        StatusCode::CREATED,
+        Json(job_view(&app, me.org_id, job_id).await?),
+    ))
+}
+
+/// Make a job's three documents on the server and write them to the log.
+pub async fn create_job_documents(
+    app: &AppState,
+    by: &User,
+    new: &NewJob,
+    tpl: &template::Template,
+) -> Result<Uuid, ApiError> {
+    let (job_id, checklist_id, parts_id) =
+        (schemas::new_id(), schemas::new_id(), schemas::new_id());
+    let actor = automerge::ActorId::random();
+    let now = Utc::now();
+    let docs: Vec<(Uuid, DocKind, AutoCommit)> = vec![
+        (
+            job_id,
+            DocKind::Job,
+            job::create(&actor, job_id, checklist_id, parts_id, new, &by.name, now)?,
+        ),
+        (
+            checklist_id,
+            DocKind::Checklist,
+            checklist::create(&actor, checklist_id, job_id, tpl)?,
+        ),
+        (
+            parts_id,
+            DocKind::Parts,
+            parts::create(&actor, parts_id, job_id)?,
+        ),
+    ];
+    for (id, kind, mut doc) in docs {
+        doc.commit_with(
+            CommitOptions::default()
+                .with_message("create job")
+                .with_time(now.timestamp()),
+        );
+        let meta = DocMeta {
+            id,
+            org_id: by.org_id,
+            kind: kind.as_str().to_string(),
+            job_id,
+        };
+        app.store.create_document(&meta).await?;
+        let handle = app.docs.get(&meta).await?;
+        let mut sd = handle.lock().await;
+        let before = sd.doc.get_heads();
+        sd.doc
+            .merge(&mut doc)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        if let Err(e) = app.docs.persist(&mut sd, &before).await {
+            drop(sd);
+            app.docs.evict(id);
+            return Err(e.into());
+        }
+    }
+    Ok(job_id)
+}
+
+/// A job's registry entry, if it is a job of `org`.
+async fn job_meta(app: &AppState, org: Uuid, id: Uuid) -> Result<DocMeta, ApiError> {
+    match app.store.document(id).await? {
+        Some(m) if m.org_id == org && m.kind == DocKind::Job.as_str() => Ok(m),
+        _ => Err(ApiError::NotFound(format!("job {id}"))),
+    }
+}
+
+/// Make a server change on a document: edit, commit, append to the log, fan out.
+pub async fn edit_doc(
+    app: &AppState,
+    meta: &DocMeta,
+    message: &str,
+    f: impl FnOnce(&mut AutoCommit) -> Result<(), ApiError>,
+) -> Result<(), ApiError> {
+    let handle = app.docs.get(meta).await?;
+    let mut sd = handle.lock().await;
+    let before = sd.doc.get_heads();
+    if let Err(e) = f(&mut sd.doc) {
+        sd.doc.rollback();
+        return Err(e);
+    }
+    sd.doc.commit_with(
+        CommitOptions::default()
+            .with_message(message.to_string())
+            .with_time(Utc::now().timestamp()),
+    );
+    match app.docs.persist(&mut sd, &before).await {
+        Ok(Some(seq)) => {
+            drop(sd);
+            app.hub.doc_changed(meta.id, None);
+            app.publish(meta.id, seq).await;
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(e) => {
+            drop(sd);
+            app.docs.evict(meta.id);
+            Err(e.into())
+        }
+    }
+}
+
+async fn read<T>(
+    app: &AppState,
+    meta: &DocMeta,
+    f: impl FnOnce(&AutoCommit) -> Result<T, schemas::DocError>,
+) -> Result<T, ApiError> {
+    let handle = app.docs.get(meta).await?;
+    let sd = handle.lock().await;
+    Ok(f(&sd.doc)?)
+}
+
+/// The server's merged state of a job's documents, in the device's `job show --json` shape.
+pub async fn job_view(app: &AppState, org: Uuid, id: Uuid) -> Result<JobView, ApiError> {
+    let meta = job_meta(app, org, id).await?;
+    let job = read(app, &meta, job::read).await?;
+    let docs = app.store.job_documents(id).await?;
+    let find = |kind: DocKind, want: Uuid| {
+        docs.iter()
+            .find(|d| d.kind == kind.as_str() && d.id == want)
+            .cloned()
+    };
+    let cl_meta = find(DocKind::Checklist, job.checklist_id)
+        .ok_or_else(|| ApiError::NotFound("the job's checklist".into()))?;
+    let parts_meta = find(DocKind::Parts, job.parts_id)
+        .ok_or_else(|| ApiError::NotFound("the job's parts".into()))?;
+    let cl = read(app, &cl_meta, checklist::read).await?;
+    let pl = read(app, &parts_meta, parts::read).await?;
+    let mut photos = Vec::new();
+    for m in docs.iter().filter(|d| d.kind == DocKind::Photo.as_str()) {
+        // A photo document whose first changes have not arrived yet is skipped.
+        if let Ok(p) = read(app, m, photo::read).await {
+            photos.push(p);
+        }
+    }
+    Ok(JobView::assemble(job, cl, pl, photos))
+}
+
+pub async fn get_job(
+    State(app): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<JobView> {
+    let me = caller.require(
+        &[Role::Dispatcher, Role::Admin, Role::BackOffice],
+        "dispatcher or back office",
+    )?;
+    Ok(Json(job_view(&app, me.org_id, id).await?))
+}
+
+#[derive(Deserialize)]
+pub struct Assign {
+    pub user: String,
+}
+
+pub async fn assign(
+    State(app): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<Assign>,
+) -> ApiResult<JobView> {
+    change_assignment(&app, &caller, id, &body.user, true).await
+}
+
+pub async fn unassign(
+    State(app): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<Assign>,
+) -> ApiResult<JobView> {
+    change_assignment(&app, &caller, id, &body.user, false).await
+}
+
+async fn change_assignment(
+    app: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    name: &str,
+    assign: bool,
+) -> ApiResult<JobView> {
+    let me = caller.dispatcher()?.clone();
+    let meta = job_meta(app, me.org_id, id).await?;
+    let user = match app.store.user_by_name(name).await? {
+        Some(u) if u.org_id == me.org_id && u.role == Role::Technician => u,
+        _ => {
+            return Err(ApiError::BadRequest(format!(
+                "`{name}` is not a technician of this organisation"
+            )));
+        }
+    };
+    if assign {
+        app.store.assign(id, user.id).await?;
+    } else {
+        app.store.unassign(id, user.id).await?;
+    }
+    let current = read(app, &meta, job::read).await?;
+    let mut names = current.assignees.clone();
+    names.retain(|n| n != &user.name);
+    if assign {
+        names.push(user.name.clone());
+    }
+    if names != current.assignees {
+        let by = me.name.clone();
+        edit_doc(
+            app,
+            &meta,
+            if assign { "assign" } else { "unassign" },
+            |d| {
+                job::set_assignees(d, &names)?;
+                // A pending job becomes assigned with its first technician.
+                if assign && current.status == JobStatus::Pending {
+                    job::set_status(d, JobStatus::Pending, JobStatus::Assigned, &by, Utc::now())?;
+                }
+                Ok(())
+            },
+        )
+        .await?;
+    }
+    app.hub.sets_changed(&[user.id], me.org_id);
+    app.publish_sets_changed(&[user.id], me.org_id).await;
+    Ok(Json(job_view(app, me.org_id, id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchJob {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub priority: Option<Priority>,
+    #[serde(default, with = "double_option")]
+    pub schedule: Option<Option<Schedule>>,
+    #[serde(default)]
+    pub notes: Option<String>,
+    #[serde(default)]
+    pub status: Option<JobStatus>,
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+/// A dispatcher's edit. Any status may be set (dispatchers override the technician's workflow,
+/// e.g. to cancel or reopen), and it is recorded in the status history like any other.
+pub async fn patch_job(
+    State(app): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<PatchJob>,
+) -> ApiResult<JobView> {
+    let me = caller.dispatcher()?.clone();
+    let meta = job_meta(&app, me.org_id, id).await?;
+    if body.title.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        return Err(ApiError::BadRequest("the title cannot be empty".into()));
+    }
+    let current = read(&app, &meta, job::read).await?;
+    edit_doc(&app, &meta, "dispatcher edit", |d| {
+        use automerge::transaction::Transactable;
+        if let Some(t) = &body.title {
+            d.put(automerge::ROOT, "title", t.trim())
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+        }
+        if let Some(p) = body.priority {
+            job::set_priority(d, p)?;
+        }
+        if let Some(s) = &body.schedule {
+            job::set_schedule(d, s.as_ref())?;
+        }
+        if let Some(n) = &body.notes {
+            job::set_notes(d, n)?;
+        }
+        if let Some(s) = body.status.filter(|s| *s != current.status) {
+            job::set_status(d, current.status, s, &me.name, Utc::now())?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(Json(job_view(&app, me.org_id, id).await?))
+}

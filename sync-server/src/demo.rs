@@ -1,0 +1,160 @@
+//! Demo data: an org with a dispatcher, three technicians and a dozen jobs, made once.
+
+use chrono::{Duration, Timelike, Utc};
+use schemas::job::{Customer, NewJob, Schedule, Site};
+use schemas::{Priority, template};
+
+use crate::api::create_job_documents;
+use crate::app::AppState;
+use crate::auth;
+use crate::store::Role;
+
+pub const ORG: &str = "demo";
+/// Demo accounts share one password, printed at start; never use them outside a demo.
+pub const PASSWORD: &str = "fieldsync-demo";
+pub const DISPATCHER: &str = "dispatch";
+pub const TECHNICIANS: [&str; 3] = ["ana", "ben", "chloe"];
+
+/// Create the demo org, users and jobs unless they exist. Returns the sign-in lines to print.
+pub async fn ensure(app: &AppState) -> anyhow::Result<Vec<String>> {
+    let lines = vec![
+        format!("dispatcher  {DISPATCHER} / {PASSWORD}"),
+        format!("technicians {} / {PASSWORD}", TECHNICIANS.join(", ")),
+        format!("admin       admin / {PASSWORD}"),
+    ];
+    if app.store.org_by_name(ORG).await?.is_some() {
+        return Ok(lines);
+    }
+    let org = app.store.create_org(ORG).await?;
+    let hash = auth::hash_password(PASSWORD);
+    let dispatcher = app
+        .store
+        .create_user(org.id, DISPATCHER, Role::Dispatcher, &hash)
+        .await?;
+    app.store
+        .create_user(org.id, "admin", Role::Admin, &hash)
+        .await?;
+    let mut techs = Vec::new();
+    for name in TECHNICIANS {
+        techs.push(
+            app.store
+                .create_user(org.id, name, Role::Technician, &hash)
+                .await?,
+        );
+    }
+    let today = Utc::now()
+        .with_minute(0)
+        .and_then(|t| t.with_second(0))
+        .unwrap_or_else(Utc::now);
+    let jobs = [
+        (
+            "Rooftop unit seasonal service",
+            "hvac_maintenance",
+            "Northwind Offices",
+            "12 Harbour St",
+            Priority::Medium,
+        ),
+        (
+            "Walk-in freezer not holding temperature",
+            "hvac_maintenance",
+            "Luigi's Trattoria",
+            "4 Market Lane",
+            Priority::Urgent,
+        ),
+        (
+            "Boiler annual inspection",
+            "hvac_maintenance",
+            "St Anne's School",
+            "1 Chapel Rd",
+            Priority::Medium,
+        ),
+        (
+            "Rear bumper and quarter panel QC",
+            "collision_qc",
+            "J. Alvarez",
+            "Bay 3",
+            Priority::High,
+        ),
+        (
+            "Windscreen replacement QC",
+            "collision_qc",
+            "Fleetline Taxis",
+            "Bay 1",
+            Priority::Medium,
+        ),
+        (
+            "Laptop intake diagnostics",
+            "device_diagnostics",
+            "Walk-in customer",
+            "Front counter",
+            Priority::Low,
+        ),
+        (
+            "Phone screen assessment",
+            "device_diagnostics",
+            "M. Okafor",
+            "Front counter",
+            Priority::Low,
+        ),
+        (
+            "Room 412: AC not cooling",
+            "hotel_maintenance",
+            "Harbour View Hotel",
+            "Room 412",
+            Priority::Urgent,
+        ),
+        (
+            "Room 118: shower drain slow",
+            "hotel_maintenance",
+            "Harbour View Hotel",
+            "Room 118",
+            Priority::High,
+        ),
+        (
+            "Lobby lighting circuit fault",
+            "general",
+            "Harbour View Hotel",
+            "Lobby",
+            Priority::Medium,
+        ),
+        (
+            "Condenser fan replacement",
+            "hvac_maintenance",
+            "Greenleaf Clinic",
+            "22 Elm St",
+            Priority::High,
+        ),
+        (
+            "Quarterly PM: air handlers",
+            "hvac_maintenance",
+            "Northwind Offices",
+            "12 Harbour St",
+            Priority::Low,
+        ),
+    ];
+    for (i, (title, tpl, customer, site, priority)) in jobs.into_iter().enumerate() {
+        let tech = &techs[i % techs.len()];
+        let new = NewJob {
+            title: title.into(),
+            customer: Customer {
+                name: customer.into(),
+                ..Default::default()
+            },
+            site: Site {
+                name: site.into(),
+                ..Default::default()
+            },
+            schedule: Some(Schedule {
+                start: today + Duration::hours(i as i64 * 3 % 48),
+                end: None,
+            }),
+            priority,
+            assignees: vec![tech.name.clone()],
+            ..Default::default()
+        };
+        let tpl = template::find(tpl).expect("demo templates are built in");
+        let job = create_job_documents(app, &dispatcher, &new, &tpl).await?;
+        app.store.assign(job, tech.id).await?;
+    }
+    Ok(lines)
+}

@@ -1,0 +1,225 @@
+//! Documents in server memory: loaded on demand, kept in an LRU cache bounded by an estimate of
+//! their memory, and written through to the change log.
+//!
+//! A loaded document costs roughly 40 times its saved size (measured: ~60 KiB for a job-sized
+//! document), so the server keeps only what is in use and unloads the least recently used
+//! documents past the budget. A document is never unloaded while a request holds it, so there is
+//! at most one copy of each document in memory per node.
+
+use std::sync::{Arc, Mutex};
+
+use automerge::{ActorId, AutoCommit, ChangeHash};
+use lru::LruCache;
+use uuid::Uuid;
+
+use crate::metrics::Metrics;
+use crate::store::{ChangeRecord, DocMeta, Store, StoreError, StoredDoc};
+
+/// Memory estimate per saved byte (see the module docs).
+const BYTES_PER_SAVED_BYTE: usize = 40;
+const MIN_DOC_BYTES: usize = 8 * 1024;
+
+pub struct ServerDoc {
+    pub meta: DocMeta,
+    pub doc: AutoCommit,
+    /// Every change the log holds up to this sequence number is in `doc`.
+    pub applied_seq: i64,
+    /// Changes appended since the last snapshot.
+    since_snapshot: usize,
+}
+
+pub type DocHandle = Arc<tokio::sync::Mutex<ServerDoc>>;
+
+pub struct DocCache {
+    store: Arc<dyn Store>,
+    actor: ActorId,
+    budget: usize,
+    compact_every: usize,
+    metrics: Arc<Metrics>,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    lru: LruCache<Uuid, (DocHandle, usize)>,
+    bytes: usize,
+}
+
+impl DocCache {
+    pub fn new(
+        store: Arc<dyn Store>,
+        budget: usize,
+        compact_every: usize,
+        metrics: Arc<Metrics>,
+    ) -> DocCache {
+        DocCache {
+            store,
+            // Each node writes its own edits (a dispatcher's change made by the server) under its
+            // own actor, so two nodes never produce clashing change sequences.
+            actor: ActorId::random(),
+            budget,
+            compact_every: compact_every.max(1),
+            metrics,
+            inner: Mutex::new(Inner {
+                lru: LruCache::unbounded(),
+                bytes: 0,
+            }),
+        }
+    }
+
+    /// The loaded document, loading it from the store if needed.
+    pub async fn get(&self, meta: &DocMeta) -> Result<DocHandle, StoreError> {
+        if let Some((h, _)) = self.inner.lock().expect("cache lock").lru.get(&meta.id) {
+            return Ok(h.clone());
+        }
+        let stored = self.store.load(meta.id).await?;
+        let weight = MIN_DOC_BYTES
+            + BYTES_PER_SAVED_BYTE
+                * (stored.snapshot.as_ref().map_or(0, Vec::len)
+                    + stored.changes.iter().map(Vec::len).sum::<usize>());
+        let applied_seq = stored.last_seq;
+        let doc = build(meta.id, &stored, &self.actor)?;
+        let fresh = Arc::new(tokio::sync::Mutex::new(ServerDoc {
+            meta: meta.clone(),
+            doc,
+            applied_seq,
+            since_snapshot: stored.changes.len(),
+        }));
+        let mut inner = self.inner.lock().expect("cache lock");
+        // Someone may have loaded it while we were reading the store: keep theirs.
+        if let Some((h, _)) = inner.lru.get(&meta.id) {
+            return Ok(h.clone());
+        }
+        inner.lru.put(meta.id, (fresh.clone(), weight));
+        inner.bytes += weight;
+        self.evict_over_budget(&mut inner);
+        Ok(fresh)
+    }
+
+    /// Unload least recently used documents until the estimate is within budget, skipping any
+    /// that a request holds right now.
+    fn evict_over_budget(&self, inner: &mut Inner) {
+        let mut held = Vec::new();
+        while inner.bytes > self.budget {
+            let Some((id, (handle, weight))) = inner.lru.pop_lru() else {
+                break;
+            };
+            if Arc::strong_count(&handle) > 1 {
+                held.push((id, (handle, weight)));
+                continue;
+            }
+            inner.bytes -= weight;
+        }
+        for (id, entry) in held {
+            inner.lru.put(id, entry);
+        }
+        self.metrics.cache_documents.set(inner.lru.len() as i64);
+        self.metrics.cache_bytes.set(inner.bytes as i64);
+    }
+
+    /// Forget a document whose in-memory state may be ahead of the store (a failed append) or
+    /// was refused; the next use reloads it from the log.
+    pub fn evict(&self, id: Uuid) {
+        let mut inner = self.inner.lock().expect("cache lock");
+        if let Some((_, weight)) = inner.lru.pop(&id) {
+            inner.bytes -= weight;
+        }
+        self.metrics.cache_documents.set(inner.lru.len() as i64);
+        self.metrics.cache_bytes.set(inner.bytes as i64);
+    }
+
+    pub fn is_loaded(&self, id: Uuid) -> bool {
+        self.inner.lock().expect("cache lock").lru.contains(&id)
+    }
+
+    pub fn loaded_count(&self) -> usize {
+        self.inner.lock().expect("cache lock").lru.len()
+    }
+
+    /// Append to the log every change of `sd` that is not in `before`. Returns the sequence number
+    /// the log reached, or `None` when there was nothing new. Compacts now and then.
+    pub async fn persist(
+        &self,
+        sd: &mut ServerDoc,
+        before: &[ChangeHash],
+    ) -> Result<Option<i64>, StoreError> {
+        let changes = sd.doc.get_changes(before);
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        let records: Vec<ChangeRecord> = changes
+            .iter()
+            .map(|c| ChangeRecord {
+                hash: c.hash().to_string(),
+                bytes: c.raw_bytes().to_vec(),
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let seq = self.store.append_changes(sd.meta.id, &records).await?;
+        self.metrics
+            .store_latency
+            .observe(started.elapsed().as_secs_f64());
+        sd.since_snapshot += records.len();
+        if sd.since_snapshot >= self.compact_every {
+            // Not fatal when it fails: the log still holds every change.
+            let snapshot = sd.doc.save();
+            match self.store.save_snapshot(sd.meta.id, &snapshot, seq).await {
+                Ok(()) => sd.since_snapshot = 0,
+                Err(e) => tracing::warn!(doc = %sd.meta.id, error = %e, "compaction failed"),
+            }
+        }
+        Ok(Some(seq))
+    }
+
+    /// Bring a loaded document up to date with changes other nodes appended. Returns true when it
+    /// changed; a document that is not loaded is left alone (it loads fresh when needed).
+    pub async fn refresh(&self, id: Uuid) -> Result<bool, StoreError> {
+        let handle = match self.inner.lock().expect("cache lock").lru.peek(&id) {
+            Some((h, _)) => h.clone(),
+            None => return Ok(false),
+        };
+        let mut sd = handle.lock().await;
+        let newer = self.store.changes_since(id, sd.applied_seq).await?;
+        let before = sd.doc.get_heads();
+        let apply = |doc: &mut AutoCommit| -> Result<(), automerge::AutomergeError> {
+            if let Some(s) = &newer.snapshot {
+                doc.load_incremental(s)?;
+            }
+            for c in &newer.changes {
+                doc.load_incremental(c)?;
+            }
+            Ok(())
+        };
+        if let Err(e) = apply(&mut sd.doc) {
+            drop(sd);
+            self.evict(id);
+            return Err(StoreError::Database(format!(
+                "document {id} from the log does not load: {e}"
+            )));
+        }
+        sd.applied_seq = sd.applied_seq.max(newer.last_seq);
+        Ok(sd.doc.get_heads() != before)
+    }
+}
+
+fn build(id: Uuid, stored: &StoredDoc, actor: &ActorId) -> Result<AutoCommit, StoreError> {
+    let corrupt = |e: automerge::AutomergeError| {
+        StoreError::Database(format!("document {id} in the log does not load: {e}"))
+    };
+    let mut doc = match &stored.snapshot {
+        Some(s) => AutoCommit::load(s).map_err(corrupt)?,
+        None => AutoCommit::new(),
+    };
+    for c in &stored.changes {
+        doc.load_incremental(c).map_err(corrupt)?;
+    }
+    doc.set_actor(actor.clone());
+    Ok(doc)
+}
+
+impl std::fmt::Debug for DocCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DocCache")
+            .field("loaded", &self.loaded_count())
+            .finish()
+    }
+}

@@ -1,0 +1,87 @@
+//! Prometheus metrics, one registry per server instance (so tests can run several servers in one
+//! process), rendered at `/metrics`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+pub struct Metrics {
+    registry: Registry,
+    pub connections: Gauge,
+    pub frames_in: Counter,
+    pub frames_out: Counter,
+    pub frames_refused: Counter,
+    pub acks: Counter,
+    /// From a sync frame's arrival to its ack being sent, in seconds.
+    pub ack_latency: Histogram,
+    /// Store append latency, in seconds.
+    pub store_latency: Histogram,
+    pub cache_documents: Gauge,
+    pub cache_bytes: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("fieldsync");
+        let m = Metrics {
+            connections: Gauge::default(),
+            frames_in: Counter::default(),
+            frames_out: Counter::default(),
+            frames_refused: Counter::default(),
+            acks: Counter::default(),
+            ack_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            store_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            cache_documents: Gauge::default(),
+            cache_bytes: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "sync_connections",
+            "Open sync connections",
+            m.connections.clone(),
+        );
+        registry.register(
+            "sync_frames_in",
+            "Sync frames received",
+            m.frames_in.clone(),
+        );
+        registry.register("sync_frames_out", "Sync frames sent", m.frames_out.clone());
+        registry.register(
+            "sync_frames_refused",
+            "Sync frames refused with an error",
+            m.frames_refused.clone(),
+        );
+        registry.register("sync_acks", "Document acks sent", m.acks.clone());
+        registry.register(
+            "sync_ack_latency_seconds",
+            "Frame arrival to ack",
+            m.ack_latency.clone(),
+        );
+        registry.register(
+            "store_append_latency_seconds",
+            "Change log append",
+            m.store_latency.clone(),
+        );
+        registry.register(
+            "doc_cache_documents",
+            "Documents loaded in memory",
+            m.cache_documents.clone(),
+        );
+        registry.register(
+            "doc_cache_bytes",
+            "Estimated memory of loaded documents",
+            m.cache_bytes.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,531 @@
+//! The server side of the sync protocol as a state machine without IO.
+//!
+//! A [`Session`] is one connection's protocol state: the handshake, the device's document set,
+//! the Automerge sync state per document, and the rate limit. It decodes and checks frames,
+//! runs Automerge's sync protocol on documents handed to it, and says what to send. It never
+//! touches a socket or the store: [`crate::ws`] loads documents and sync states, persists
+//! changes, and moves bytes. Time comes in as an argument.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use automerge::AutoCommit;
+use automerge::sync::{self, SyncDoc};
+use schemas::wire::{self, ClientMsg, DocEntry, DocMessage, ErrorCode, ServerMsg};
+use uuid::Uuid;
+
+/// What a checked frame asks for.
+#[derive(Debug)]
+pub enum Inbound {
+    Hello,
+    Announce(Vec<DocEntry>),
+    /// Sync messages for documents the connection holds, already decoded.
+    Sync(Vec<(DocEntry, sync::Message)>),
+    Released(Vec<Uuid>),
+    Ping(u64),
+}
+
+/// A refusal, sent as an `error` frame; `close` ends the connection after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub doc: Option<Uuid>,
+    pub message: String,
+    pub close: bool,
+}
+
+impl Refusal {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            doc: None,
+            message: message.into(),
+            close: false,
+        }
+    }
+
+    fn doc(code: ErrorCode, doc: Uuid, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            doc: Some(doc),
+            message: message.into(),
+            close: false,
+        }
+    }
+
+    pub fn to_msg(&self) -> ServerMsg {
+        ServerMsg::Error {
+            code: self.code,
+            doc: self.doc,
+            message: self.message.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    AwaitingHello,
+    Ready,
+}
+
+pub struct Session {
+    phase: Phase,
+    /// The connection's document set.
+    set: HashMap<Uuid, DocEntry>,
+    /// Documents the device still holds but no longer may: it uploads, then releases them.
+    removing: HashMap<Uuid, DocEntry>,
+    states: HashMap<Uuid, sync::State>,
+    dirty: HashSet<Uuid>,
+    max_frame: usize,
+    max_per_second: u32,
+    window_start: Option<Instant>,
+    window_count: u32,
+}
+
+impl Session {
+    pub fn new(max_frame: usize, max_per_second: u32) -> Session {
+        Session {
+            phase: Phase::AwaitingHello,
+            set: HashMap::new(),
+            removing: HashMap::new(),
+            states: HashMap::new(),
+            dirty: HashSet::new(),
+            max_frame,
+            max_per_second: max_per_second.max(1),
+            window_start: None,
+            window_count: 0,
+        }
+    }
+
+    /// Decode and check one frame. Per-document problems are refused one by one while the rest
+    /// of the frame goes ahead.
+    pub fn on_frame(&mut self, now: Instant, frame: &[u8]) -> (Option<Inbound>, Vec<Refusal>) {
+        if let Some(r) = self.rate_limit(now) {
+            return (None, vec![r]);
+        }
+        let msg = match wire::decode_client(frame, self.max_frame) {
+            Ok(m) => m,
+            Err(e) => return (None, vec![Refusal::new(e.code(), e.to_string())]),
+        };
+        match (self.phase, msg) {
+            (Phase::AwaitingHello, ClientMsg::Hello { protocol, .. }) => {
+                if protocol != wire::PROTOCOL_VERSION {
+                    let mut r = Refusal::new(
+                        ErrorCode::UnsupportedVersion,
+                        format!(
+                            "protocol {protocol} is not supported; this server speaks {}",
+                            wire::PROTOCOL_VERSION
+                        ),
+                    );
+                    r.close = true;
+                    return (None, vec![r]);
+                }
+                (Some(Inbound::Hello), vec![])
+            }
+            (Phase::AwaitingHello, _) => {
+                let mut r = Refusal::new(
+                    ErrorCode::ProtocolViolation,
+                    "the first message must be hello",
+                );
+                r.close = true;
+                (None, vec![r])
+            }
+            (Phase::Ready, ClientMsg::Hello { .. }) => (
+                None,
+                vec![Refusal::new(
+                    ErrorCode::ProtocolViolation,
+                    "hello was already received",
+                )],
+            ),
+            (Phase::Ready, ClientMsg::Announce { docs }) => (Some(Inbound::Announce(docs)), vec![]),
+            (Phase::Ready, ClientMsg::Released { docs }) => (Some(Inbound::Released(docs)), vec![]),
+            (Phase::Ready, ClientMsg::Ping { id }) => (Some(Inbound::Ping(id)), vec![]),
+            (Phase::Ready, ClientMsg::Sync { docs }) => {
+                let mut ok = Vec::with_capacity(docs.len());
+                let mut refused = Vec::new();
+                for DocMessage { doc, data } in docs {
+                    let Some(entry) = self.entry(doc) else {
+                        refused.push(Refusal::doc(
+                            ErrorCode::DocUnavailable,
+                            doc,
+                            "document not available",
+                        ));
+                        continue;
+                    };
+                    match sync::Message::decode(&data) {
+                        Ok(m) => ok.push((entry, m)),
+                        Err(e) => refused.push(Refusal::doc(
+                            ErrorCode::InvalidDocument,
+                            doc,
+                            format!("not an Automerge sync message: {e}"),
+                        )),
+                    }
+                }
+                (Some(Inbound::Sync(ok)), refused)
+            }
+        }
+    }
+
+    fn rate_limit(&mut self, now: Instant) -> Option<Refusal> {
+        let start = *self.window_start.get_or_insert(now);
+        if now.duration_since(start) >= Duration::from_secs(1) {
+            self.window_start = Some(now);
+            self.window_count = 0;
+        }
+        self.window_count += 1;
+        if self.window_count <= self.max_per_second {
+            return None;
+        }
+        let mut r = Refusal::new(
+            ErrorCode::RateLimited,
+            format!(
+                "more than {} messages per second; slow down",
+                self.max_per_second
+            ),
+        );
+        // A client that keeps going at twice the limit is not listening.
+        r.close = self.window_count > self.max_per_second * 2;
+        Some(r)
+    }
+
+    /// The entry of a document this connection holds (in its set or being removed).
+    pub fn entry(&self, doc: Uuid) -> Option<DocEntry> {
+        self.set
+            .get(&doc)
+            .or_else(|| self.removing.get(&doc))
+            .copied()
+    }
+
+    pub fn in_set(&self, doc: Uuid) -> bool {
+        self.set.contains_key(&doc)
+    }
+
+    /// Complete the handshake with the document set; `held` are documents this device was sent
+    /// before (it holds them). Those no longer in the set are to be removed.
+    pub fn welcome(
+        &mut self,
+        user: &str,
+        device: Option<Uuid>,
+        set: Vec<DocEntry>,
+        held: Vec<DocEntry>,
+    ) -> ServerMsg {
+        self.phase = Phase::Ready;
+        self.set = set.iter().map(|e| (e.id, *e)).collect();
+        self.removing = held
+            .into_iter()
+            .filter(|e| !self.set.contains_key(&e.id))
+            .map(|e| (e.id, e))
+            .collect();
+        ServerMsg::Welcome {
+            protocol: wire::PROTOCOL_VERSION,
+            user: user.to_string(),
+            device,
+            set,
+            removing: self.removing.keys().copied().collect(),
+        }
+    }
+
+    /// Replace the set after an assignment changed; `None` when nothing changed.
+    pub fn update_set(&mut self, new_set: Vec<DocEntry>) -> Option<(ServerMsg, Vec<DocEntry>)> {
+        let new: HashMap<Uuid, DocEntry> = new_set.into_iter().map(|e| (e.id, e)).collect();
+        let added: Vec<DocEntry> = new
+            .values()
+            .filter(|e| !self.set.contains_key(&e.id))
+            .copied()
+            .collect();
+        let removed: Vec<DocEntry> = self
+            .set
+            .values()
+            .filter(|e| !new.contains_key(&e.id))
+            .copied()
+            .collect();
+        if added.is_empty() && removed.is_empty() {
+            return None;
+        }
+        for e in &added {
+            self.removing.remove(&e.id);
+        }
+        for e in &removed {
+            self.removing.insert(e.id, *e);
+        }
+        self.set = new;
+        let msg = ServerMsg::SetChanged {
+            added: added.clone(),
+            removing: removed.iter().map(|e| e.id).collect(),
+        };
+        Some((msg, added))
+    }
+
+    /// Add one document to the set (one the device announced and the server registered).
+    pub fn admit(&mut self, entry: DocEntry) {
+        self.removing.remove(&entry.id);
+        self.set.insert(entry.id, entry);
+    }
+
+    /// The device removed a document it was asked to remove. Returns false if it was not asked.
+    pub fn release(&mut self, doc: Uuid) -> bool {
+        self.states.remove(&doc);
+        self.dirty.remove(&doc);
+        self.removing.remove(&doc).is_some()
+    }
+
+    pub fn set_entries(&self) -> Vec<DocEntry> {
+        self.set.values().copied().collect()
+    }
+
+    pub fn has_state(&self, doc: Uuid) -> bool {
+        self.states.contains_key(&doc)
+    }
+
+    /// Install the persisted sync state of a document (or a fresh one).
+    pub fn install_state(&mut self, doc: Uuid, persisted: Option<&[u8]>) {
+        let state = persisted
+            .and_then(|b| sync::State::decode(b).ok())
+            .unwrap_or_default();
+        self.states.insert(doc, state);
+    }
+
+    /// Forget what we believed the device has, after its changes could not be stored: the next
+    /// exchange starts over and the device sends them again.
+    pub fn reset_state(&mut self, doc: Uuid) {
+        self.states.insert(doc, sync::State::new());
+        self.dirty.insert(doc);
+    }
+
+    /// Apply a sync message to `doc`. A document whose content turns out to be of another kind
+    /// than registered is refused (the caller must discard the in-memory document).
+    pub fn receive(
+        &mut self,
+        entry: &DocEntry,
+        doc: &mut AutoCommit,
+        msg: sync::Message,
+    ) -> Result<(), Refusal> {
+        let state = self.states.entry(entry.id).or_default();
+        doc.sync().receive_sync_message(state, msg).map_err(|e| {
+            Refusal::doc(
+                ErrorCode::InvalidDocument,
+                entry.id,
+                format!("changes do not apply: {e}"),
+            )
+        })?;
+        self.dirty.insert(entry.id);
+        if !doc.is_empty() {
+            match schemas::doc::doc_kind(doc) {
+                Some(k) if k == entry.kind => {}
+                found => {
+                    let found = found.map_or("no kind".to_string(), |k| k.to_string());
+                    return Err(Refusal::doc(
+                        ErrorCode::WrongKind,
+                        entry.id,
+                        format!(
+                            "document is registered as a {} but its content is {found}",
+                            entry.kind
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The next sync message for `doc`, if the device needs one.
+    pub fn generate(&mut self, doc_id: Uuid, doc: &mut AutoCommit) -> Option<DocMessage> {
+        let state = self.states.entry(doc_id).or_default();
+        let msg = doc.sync().generate_sync_message(state)?;
+        self.dirty.insert(doc_id);
+        Some(DocMessage {
+            doc: doc_id,
+            data: msg.encode(),
+        })
+    }
+
+    /// Mark a document's sync state as still to be saved.
+    pub fn reset_dirty(&mut self, doc: Uuid) {
+        self.dirty.insert(doc);
+    }
+
+    /// Sync states changed since the last call, encoded for the store.
+    pub fn take_dirty(&mut self) -> Vec<(Uuid, Vec<u8>)> {
+        let dirty: Vec<Uuid> = self.dirty.drain().collect();
+        dirty
+            .into_iter()
+            .filter_map(|d| self.states.get(&d).map(|s| (d, s.encode())))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schemas::DocKind;
+
+    fn ready(set: Vec<DocEntry>) -> Session {
+        let mut s = Session::new(1024, 10);
+        let (inbound, refused) = s.on_frame(
+            Instant::now(),
+            &wire::encode(&ClientMsg::Hello {
+                protocol: 1,
+                client: String::new(),
+            }),
+        );
+        assert!(matches!(inbound, Some(Inbound::Hello)) && refused.is_empty());
+        s.welcome("ana", None, set, vec![]);
+        s
+    }
+
+    fn entry(kind: DocKind) -> DocEntry {
+        let id = Uuid::now_v7();
+        DocEntry {
+            id,
+            kind,
+            job_id: id,
+        }
+    }
+
+    #[test]
+    fn hello_must_come_first_and_once() {
+        let mut s = Session::new(1024, 10);
+        let (_, r) = s.on_frame(Instant::now(), &wire::encode(&ClientMsg::Ping { id: 1 }));
+        assert_eq!(
+            (r[0].code, r[0].close),
+            (ErrorCode::ProtocolViolation, true)
+        );
+        let mut s = Session::new(1024, 10);
+        let (_, r) = s.on_frame(
+            Instant::now(),
+            &wire::encode(&ClientMsg::Hello {
+                protocol: 99,
+                client: String::new(),
+            }),
+        );
+        assert_eq!(
+            (r[0].code, r[0].close),
+            (ErrorCode::UnsupportedVersion, true)
+        );
+        let mut s = ready(vec![]);
+        let (_, r) = s.on_frame(
+            Instant::now(),
+            &wire::encode(&ClientMsg::Hello {
+                protocol: 1,
+                client: String::new(),
+            }),
+        );
+        assert_eq!(
+            (r[0].code, r[0].close),
+            (ErrorCode::ProtocolViolation, false)
+        );
+    }
+
+    #[test]
+    fn documents_outside_the_set_are_refused_one_by_one() {
+        let mine = entry(DocKind::Job);
+        let mut s = ready(vec![mine]);
+        let mut doc = AutoCommit::new();
+        let msg = doc
+            .sync()
+            .generate_sync_message(&mut sync::State::new())
+            .unwrap()
+            .encode();
+        let stranger = Uuid::now_v7();
+        let frame = wire::encode(&ClientMsg::Sync {
+            docs: vec![
+                DocMessage {
+                    doc: mine.id,
+                    data: msg.clone(),
+                },
+                DocMessage {
+                    doc: stranger,
+                    data: msg,
+                },
+                DocMessage {
+                    doc: mine.id,
+                    data: vec![1, 2, 3],
+                },
+            ],
+        });
+        let (inbound, refused) = s.on_frame(Instant::now(), &frame);
+        let Some(Inbound::Sync(ok)) = inbound else {
+            panic!()
+        };
+        assert_eq!(ok.len(), 1);
+        assert_eq!(
+            refused.iter().map(|r| (r.code, r.doc)).collect::<Vec<_>>(),
+            [
+                (ErrorCode::DocUnavailable, Some(stranger)),
+                (ErrorCode::InvalidDocument, Some(mine.id))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_document_of_the_wrong_kind_is_refused() {
+        let registered = entry(DocKind::Checklist);
+        let mut s = ready(vec![registered]);
+        let actor = automerge::ActorId::random();
+        let mut device_doc =
+            schemas::parts::create(&actor, registered.id, registered.job_id).unwrap();
+        device_doc.commit();
+        let mut server_doc = AutoCommit::new();
+        // Run the exchange until the changes arrive.
+        let mut device_state = sync::State::new();
+        let mut result = Ok(());
+        for _ in 0..4 {
+            if let Some(m) = device_doc.sync().generate_sync_message(&mut device_state) {
+                result = s.receive(&registered, &mut server_doc, m);
+                if result.is_err() {
+                    break;
+                }
+            }
+            if let Some(m) = s.generate(registered.id, &mut server_doc) {
+                let m = sync::Message::decode(&m.data).unwrap();
+                device_doc
+                    .sync()
+                    .receive_sync_message(&mut device_state, m)
+                    .unwrap();
+            }
+        }
+        assert_eq!(result.unwrap_err().code, ErrorCode::WrongKind);
+    }
+
+    #[test]
+    fn too_many_messages_are_refused_then_the_connection_closed() {
+        let mut s = ready(vec![]);
+        let now = Instant::now();
+        let ping = wire::encode(&ClientMsg::Ping { id: 1 });
+        let mut codes = Vec::new();
+        for _ in 0..25 {
+            let (_, r) = s.on_frame(now, &ping);
+            codes.push(r.first().map(|r| (r.code, r.close)));
+        }
+        assert!(codes[..9].iter().all(Option::is_none), "{codes:?}");
+        assert_eq!(codes[10], Some((ErrorCode::RateLimited, false)));
+        assert_eq!(codes[24], Some((ErrorCode::RateLimited, true)));
+        // A new second, a new allowance.
+        let (_, r) = s.on_frame(now + Duration::from_secs(1), &ping);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn set_changes_move_documents_to_removing_and_back() {
+        let a = entry(DocKind::Job);
+        let b = entry(DocKind::Job);
+        let mut s = ready(vec![a]);
+        let (msg, added) = s.update_set(vec![b]).unwrap();
+        assert_eq!(added, vec![b]);
+        assert_eq!(
+            msg,
+            ServerMsg::SetChanged {
+                added: vec![b],
+                removing: vec![a.id]
+            }
+        );
+        assert!(
+            s.entry(a.id).is_some() && !s.in_set(a.id),
+            "a removed document may still upload"
+        );
+        assert!(s.update_set(vec![b]).is_none());
+        assert!(s.release(a.id));
+        assert!(s.entry(a.id).is_none());
+        assert!(!s.release(a.id));
+    }
+}
