@@ -266,6 +266,118 @@ impl Replica {
         Ok(true)
     }
 
+    /// The next Automerge sync message for document `id` towards the peer whose state is `state`.
+    pub fn generate_sync_message(
+        &mut self,
+        id: Uuid,
+        state: &mut automerge::sync::State,
+    ) -> Result<Option<automerge::sync::Message>> {
+        use automerge::sync::SyncDoc;
+        Ok(self.loaded(id)?.doc.sync().generate_sync_message(state))
+    }
+
+    /// Apply a sync message for document `info` (creating the document if this device did not
+    /// hold it) and persist what it brought. Content of another kind than `info` says is refused
+    /// and nothing of it is kept.
+    pub fn receive_sync_message(
+        &mut self,
+        info: DocInfo,
+        state: &mut automerge::sync::State,
+        msg: automerge::sync::Message,
+    ) -> Result<bool> {
+        use automerge::sync::SyncDoc;
+        let exists = self.docs.loaded.contains_key(&info.id) || self.has_document(info.id)?;
+        if !exists {
+            self.insert_new(
+                info.id,
+                info.kind,
+                info.job_id,
+                AutoCommit::new().with_actor(self.actor.clone()),
+            );
+        }
+        let l = self.loaded(info.id)?;
+        let before = l.doc.get_heads();
+        let result = l.doc.sync().receive_sync_message(state, msg);
+        let kind_ok = l.doc.is_empty() || schemas::doc::doc_kind(&l.doc) == Some(info.kind);
+        let changed = l.doc.get_heads() != before;
+        if let Err(e) = result {
+            self.docs.loaded.remove(&info.id);
+            return Err(Error::InvalidValue(format!(
+                "sync message for {} does not apply: {e}",
+                info.id
+            )));
+        }
+        if !kind_ok {
+            self.docs.loaded.remove(&info.id);
+            return Err(Error::InvalidValue(format!(
+                "document {} is not a {}",
+                info.id, info.kind
+            )));
+        }
+        if !changed {
+            if !exists {
+                // Nothing arrived yet for a document new to this device: keep no empty row.
+                self.docs.loaded.remove(&info.id);
+            }
+            return Ok(false);
+        }
+        self.persist(&[info.id], Origin::Remote)?;
+        Ok(true)
+    }
+
+    /// Remove a document from the device (its job was unassigned and its changes are safe).
+    pub fn remove_document(&mut self, id: Uuid) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        let sid = id.to_string();
+        tx.execute("DELETE FROM documents WHERE id = ?1", [&sid])?;
+        for sql in [
+            "DELETE FROM q_jobs WHERE id = ?1",
+            "DELETE FROM q_checklists WHERE checklist_id = ?1",
+            "DELETE FROM q_parts WHERE parts_id = ?1",
+            "DELETE FROM q_photos WHERE id = ?1",
+        ] {
+            tx.execute(sql, [&sid])?;
+        }
+        tx.commit()?;
+        self.docs.loaded.remove(&id);
+        Ok(())
+    }
+
+    /// The persisted sync state of document `id` with `peer`.
+    pub fn sync_state(&self, id: Uuid, peer: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT state FROM sync_states WHERE doc_id = ?1 AND peer = ?2",
+                params![id.to_string(), peer],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Save sync states in one transaction (documents no longer on the device are skipped).
+    pub fn put_sync_states(&mut self, peer: &str, states: &[(Uuid, Vec<u8>)]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for (doc, state) in states {
+            tx.execute(
+                "INSERT INTO sync_states (doc_id, peer, state) SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM documents WHERE id = ?1)
+                 ON CONFLICT (doc_id, peer) DO UPDATE SET state = excluded.state",
+                params![doc.to_string(), peer, state],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Local changes of document `id` not yet acknowledged.
+    pub fn unacked_count(&self, id: Uuid) -> Result<usize> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM unacked WHERE doc_id = ?1",
+            [id.to_string()],
+            |r| r.get::<_, i64>(0),
+        )? as usize)
+    }
+
     /// Bytes the replica stores for document `id`: its snapshot plus its change rows.
     pub fn stored_bytes(&self, id: Uuid) -> Result<u64> {
         Ok(self.conn.query_row(

@@ -382,15 +382,13 @@ pub async fn create_job_documents(
             job_id,
         };
         app.store.create_document(&meta).await?;
-        let handle = app.docs.get(&meta).await?;
-        let mut sd = handle.lock().await;
+        let mut sd = app.docs.lock(&meta).await?;
         let before = sd.doc.get_heads();
         sd.doc
             .merge(&mut doc)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         if let Err(e) = app.docs.persist(&mut sd, &before).await {
-            drop(sd);
-            app.docs.evict(id);
+            app.docs.discard(sd);
             return Err(e.into());
         }
     }
@@ -412,8 +410,7 @@ pub async fn edit_doc(
     message: &str,
     f: impl FnOnce(&mut AutoCommit) -> Result<(), ApiError>,
 ) -> Result<(), ApiError> {
-    let handle = app.docs.get(meta).await?;
-    let mut sd = handle.lock().await;
+    let mut sd = app.docs.lock(meta).await?;
     let before = sd.doc.get_heads();
     if let Err(e) = f(&mut sd.doc) {
         sd.doc.rollback();
@@ -433,8 +430,7 @@ pub async fn edit_doc(
         }
         Ok(None) => Ok(()),
         Err(e) => {
-            drop(sd);
-            app.docs.evict(meta.id);
+            app.docs.discard(sd);
             Err(e.into())
         }
     }
@@ -445,8 +441,7 @@ async fn read<T>(
     meta: &DocMeta,
     f: impl FnOnce(&AutoCommit) -> Result<T, schemas::DocError>,
 ) -> Result<T, ApiError> {
-    let handle = app.docs.get(meta).await?;
-    let sd = handle.lock().await;
+    let sd = app.docs.lock(meta).await?;
     Ok(f(&sd.doc)?)
 }
 

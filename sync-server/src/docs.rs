@@ -26,7 +26,12 @@ pub struct ServerDoc {
     pub applied_seq: i64,
     /// Changes appended since the last snapshot.
     since_snapshot: usize,
+    /// Set when the in-memory state got ahead of the store (a failed append) or was refused:
+    /// nobody may read it any more; [`DocCache::lock`] loads a fresh copy instead.
+    poisoned: bool,
 }
+
+pub type DocGuard = tokio::sync::OwnedMutexGuard<ServerDoc>;
 
 pub type DocHandle = Arc<tokio::sync::Mutex<ServerDoc>>;
 
@@ -83,6 +88,7 @@ impl DocCache {
             doc,
             applied_seq,
             since_snapshot: stored.changes.len(),
+            poisoned: false,
         }));
         let mut inner = self.inner.lock().expect("cache lock");
         // Someone may have loaded it while we were reading the store: keep theirs.
@@ -93,6 +99,26 @@ impl DocCache {
         inner.bytes += weight;
         self.evict_over_budget(&mut inner);
         Ok(fresh)
+    }
+
+    /// Lock the document for reading or changing it. Every change in a document obtained this way
+    /// is in the store, so its heads may be acknowledged and shown to peers as durable.
+    pub async fn lock(&self, meta: &DocMeta) -> Result<DocGuard, StoreError> {
+        loop {
+            let guard = self.get(meta).await?.lock_owned().await;
+            if !guard.poisoned {
+                return Ok(guard);
+            }
+        }
+    }
+
+    /// Throw away a locked document whose memory may hold changes the store does not: whoever
+    /// waits on it will load it again from the log.
+    pub fn discard(&self, mut guard: DocGuard) {
+        guard.poisoned = true;
+        let id = guard.meta.id;
+        drop(guard);
+        self.evict(id);
     }
 
     /// Unload least recently used documents until the estimate is within budget, skipping any
@@ -178,6 +204,9 @@ impl DocCache {
             None => return Ok(false),
         };
         let mut sd = handle.lock().await;
+        if sd.poisoned {
+            return Ok(false);
+        }
         let newer = self.store.changes_since(id, sd.applied_seq).await?;
         let before = sd.doc.get_heads();
         let apply = |doc: &mut AutoCommit| -> Result<(), automerge::AutomergeError> {
@@ -190,6 +219,7 @@ impl DocCache {
             Ok(())
         };
         if let Err(e) = apply(&mut sd.doc) {
+            sd.poisoned = true;
             drop(sd);
             self.evict(id);
             return Err(StoreError::Database(format!(

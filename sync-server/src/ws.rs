@@ -237,12 +237,11 @@ impl Conn {
         let mut batch = Vec::new();
         for e in entries {
             self.ensure_state(e.id).await?;
-            let handle = self
+            let mut sd = self
                 .app
                 .docs
-                .get(&meta_of(e, self.principal.user.org_id))
+                .lock(&meta_of(e, self.principal.user.org_id))
                 .await?;
-            let mut sd = handle.lock().await;
             if let Some(m) = self.session.generate(e.id, &mut sd.doc) {
                 batch.push(m);
             }
@@ -362,12 +361,10 @@ impl Conn {
         for (entry, msg) in msgs {
             self.ensure_state(entry.id).await?;
             let carries_changes = !msg.changes.is_empty();
-            let handle = self.app.docs.get(&meta_of(&entry, org)).await?;
-            let mut sd = handle.lock().await;
+            let mut sd = self.app.docs.lock(&meta_of(&entry, org)).await?;
             let before = sd.doc.get_heads();
             if let Err(refusal) = self.session.receive(&entry, &mut sd.doc, msg) {
-                drop(sd);
-                self.app.docs.evict(entry.id);
+                self.app.docs.discard(sd);
                 self.session.reset_state(entry.id);
                 self.app.metrics.frames_refused.inc();
                 self.out.push(refusal.to_msg());
@@ -391,8 +388,7 @@ impl Conn {
                 }
                 Err(e) => {
                     tracing::warn!(doc = %entry.id, error = %e, "append failed; the device will resend");
-                    drop(sd);
-                    self.app.docs.evict(entry.id);
+                    self.app.docs.discard(sd);
                     self.session.reset_state(entry.id);
                     self.out.push(ServerMsg::Error {
                         code: ErrorCode::StoreUnavailable,
@@ -455,8 +451,7 @@ impl Conn {
                     continue;
                 };
                 self.ensure_state(doc).await?;
-                let handle = self.app.docs.get(&meta_of(&entry, org)).await?;
-                let mut sd = handle.lock().await;
+                let mut sd = self.app.docs.lock(&meta_of(&entry, org)).await?;
                 if let Some(m) = self.session.generate(doc, &mut sd.doc) {
                     batch.push(m);
                 }
