@@ -36,6 +36,8 @@ pub(crate) struct Loaded {
 #[derive(Default)]
 pub(crate) struct DocCache {
     pub(crate) loaded: HashMap<Uuid, Loaded>,
+    /// SQLite's `data_version` when the cache was last known to match the disk.
+    data_version: i64,
 }
 
 /// A document's identity as the replica records it.
@@ -49,11 +51,30 @@ pub struct DocInfo {
 impl Replica {
     /// The loaded document `id`, loading it from disk if needed.
     pub(crate) fn loaded(&mut self, id: Uuid) -> Result<&mut Loaded> {
+        self.forget_if_written_elsewhere()?;
         if !self.docs.loaded.contains_key(&id) {
             let l = self.load_from_disk(id)?;
             self.docs.loaded.insert(id, l);
         }
         Ok(self.docs.loaded.get_mut(&id).expect("just inserted"))
+    }
+
+    /// Another process (a second app instance, the CLI beside a running sync) may have written
+    /// the replica: SQLite's `data_version` tells. Then every cached document that is not in the
+    /// middle of an edit is dropped and reloads from disk when next used, so no stale copy is
+    /// written back or shown.
+    fn forget_if_written_elsewhere(&mut self) -> Result<()> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        if version != self.docs.data_version {
+            self.docs.data_version = version;
+            self.docs.loaded.retain(|_, l| {
+                use automerge::transaction::Transactable;
+                l.is_new || l.doc.pending_ops() > 0 || l.doc.get_heads() != l.saved_heads
+            });
+        }
+        Ok(())
     }
 
     fn load_from_disk(&self, id: Uuid) -> Result<Loaded> {
@@ -315,10 +336,8 @@ impl Replica {
             )));
         }
         if !changed {
-            if !exists {
-                // Nothing arrived yet for a document new to this device: keep no empty row.
-                self.docs.loaded.remove(&info.id);
-            }
+            // A document new to this device stays in memory only (it may need to ask the server
+            // for its changes) and gets a row when its first changes arrive.
             return Ok(false);
         }
         self.persist(&[info.id], Origin::Remote)?;
@@ -387,6 +406,11 @@ impl Replica {
             [id.to_string()],
             |r| r.get::<_, i64>(0),
         )? as u64)
+    }
+
+    /// Whether the device holds document `id`, on disk or (new, not yet written) in memory.
+    pub fn knows_document(&self, id: Uuid) -> Result<bool> {
+        Ok(self.docs.loaded.contains_key(&id) || self.has_document(id)?)
     }
 
     pub fn has_document(&self, id: Uuid) -> Result<bool> {

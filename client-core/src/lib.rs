@@ -12,7 +12,8 @@
 //!
 //! Layout: [`db`] opens the database and runs its migrations; [`docs`] loads, caches and persists
 //! documents; [`queries`] derives and reads the query tables; [`actions`] holds the technician's
-//! actions; [`blobs`] stores photo and signature files by hash; [`events`] is the change stream.
+//! actions; [`blobs`] stores photo and signature files by hash; [`events`] is the change stream;
+//! [`sync`] talks to the server.
 
 pub mod actions;
 pub mod blobs;
@@ -22,6 +23,7 @@ pub mod error;
 pub mod events;
 pub mod queries;
 mod replica;
+pub mod sync;
 
 pub use actions::JobView;
 pub use error::{Error, Result};

@@ -12,6 +12,7 @@ use schemas::parts::NewPartLine;
 
 mod demo;
 mod output;
+mod sync;
 
 #[derive(Parser)]
 #[command(
@@ -88,6 +89,31 @@ enum Command {
     Pending,
     /// Fill an empty replica with sample jobs, then list them.
     Demo,
+    /// Sign in to a server and register this device.
+    Login {
+        /// The server, e.g. http://127.0.0.1:8080
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        user: String,
+        /// Read the password from standard input.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// How this device is listed for the admin.
+        #[arg(long, default_value = "mobile-shell")]
+        device_name: String,
+    },
+    /// Sync with the server.
+    Sync {
+        /// Sync until nothing is left to send or receive, then exit.
+        #[arg(long)]
+        once: bool,
+        /// Give up after this many seconds (with --once).
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Changes waiting for the server, the last successful sync, documents held.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -355,6 +381,46 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 &format!(
                     "{} change(s) not yet acknowledged by the server",
                     pending.len()
+                ),
+            )
+        }
+        Command::Login {
+            server,
+            user,
+            password_stdin: _,
+            device_name,
+        } => {
+            let mut password = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut password)?;
+            let device = client_core::sync::account::login(
+                &mut r,
+                server,
+                user,
+                password.trim_end_matches(['\n', '\r']),
+                device_name,
+            )?;
+            out.value(
+                serde_json::json!({"device_id": device, "user": user, "server": server}),
+                &format!("signed in as {user}; device {device}"),
+            )
+        }
+        Command::Sync { once, timeout } => sync::run(
+            &mut r,
+            &out,
+            *once,
+            std::time::Duration::from_secs(*timeout),
+        ),
+        Command::Status => {
+            let unacked = r.unacked()?.len();
+            let last = r.meta("last_sync_at")?;
+            let docs = r.documents()?.len();
+            let server = r.meta("server")?;
+            out.value(
+                serde_json::json!({"unacknowledged": unacked, "last_sync_at": last, "documents": docs, "server": server, "user": r.user()}),
+                &format!(
+                    "{unacked} change(s) not yet acknowledged; last sync {}; {docs} document(s); server {}",
+                    last.as_deref().unwrap_or("never"),
+                    server.as_deref().unwrap_or("(not signed in)")
                 ),
             )
         }

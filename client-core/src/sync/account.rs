@@ -1,0 +1,111 @@
+//! Signing in and keeping the tokens, in the replica's `meta` table.
+//!
+//! HTTP goes through `ureq` (small, blocking, no async runtime needed for two requests).
+
+use serde::Deserialize;
+
+use crate::{Error, Replica, Result};
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Tokens {
+    pub access_token: String,
+    pub access_expires_at: chrono::DateTime<chrono::Utc>,
+    pub refresh_token: String,
+    pub refresh_expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginReply {
+    user: LoginUser,
+    device_id: Option<uuid::Uuid>,
+    tokens: Tokens,
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginUser {
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct RefreshReply {
+    tokens: Tokens,
+}
+
+fn http_error(e: ureq::Error) -> Error {
+    match e {
+        ureq::Error::StatusCode(401) => {
+            Error::InvalidValue("the server refused the user name or password".into())
+        }
+        ureq::Error::StatusCode(code) => {
+            Error::InvalidValue(format!("the server answered HTTP {code}"))
+        }
+        e => Error::Io(std::io::Error::other(format!(
+            "cannot reach the server: {e}"
+        ))),
+    }
+}
+
+/// Sign in, register this device, and keep the server URL and tokens in the replica.
+pub fn login(
+    r: &mut Replica,
+    server: &str,
+    user: &str,
+    password: &str,
+    device_name: &str,
+) -> Result<uuid::Uuid> {
+    let server = server.trim_end_matches('/');
+    let body = serde_json::json!({"name": user, "password": password, "device_name": device_name});
+    let reply: LoginReply = ureq::post(format!("{server}/api/v1/auth/login"))
+        .send_json(&body)
+        .map_err(http_error)?
+        .body_mut()
+        .read_json()
+        .map_err(http_error)?;
+    let device = reply
+        .device_id
+        .ok_or_else(|| Error::InvalidValue("the server registered no device".into()))?;
+    r.set_meta("server", server)?;
+    r.set_meta("device_id", &device.to_string())?;
+    save_tokens(r, &reply.tokens)?;
+    r.set_user(&reply.user.name)?;
+    Ok(device)
+}
+
+fn save_tokens(r: &Replica, t: &Tokens) -> Result<()> {
+    r.set_meta("access_token", &t.access_token)?;
+    r.set_meta("access_expires_at", &t.access_expires_at.to_rfc3339())?;
+    r.set_meta("refresh_token", &t.refresh_token)?;
+    Ok(())
+}
+
+/// The server URL and a usable access token, refreshing it when it is about to expire.
+pub fn credentials(r: &mut Replica) -> Result<(String, String)> {
+    let server = r
+        .meta("server")?
+        .ok_or_else(|| Error::InvalidValue("not signed in: run `login` first".into()))?;
+    let access = r.meta("access_token")?.unwrap_or_default();
+    let expires = r
+        .meta("access_expires_at")?
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
+        .map(|t| t.to_utc());
+    let fresh = expires.is_some_and(|t| t - chrono::Utc::now() > chrono::Duration::seconds(60));
+    if fresh && !access.is_empty() {
+        return Ok((server, access));
+    }
+    let refresh = r
+        .meta("refresh_token")?
+        .ok_or_else(|| Error::InvalidValue("not signed in: run `login` first".into()))?;
+    let reply: RefreshReply = ureq::post(format!("{server}/api/v1/auth/refresh"))
+        .send_json(serde_json::json!({"refresh_token": refresh}))
+        .map_err(|e| match e {
+            ureq::Error::StatusCode(401) => Error::InvalidValue(
+                "the sign-in expired or the device was revoked: run `login` again".into(),
+            ),
+            e => http_error(e),
+        })?
+        .body_mut()
+        .read_json()
+        .map_err(http_error)?;
+    save_tokens(r, &reply.tokens)?;
+    Ok((server, reply.tokens.access_token))
+}

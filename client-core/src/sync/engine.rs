@@ -1,0 +1,365 @@
+//! The device's sync protocol state machine (no IO but the replica).
+
+use std::collections::{HashMap, HashSet};
+
+use automerge::sync;
+use schemas::wire::{ClientMsg, DocEntry, DocMessage, ErrorCode, PROTOCOL_VERSION, ServerMsg};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::docs::DocInfo;
+use crate::{Replica, Result};
+
+/// Documents per outgoing sync frame.
+const DOCS_PER_FRAME: usize = 64;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SyncStats {
+    /// Sync messages sent and received.
+    pub sent: usize,
+    pub received: usize,
+    /// Documents that changed on this device because of the server.
+    pub docs_updated: usize,
+    /// Local changes the server acknowledged during this session.
+    pub acknowledged: usize,
+    /// Documents removed because their job was unassigned.
+    pub removed: usize,
+    /// Errors the server reported, as `code: message`.
+    pub errors: Vec<String>,
+}
+
+pub struct SyncEngine {
+    /// Whose sync states these are (the server's URL).
+    peer: String,
+    welcomed: bool,
+    set: HashMap<Uuid, DocEntry>,
+    removing: HashMap<Uuid, DocEntry>,
+    states: HashMap<Uuid, sync::State>,
+    dirty: HashSet<Uuid>,
+    /// Documents the server refused; not offered again this session.
+    refused: HashSet<Uuid>,
+    next_ping: u64,
+    awaiting_pong: Option<u64>,
+    activity: bool,
+    quiet: bool,
+    pub stats: SyncStats,
+}
+
+fn info(e: &DocEntry) -> DocInfo {
+    DocInfo {
+        id: e.id,
+        kind: e.kind,
+        job_id: e.job_id,
+    }
+}
+
+impl SyncEngine {
+    pub fn new(peer: &str) -> SyncEngine {
+        SyncEngine {
+            peer: peer.to_string(),
+            welcomed: false,
+            set: HashMap::new(),
+            removing: HashMap::new(),
+            states: HashMap::new(),
+            dirty: HashSet::new(),
+            refused: HashSet::new(),
+            next_ping: 0,
+            awaiting_pong: None,
+            activity: false,
+            quiet: false,
+            stats: SyncStats::default(),
+        }
+    }
+
+    pub fn hello(&self) -> ClientMsg {
+        ClientMsg::Hello {
+            protocol: PROTOCOL_VERSION,
+            client: format!("client-core {}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+
+    /// True once a ping came back with nothing exchanged since it was sent and every local change
+    /// the server may take is acknowledged.
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
+    fn state<'a>(
+        states: &'a mut HashMap<Uuid, sync::State>,
+        r: &Replica,
+        peer: &str,
+        doc: Uuid,
+    ) -> Result<&'a mut sync::State> {
+        if !states.contains_key(&doc) {
+            let persisted = r.sync_state(doc, peer)?;
+            let state = persisted
+                .and_then(|b| sync::State::decode(&b).ok())
+                .unwrap_or_default();
+            states.insert(doc, state);
+        }
+        Ok(states.get_mut(&doc).expect("inserted"))
+    }
+
+    fn generate(&mut self, r: &mut Replica, docs: &[Uuid]) -> Result<Vec<ClientMsg>> {
+        let mut out = Vec::new();
+        for doc in docs {
+            if self.refused.contains(doc) || !r.knows_document(*doc)? {
+                continue;
+            }
+            let state = Self::state(&mut self.states, r, &self.peer, *doc)?;
+            if let Some(m) = r.generate_sync_message(*doc, state)? {
+                self.dirty.insert(*doc);
+                out.push(DocMessage {
+                    doc: *doc,
+                    data: m.encode(),
+                });
+            }
+        }
+        self.stats.sent += out.len();
+        Ok(chunk(out))
+    }
+
+    /// A local edit happened (continuous sync): offer it to the server.
+    pub fn on_local_change(&mut self, r: &mut Replica, doc: Uuid) -> Result<Vec<ClientMsg>> {
+        if !self.welcomed {
+            return Ok(vec![]);
+        }
+        if !self.set.contains_key(&doc) && !self.removing.contains_key(&doc) {
+            // A document made on this device (a follow-up job, a photo): register it first.
+            return self.announce_new(r);
+        }
+        let out = self.generate(r, &[doc])?;
+        self.activity |= !out.is_empty();
+        Ok(out)
+    }
+
+    fn announce_new(&mut self, r: &mut Replica) -> Result<Vec<ClientMsg>> {
+        let new: Vec<DocEntry> = r
+            .documents()?
+            .into_iter()
+            .filter(|d| {
+                !self.set.contains_key(&d.id)
+                    && !self.removing.contains_key(&d.id)
+                    && !self.refused.contains(&d.id)
+            })
+            .map(|d| DocEntry {
+                id: d.id,
+                kind: d.kind,
+                job_id: d.job_id,
+            })
+            .collect();
+        Ok(if new.is_empty() {
+            vec![]
+        } else {
+            vec![ClientMsg::Announce { docs: new }]
+        })
+    }
+
+    /// Handle one message from the server; returns what to send back.
+    pub fn on_message(&mut self, r: &mut Replica, msg: ServerMsg) -> Result<Vec<ClientMsg>> {
+        let mut out = Vec::new();
+        match msg {
+            ServerMsg::Welcome { set, removing, .. } => {
+                self.welcomed = true;
+                self.activity = true;
+                self.set = set.iter().map(|e| (e.id, *e)).collect();
+                let local: HashMap<Uuid, DocInfo> =
+                    r.documents()?.into_iter().map(|d| (d.id, d)).collect();
+                self.removing = removing
+                    .iter()
+                    .filter_map(|id| {
+                        local.get(id).map(|d| {
+                            (
+                                d.id,
+                                DocEntry {
+                                    id: d.id,
+                                    kind: d.kind,
+                                    job_id: d.job_id,
+                                },
+                            )
+                        })
+                    })
+                    .collect();
+                // Asked to remove something this device no longer has: nothing to upload.
+                let gone: Vec<Uuid> = removing
+                    .iter()
+                    .filter(|id| !local.contains_key(id))
+                    .copied()
+                    .collect();
+                if !gone.is_empty() {
+                    out.push(ClientMsg::Released { docs: gone });
+                }
+                out.extend(self.announce_new(r)?);
+                let docs: Vec<Uuid> = self
+                    .set
+                    .keys()
+                    .chain(self.removing.keys())
+                    .copied()
+                    .collect();
+                out.extend(self.generate(r, &docs)?);
+                out.extend(self.release_done(r)?);
+            }
+            ServerMsg::SetChanged { added, removing } => {
+                self.activity = true;
+                for e in added {
+                    self.removing.remove(&e.id);
+                    self.set.insert(e.id, e);
+                }
+                for id in removing {
+                    if let Some(e) = self.set.remove(&id) {
+                        self.removing.insert(id, e);
+                    }
+                }
+                let docs: Vec<Uuid> = self
+                    .set
+                    .keys()
+                    .chain(self.removing.keys())
+                    .copied()
+                    .collect();
+                out.extend(self.generate(r, &docs)?);
+                out.extend(self.release_done(r)?);
+            }
+            ServerMsg::Sync { docs } => {
+                self.activity = true;
+                let mut reply_for = Vec::new();
+                for DocMessage { doc, data } in docs {
+                    self.stats.received += 1;
+                    let Some(entry) = self
+                        .set
+                        .get(&doc)
+                        .or_else(|| self.removing.get(&doc))
+                        .copied()
+                    else {
+                        continue;
+                    };
+                    let Ok(msg) = sync::Message::decode(&data) else {
+                        self.stats
+                            .errors
+                            .push(format!("undecodable sync message for {doc}"));
+                        continue;
+                    };
+                    // The server only shows heads it has stored: they acknowledge what they cover
+                    // (this also settles acks lost with a dropped connection).
+                    let server_heads = msg.heads.clone();
+                    let state = Self::state(&mut self.states, r, &self.peer, doc)?;
+                    match r.receive_sync_message(info(&entry), state, msg) {
+                        Ok(changed) => self.stats.docs_updated += changed as usize,
+                        Err(e) => {
+                            self.refused.insert(doc);
+                            self.stats.errors.push(e.to_string());
+                            continue;
+                        }
+                    }
+                    self.dirty.insert(doc);
+                    if r.has_document(doc)? {
+                        self.stats.acknowledged += r.ack(doc, &server_heads)?;
+                    }
+                    reply_for.push(doc);
+                }
+                out.extend(self.generate(r, &reply_for)?);
+                out.extend(self.release_done(r)?);
+            }
+            ServerMsg::Ack { docs } => {
+                self.activity = true;
+                for d in docs {
+                    if r.has_document(d.doc)? {
+                        self.stats.acknowledged += r.ack(d.doc, &d.change_hashes())?;
+                    }
+                }
+                out.extend(self.release_done(r)?);
+            }
+            ServerMsg::Pong { id } => {
+                if self.awaiting_pong == Some(id) {
+                    self.awaiting_pong = None;
+                    let waiting = self.unacked_offered(r)?;
+                    self.quiet = !self.activity && waiting == 0;
+                    self.activity = false;
+                }
+            }
+            ServerMsg::Error { code, doc, message } => {
+                self.stats
+                    .errors
+                    .push(format!("{}: {message}", code.as_str()));
+                match (code, doc) {
+                    // Not stored: start over for that document so its changes are sent again.
+                    (ErrorCode::StoreUnavailable, Some(d)) => {
+                        self.activity = true;
+                        self.states.insert(d, sync::State::new());
+                        out.extend(self.generate(r, &[d])?);
+                    }
+                    (ErrorCode::StoreUnavailable, None) => self.activity = true,
+                    (_, Some(d)) => {
+                        self.refused.insert(d);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.activity |= !out.is_empty();
+        Ok(out)
+    }
+
+    /// Local changes still waiting for an ack, on documents the server has not refused.
+    fn unacked_offered(&self, r: &Replica) -> Result<usize> {
+        Ok(r.unacked()?
+            .iter()
+            .filter(|(d, _)| !self.refused.contains(d))
+            .count())
+    }
+
+    /// Ask whether the server has handled everything so far (sent when there is nothing else to
+    /// send); the answer decides [`Self::is_quiet`].
+    pub fn ping(&mut self) -> Option<ClientMsg> {
+        if self.awaiting_pong.is_some() {
+            return None;
+        }
+        self.next_ping += 1;
+        self.awaiting_pong = Some(self.next_ping);
+        Some(ClientMsg::Ping { id: self.next_ping })
+    }
+
+    /// Remove documents the server asked to remove once all their local changes are acknowledged.
+    fn release_done(&mut self, r: &mut Replica) -> Result<Vec<ClientMsg>> {
+        let mut released = Vec::new();
+        let ids: Vec<Uuid> = self.removing.keys().copied().collect();
+        for id in ids {
+            if r.has_document(id)? && r.unacked_count(id)? > 0 {
+                continue;
+            }
+            if r.has_document(id)? {
+                r.remove_document(id)?;
+                self.stats.removed += 1;
+            }
+            self.removing.remove(&id);
+            self.states.remove(&id);
+            self.dirty.remove(&id);
+            released.push(id);
+        }
+        Ok(if released.is_empty() {
+            vec![]
+        } else {
+            vec![ClientMsg::Released { docs: released }]
+        })
+    }
+
+    /// Save the sync states that changed, so the next connection sends only what is new.
+    pub fn save_states(&mut self, r: &mut Replica) -> Result<()> {
+        let states: Vec<(Uuid, Vec<u8>)> = self
+            .dirty
+            .drain()
+            .filter_map(|d| self.states.get(&d).map(|s| (d, s.encode())))
+            .collect();
+        r.put_sync_states(&self.peer, &states)
+    }
+}
+
+fn chunk(docs: Vec<DocMessage>) -> Vec<ClientMsg> {
+    let mut out = Vec::new();
+    let mut docs = docs.into_iter().peekable();
+    while docs.peek().is_some() {
+        out.push(ClientMsg::Sync {
+            docs: docs.by_ref().take(DOCS_PER_FRAME).collect(),
+        });
+    }
+    out
+}

@@ -1,0 +1,13 @@
+//! The device's side of sync.
+//!
+//! [`engine::SyncEngine`] is the protocol state machine: server messages in, client messages
+//! out, documents read and written through the [`Replica`](crate::Replica); it opens no socket.
+//! [`net`] is the thin tokio-tungstenite loop around it, and [`account`] signs in and keeps the
+//! tokens in the replica.
+
+pub mod account;
+pub mod engine;
+pub mod net;
+
+pub use engine::{SyncEngine, SyncStats};
+pub use net::{SyncError, sync_once};

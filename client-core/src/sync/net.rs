@@ -1,0 +1,132 @@
+//! The sync connection: tokio-tungstenite around [`SyncEngine`].
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use schemas::wire::{self, ClientMsg};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use super::engine::{SyncEngine, SyncStats};
+use crate::Replica;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("the server refused the sign-in token ({0}); sign in again")]
+    Unauthorized(String),
+    #[error("cannot reach the server: {0}")]
+    Connect(String),
+    #[error("connection lost: {0}")]
+    Disconnected(String),
+    #[error("the server closed the connection: {0}")]
+    Closed(String),
+    #[error("sync did not settle within {0:?}")]
+    Timeout(Duration),
+    #[error(transparent)]
+    Replica(#[from] crate::Error),
+}
+
+/// The WebSocket URL of a server given as `http(s)://host:port`.
+pub fn sync_url(server: &str) -> String {
+    let base = server.trim_end_matches('/');
+    let ws = if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = base.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        base.to_string()
+    };
+    format!("{ws}/sync")
+}
+
+/// Connect, sync until nothing is left to send or receive, then close. Returns what moved.
+pub async fn sync_once(
+    r: &mut Replica,
+    server: &str,
+    access_token: &str,
+    limit: Duration,
+) -> Result<SyncStats, SyncError> {
+    let mut engine = SyncEngine::new(server);
+    let result = tokio::time::timeout(limit, session(r, &mut engine, server, access_token)).await;
+    // Whatever happened, keep what was learned about the server's state.
+    engine.save_states(r)?;
+    match result {
+        Ok(Ok(())) => {
+            r.set_meta("last_sync_at", &schemas::job::ts(chrono::Utc::now()))?;
+            Ok(engine.stats)
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(SyncError::Timeout(limit)),
+    }
+}
+
+async fn session(
+    r: &mut Replica,
+    engine: &mut SyncEngine,
+    server: &str,
+    token: &str,
+) -> Result<(), SyncError> {
+    let mut request = sync_url(server)
+        .into_client_request()
+        .map_err(|e| SyncError::Connect(e.to_string()))?;
+    let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|e| SyncError::Connect(e.to_string()))?;
+    request.headers_mut().insert("authorization", bearer);
+    let (ws, _) = match tokio_tungstenite::connect_async(request).await {
+        Ok(ok) => ok,
+        Err(tungstenite::Error::Http(resp)) if resp.status() == 401 => {
+            let body = resp
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            return Err(SyncError::Unauthorized(body));
+        }
+        Err(e) => return Err(SyncError::Connect(e.to_string())),
+    };
+    let (mut sink, mut stream) = ws.split();
+    let send = |msgs: Vec<ClientMsg>| {
+        msgs.into_iter()
+            .map(|m| Ok::<_, tungstenite::Error>(Message::Binary(wire::encode(&m).into())))
+    };
+    sink.send_all(&mut futures_util::stream::iter(send(vec![engine.hello()])))
+        .await
+        .map_err(|e| SyncError::Disconnected(e.to_string()))?;
+    while let Some(frame) = stream.next().await {
+        let frame = frame.map_err(|e| SyncError::Disconnected(e.to_string()))?;
+        let bytes = match frame {
+            Message::Binary(b) => b,
+            Message::Close(c) => {
+                return Err(SyncError::Closed(
+                    c.map(|c| format!("{} {}", c.code, c.reason))
+                        .unwrap_or_default(),
+                ));
+            }
+            _ => continue,
+        };
+        let msg = match wire::decode_server(&bytes, usize::MAX) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring a frame from the server");
+                continue;
+            }
+        };
+        let mut out = engine.on_message(r, msg)?;
+        if engine.is_quiet() {
+            let _ = sink.send(Message::Close(None)).await;
+            return Ok(());
+        }
+        if out.is_empty() {
+            out.extend(engine.ping());
+        }
+        if !out.is_empty() {
+            sink.send_all(&mut futures_util::stream::iter(send(out)))
+                .await
+                .map_err(|e| SyncError::Disconnected(e.to_string()))?;
+        }
+    }
+    Err(SyncError::Disconnected(
+        "the server closed the socket".into(),
+    ))
+}
