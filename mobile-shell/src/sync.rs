@@ -29,29 +29,30 @@ pub fn run(r: &mut Replica, out: &Out, once: bool, limit: Duration) -> anyhow::R
         );
         return out.value(serde_json::to_value(&stats)?, &text);
     }
-    // Continuous: sync, wait a little, sync again; back off while the server is unreachable.
+    // Continuous: stay connected, receive changes as they happen and send this device's edits
+    // (made by other commands meanwhile); reconnect with backoff when the connection drops.
     let mut backoff = Duration::from_secs(1);
     loop {
-        let result = account::credentials(r)
-            .map_err(SyncError::from)
-            .and_then(|(server, token)| rt.block_on(sync_once(r, &server, &token, limit)));
+        let result =
+            account::credentials(r)
+                .map_err(SyncError::from)
+                .and_then(|(server, token)| {
+                    rt.block_on(client_core::sync::sync_until(
+                        r,
+                        &server,
+                        &token,
+                        Duration::from_secs(600),
+                        |_| false,
+                    ))
+                });
         match result {
-            Ok(stats) => {
-                backoff = Duration::from_secs(1);
-                if stats.sent + stats.received > 0 {
-                    out.value(
-                        serde_json::to_value(&stats)?,
-                        &format!(
-                            "synced: {} received, {} acknowledged",
-                            stats.docs_updated, stats.acknowledged
-                        ),
-                    )?;
-                }
-                std::thread::sleep(Duration::from_secs(2));
-            }
+            Ok(_) | Err(SyncError::Timeout(_)) => backoff = Duration::from_secs(1),
             Err(SyncError::Unauthorized(m)) => anyhow::bail!("the server refused this device: {m}"),
             Err(e) => {
-                eprintln!("sync failed ({e}); retrying in {}s", backoff.as_secs());
+                eprintln!(
+                    "sync interrupted ({e}); reconnecting in {}s",
+                    backoff.as_secs()
+                );
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(60));
             }

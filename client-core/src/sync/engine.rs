@@ -158,6 +158,9 @@ impl SyncEngine {
     /// Handle one message from the server; returns what to send back.
     pub fn on_message(&mut self, r: &mut Replica, msg: ServerMsg) -> Result<Vec<ClientMsg>> {
         let mut out = Vec::new();
+        if !matches!(msg, ServerMsg::Pong { .. }) {
+            self.quiet = false;
+        }
         match msg {
             ServerMsg::Welcome { set, removing, .. } => {
                 self.welcomed = true;

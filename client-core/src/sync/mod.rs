@@ -10,4 +10,4 @@ pub mod engine;
 pub mod net;
 
 pub use engine::{SyncEngine, SyncStats};
-pub use net::{SyncError, sync_once};
+pub use net::{SyncError, sync_once, sync_until};

@@ -47,8 +47,36 @@ pub async fn sync_once(
     access_token: &str,
     limit: Duration,
 ) -> Result<SyncStats, SyncError> {
+    run(r, server, access_token, limit, Stop::WhenQuiet).await
+}
+
+/// Stay connected — receiving what others change as it happens and sending this device's edits
+/// (from any process writing the replica) — until `done` holds or `limit` passes.
+pub async fn sync_until(
+    r: &mut Replica,
+    server: &str,
+    access_token: &str,
+    limit: Duration,
+    done: impl FnMut(&mut Replica) -> bool,
+) -> Result<SyncStats, SyncError> {
+    run(r, server, access_token, limit, Stop::When(Box::new(done))).await
+}
+
+enum Stop<'a> {
+    WhenQuiet,
+    When(Box<dyn FnMut(&mut Replica) -> bool + 'a>),
+}
+
+async fn run(
+    r: &mut Replica,
+    server: &str,
+    token: &str,
+    limit: Duration,
+    mut stop: Stop<'_>,
+) -> Result<SyncStats, SyncError> {
     let mut engine = SyncEngine::new(server);
-    let result = tokio::time::timeout(limit, session(r, &mut engine, server, access_token)).await;
+    let result =
+        tokio::time::timeout(limit, session(r, &mut engine, server, token, &mut stop)).await;
     // Whatever happened, keep what was learned about the server's state.
     engine.save_states(r)?;
     match result {
@@ -66,6 +94,7 @@ async fn session(
     engine: &mut SyncEngine,
     server: &str,
     token: &str,
+    stop: &mut Stop<'_>,
 ) -> Result<(), SyncError> {
     let mut request = sync_url(server)
         .into_client_request()
@@ -86,47 +115,50 @@ async fn session(
         Err(e) => return Err(SyncError::Connect(e.to_string())),
     };
     let (mut sink, mut stream) = ws.split();
-    let send = |msgs: Vec<ClientMsg>| {
-        msgs.into_iter()
-            .map(|m| Ok::<_, tungstenite::Error>(Message::Binary(wire::encode(&m).into())))
-    };
-    sink.send_all(&mut futures_util::stream::iter(send(vec![engine.hello()])))
+    let disconnected = |e: tungstenite::Error| SyncError::Disconnected(e.to_string());
+    sink.send(Message::Binary(wire::encode(&engine.hello()).into()))
         .await
-        .map_err(|e| SyncError::Disconnected(e.to_string()))?;
-    while let Some(frame) = stream.next().await {
-        let frame = frame.map_err(|e| SyncError::Disconnected(e.to_string()))?;
-        let bytes = match frame {
-            Message::Binary(b) => b,
-            Message::Close(c) => {
-                return Err(SyncError::Closed(
-                    c.map(|c| format!("{} {}", c.code, c.reason))
-                        .unwrap_or_default(),
-                ));
+        .map_err(disconnected)?;
+    // In live mode, local edits are picked up from the replica on a short tick.
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        let mut out: Vec<ClientMsg> = Vec::new();
+        tokio::select! {
+            frame = stream.next() => {
+                let Some(frame) = frame else { return Err(SyncError::Disconnected("the server closed the socket".into())) };
+                let bytes = match frame.map_err(disconnected)? {
+                    Message::Binary(b) => b,
+                    Message::Close(c) => return Err(SyncError::Closed(c.map(|c| format!("{} {}", c.code, c.reason)).unwrap_or_default())),
+                    _ => continue,
+                };
+                match wire::decode_server(&bytes, usize::MAX) {
+                    Ok(msg) => out = engine.on_message(r, msg)?,
+                    Err(e) => tracing::warn!(error = %e, "ignoring a frame from the server"),
+                }
             }
-            _ => continue,
-        };
-        let msg = match wire::decode_server(&bytes, usize::MAX) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "ignoring a frame from the server");
-                continue;
+            _ = tick.tick(), if matches!(stop, Stop::When(_)) => {
+                let docs: std::collections::BTreeSet<uuid::Uuid> = r.unacked()?.into_iter().map(|(d, _)| d).collect();
+                for doc in docs {
+                    out.extend(engine.on_local_change(r, doc)?);
+                }
             }
+        }
+        let finished = match stop {
+            Stop::WhenQuiet => engine.is_quiet(),
+            Stop::When(done) => done(r),
         };
-        let mut out = engine.on_message(r, msg)?;
-        if engine.is_quiet() {
+        if finished {
             let _ = sink.send(Message::Close(None)).await;
             return Ok(());
         }
-        if out.is_empty() {
+        if out.is_empty() && !engine.is_quiet() {
             out.extend(engine.ping());
         }
-        if !out.is_empty() {
-            sink.send_all(&mut futures_util::stream::iter(send(out)))
+        for m in out {
+            sink.feed(Message::Binary(wire::encode(&m).into()))
                 .await
-                .map_err(|e| SyncError::Disconnected(e.to_string()))?;
+                .map_err(disconnected)?;
         }
+        sink.flush().await.map_err(disconnected)?;
     }
-    Err(SyncError::Disconnected(
-        "the server closed the socket".into(),
-    ))
 }
