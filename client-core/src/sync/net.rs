@@ -57,14 +57,14 @@ pub async fn sync_until(
     server: &str,
     access_token: &str,
     limit: Duration,
-    done: impl FnMut(&mut Replica) -> bool,
+    done: impl FnMut(&mut Replica) -> bool + Send,
 ) -> Result<SyncStats, SyncError> {
     run(r, server, access_token, limit, Stop::When(Box::new(done))).await
 }
 
 enum Stop<'a> {
     WhenQuiet,
-    When(Box<dyn FnMut(&mut Replica) -> bool + 'a>),
+    When(Box<dyn FnMut(&mut Replica) -> bool + Send + 'a>),
 }
 
 async fn run(
