@@ -42,6 +42,9 @@ pub struct SyncEngine {
     awaiting_pong: Option<u64>,
     activity: bool,
     quiet: bool,
+    /// Set when the server cannot go on with this session (it failed before the welcome, or
+    /// its store is down): the connection should end and be retried later.
+    failed: Option<String>,
     pub stats: SyncStats,
 }
 
@@ -67,6 +70,7 @@ impl SyncEngine {
             awaiting_pong: None,
             activity: false,
             quiet: false,
+            failed: None,
             stats: SyncStats::default(),
         }
     }
@@ -76,6 +80,11 @@ impl SyncEngine {
             protocol: PROTOCOL_VERSION,
             client: format!("client-core {}", env!("CARGO_PKG_VERSION")),
         }
+    }
+
+    /// Why the server cannot go on with this session, if it cannot.
+    pub fn failed(&self) -> Option<&str> {
+        self.failed.as_deref()
     }
 
     /// True once a ping came back with nothing exchanged since it was sent and every local change
@@ -283,6 +292,9 @@ impl SyncEngine {
                 self.stats
                     .errors
                     .push(format!("{}: {message}", code.as_str()));
+                if !self.welcomed || (code == ErrorCode::StoreUnavailable && doc.is_none()) {
+                    self.failed = Some(format!("{}: {message}", code.as_str()));
+                }
                 match (code, doc) {
                     // Not stored: start over for that document so its changes are sent again.
                     (ErrorCode::StoreUnavailable, Some(d)) => {

@@ -143,6 +143,9 @@ async fn session(
                 }
             }
         }
+        if let Some(why) = engine.failed() {
+            return Err(SyncError::Closed(why.to_string()));
+        }
         let finished = match stop {
             Stop::WhenQuiet => engine.is_quiet(),
             Stop::When(done) => done(r),
