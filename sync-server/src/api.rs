@@ -335,6 +335,7 @@ pub async fn create_job(
     }
     let users: Vec<Uuid> = assignees.iter().map(|u| u.id).collect();
     app.hub.sets_changed(&users, me.org_id);
+    app.publish_sets_changed(&users, me.org_id).await;
     Ok((
         StatusCode::CREATED,
         Json(job_view(&app, me.org_id, job_id).await?),

@@ -345,6 +345,7 @@ impl Conn {
             });
             // The dispatch board learns about jobs made on a device.
             self.app.hub.sets_changed(&[], user.org_id);
+            self.app.publish_sets_changed(&[], user.org_id).await;
             self.mark_held(added.iter().map(|e| e.id)).await?;
         }
         Ok(())

@@ -348,3 +348,101 @@ pub fn seed() -> u64 {
     println!("SEED={seed}");
     seed
 }
+
+/// A server running as its own process from the real binary, configured by environment
+/// variables (`FIELDSYNC_DATA_DIR`, `DATABASE_URL`). Killed when dropped.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub url: String,
+}
+
+impl ServerProcess {
+    pub fn spawn(env: &[(&str, &str)]) -> ServerProcess {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(bin("sync-server"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", "warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let url = loop {
+            let line = lines
+                .next()
+                .expect("server exited before listening")
+                .unwrap();
+            if let Some(url) = line.strip_prefix("listening on ") {
+                break url.to_string();
+            }
+        };
+        ServerProcess { child, url }
+    }
+
+    /// SIGKILL: no chance to flush or say goodbye.
+    pub fn kill_dash_nine(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `sync-server user add` with the test password.
+pub fn add_user(env: &[(&str, &str)], org: &str, name: &str, role: &str) {
+    use std::io::Write;
+    let mut cmd = std::process::Command::new(bin("sync-server"));
+    cmd.args([
+        "user",
+        "add",
+        "--org",
+        org,
+        "--name",
+        name,
+        "--role",
+        role,
+        "--password-stdin",
+    ])
+    .env_remove("DATABASE_URL");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(PASSWORD.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "user add failed");
+}
+
+/// Sign in over HTTP and return the access token (blocking: call from `spawn_blocking`).
+pub fn http_login(url: &str, name: &str) -> String {
+    let reply: serde_json::Value = ureq::post(format!("{url}/api/v1/auth/login"))
+        .send_json(serde_json::json!({"name": name, "password": PASSWORD}))
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    reply["tokens"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}

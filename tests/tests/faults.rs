@@ -4,12 +4,11 @@
 //! `kill -9` of a server process during sync. A failure prints its seed: rerun with `SEED=…`.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fieldsync_e2e::{
-    Backend, Device, ServerHome, Team, TestServer, assert_device_matches_server, bin, seed,
+    Backend, Device, ServerHome, ServerProcess, Team, TestServer, add_user,
+    assert_device_matches_server, http_login, seed,
 };
 use rand::{Rng, SeedableRng};
 use schemas::JobStatus;
@@ -168,70 +167,19 @@ async fn randomized_faults_on_postgres() {
     randomized(Backend::Postgres).await;
 }
 
-/// A server process started from the real binary on an embedded store in `data`.
-fn spawn_server(data: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(bin("sync-server"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("FIELDSYNC_DATA_DIR", data)
-        .env_remove("DATABASE_URL")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
-        if let Some(url) = line.strip_prefix("listening on ") {
-            break url.to_string();
-        }
-    };
-    (child, url)
-}
-
-fn add_user(data: &std::path::Path, name: &str, role: &str) {
-    let mut child = Command::new(bin("sync-server"))
-        .args([
-            "user",
-            "add",
-            "--org",
-            "acme",
-            "--name",
-            name,
-            "--role",
-            role,
-            "--password-stdin",
-        ])
-        .env("FIELDSYNC_DATA_DIR", data)
-        .env_remove("DATABASE_URL")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(fieldsync_e2e::PASSWORD.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_nine_during_sync_loses_no_acknowledged_edit() {
     let seed = seed();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let data = tempfile::tempdir().unwrap();
-    add_user(data.path(), "ana", "technician");
-    add_user(data.path(), "dana", "dispatcher");
+    let env = [("FIELDSYNC_DATA_DIR", data.path().to_str().unwrap())];
+    add_user(&env, "acme", "ana", "technician");
+    add_user(&env, "acme", "dana", "dispatcher");
     let device_dir = tempfile::tempdir().unwrap();
     let mut replica = client_core::Replica::open(device_dir.path()).unwrap();
 
-    let (mut child, mut url) = spawn_server(data.path());
-    let login_url = url.clone();
+    let mut server = ServerProcess::spawn(&env);
+    let login_url = server.url.clone();
     replica = tokio::task::spawn_blocking(move || {
         client_core::sync::account::login(
             &mut replica,
@@ -262,13 +210,14 @@ async fn kill_dash_nine_during_sync_loses_no_acknowledged_edit() {
     let mut added: Vec<String> = Vec::new();
     let mut n = 0;
     for round in 0..6 {
-        let deadline =
-            tokio::time::Instant::now() + Duration::from_millis(rng.random_range(50..400));
-        let pid = child.id() as i32;
+        let delay = Duration::from_millis(rng.random_range(50..400));
+        let pid = server.child.id();
         let killer = tokio::spawn(async move {
-            tokio::time::sleep_until(deadline).await;
+            tokio::time::sleep(delay).await;
             // SIGKILL: no chance to flush or say goodbye.
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
         });
         loop {
             n += 1;
@@ -284,9 +233,13 @@ async fn kill_dash_nine_during_sync_loses_no_acknowledged_edit() {
                 )
                 .unwrap();
             added.push(sku);
-            let result =
-                client_core::sync::sync_once(&mut replica, &url, &token, Duration::from_secs(5))
-                    .await;
+            let result = client_core::sync::sync_once(
+                &mut replica,
+                &server.url,
+                &token,
+                Duration::from_secs(5),
+            )
+            .await;
             if replica.unacked().unwrap().is_empty() {
                 acknowledged.extend(added.iter().cloned());
             }
@@ -295,18 +248,18 @@ async fn kill_dash_nine_during_sync_loses_no_acknowledged_edit() {
             }
         }
         killer.await.unwrap();
-        let _ = child.wait();
+        server.kill_dash_nine();
         println!(
             "round {round}: {} parts added, {} acknowledged",
             added.len(),
             acknowledged.len()
         );
-        (child, url) = spawn_server(data.path());
+        server = ServerProcess::spawn(&env);
     }
 
     // Back up for good: the device settles, and the dispatcher sees every acknowledged part.
     for _ in 0..5 {
-        client_core::sync::sync_once(&mut replica, &url, &token, Duration::from_secs(10))
+        client_core::sync::sync_once(&mut replica, &server.url, &token, Duration::from_secs(10))
             .await
             .unwrap();
         if replica.unacked().unwrap().is_empty() {
@@ -314,20 +267,10 @@ async fn kill_dash_nine_during_sync_loses_no_acknowledged_edit() {
         }
     }
     assert!(replica.unacked().unwrap().is_empty(), "seed {seed}");
-    let view_url = format!("{url}/api/v1/jobs/{job}");
-    let login = format!("{url}/api/v1/auth/login");
+    let url = server.url.clone();
     let view: serde_json::Value = tokio::task::spawn_blocking(move || {
-        let token: serde_json::Value = ureq::post(&login)
-            .send_json(serde_json::json!({"name": "dana", "password": fieldsync_e2e::PASSWORD}))
-            .unwrap()
-            .body_mut()
-            .read_json()
-            .unwrap();
-        let bearer = format!(
-            "Bearer {}",
-            token["tokens"]["access_token"].as_str().unwrap()
-        );
-        ureq::get(&view_url)
+        let bearer = format!("Bearer {}", http_login(&url, "dana"));
+        ureq::get(format!("{url}/api/v1/jobs/{job}"))
             .header("authorization", &bearer)
             .call()
             .unwrap()
@@ -358,5 +301,4 @@ async fn kill_dash_nine_during_sync_loses_no_acknowledged_edit() {
         added.iter().cloned().collect(),
         "seed {seed}: after settling every part is there"
     );
-    let _ = child.kill();
 }

@@ -1,0 +1,138 @@
+//! Two server processes on one Postgres: a change received by node 1 reaches a device connected
+//! to node 2 without polling (LISTEN/NOTIFY), and so does an assignment made through node 1.
+
+use std::time::Duration;
+
+use fieldsync_e2e::{PgDb, ServerProcess, add_user, http_login};
+use schemas::parts::NewPartLine;
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+/// Wait (bounded) until node's metrics report `n` open sync connections.
+async fn wait_for_connections(url: &str, n: usize) {
+    let metrics = format!("{url}/metrics");
+    for _ in 0..100 {
+        let m = metrics.clone();
+        let body = blocking(move || {
+            ureq::get(&m)
+                .call()
+                .unwrap()
+                .body_mut()
+                .read_to_string()
+                .unwrap()
+        })
+        .await;
+        if body
+            .lines()
+            .any(|l| l == format!("fieldsync_sync_connections {n}"))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("node never reported {n} connection(s)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_on_node_one_reaches_a_device_on_node_two() {
+    let db = PgDb::create().await;
+    let env = [("DATABASE_URL", db.url.as_str())];
+    add_user(&env, "acme", "ana", "technician");
+    add_user(&env, "acme", "ben", "technician");
+    add_user(&env, "acme", "dana", "dispatcher");
+    let node1 = ServerProcess::spawn(&env);
+    let node2 = ServerProcess::spawn(&env);
+
+    // The dispatcher creates a job for both technicians through node 1.
+    let url1 = node1.url.clone();
+    let job: uuid::Uuid = blocking(move || {
+        let bearer = format!("Bearer {}", http_login(&url1, "dana"));
+        let job: serde_json::Value = ureq::post(format!("{url1}/api/v1/jobs"))
+            .header("authorization", &bearer)
+            .send_json(serde_json::json!({"title": "Two-node job", "assignees": ["ana", "ben"]}))
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap();
+        job["id"].as_str().unwrap().parse().unwrap()
+    })
+    .await;
+
+    let device = |name: &'static str, url: String| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = client_core::Replica::open(dir.path()).unwrap();
+        r = blocking(move || {
+            client_core::sync::account::login(&mut r, &url, name, fieldsync_e2e::PASSWORD, "phone")
+                .unwrap();
+            r
+        })
+        .await;
+        (r, dir)
+    };
+    let (mut ana, _ana_dir) = device("ana", node1.url.clone()).await;
+    let (mut ben, _ben_dir) = device("ben", node2.url.clone()).await;
+    let ana_token = ana.meta("access_token").unwrap().unwrap();
+    let ben_token = ben.meta("access_token").unwrap().unwrap();
+    client_core::sync::sync_once(&mut ana, &node1.url, &ana_token, Duration::from_secs(10))
+        .await
+        .unwrap();
+    client_core::sync::sync_once(&mut ben, &node2.url, &ben_token, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(ben.job(job).is_ok());
+
+    // Ben stays connected to node 2 and waits for ana's part.
+    let url2 = node2.url.clone();
+    let token = ben_token.clone();
+    let waiting = tokio::spawn(async move {
+        let r =
+            client_core::sync::sync_until(&mut ben, &url2, &token, Duration::from_secs(20), |r| {
+                r.job(job)
+                    .is_ok_and(|v| v.parts.iter().any(|l| l.sku == "FROM-NODE-1"))
+            })
+            .await;
+        (ben, r)
+    });
+    wait_for_connections(&node2.url, 1).await;
+    ana.add_part(
+        job,
+        NewPartLine {
+            sku: "FROM-NODE-1".into(),
+            qty: 1.0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    client_core::sync::sync_once(&mut ana, &node1.url, &ana_token, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let (mut ben, result) = waiting.await.unwrap();
+    result.expect("ben, on node 2, received the change made through node 1");
+
+    // An assignment made through node 1 reaches ben's live connection on node 2.
+    let url2 = node2.url.clone();
+    let token = ben_token.clone();
+    let waiting = tokio::spawn(async move {
+        let r =
+            client_core::sync::sync_until(&mut ben, &url2, &token, Duration::from_secs(20), |r| {
+                r.list_jobs(client_core::JobFilter::All)
+                    .is_ok_and(|jobs| jobs.iter().any(|j| j.title == "Second job"))
+            })
+            .await;
+        (ben, r)
+    });
+    wait_for_connections(&node2.url, 1).await;
+    let url1 = node1.url.clone();
+    blocking(move || {
+        let bearer = format!("Bearer {}", http_login(&url1, "dana"));
+        ureq::post(format!("{url1}/api/v1/jobs"))
+            .header("authorization", &bearer)
+            .send_json(serde_json::json!({"title": "Second job", "assignees": ["ben"]}))
+            .unwrap();
+    })
+    .await;
+    let (_ben, result) = waiting.await.unwrap();
+    result.expect("the new assignment reached node 2's device live");
+}
