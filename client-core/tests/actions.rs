@@ -397,7 +397,7 @@ fn many_edits_compact_and_reload_identically() {
     let dir = tempfile::tempdir().unwrap();
     let mut r = open(dir.path());
     let id = new_job(&mut r, "general");
-    for i in 0..(client_core::docs::COMPACT_EVERY * 2 + 5) {
+    for i in 0..(client_core::docs::COMPACT_MAX_ROWS * 2 + 5) {
         r.set_notes(id, &format!("edit {i}")).unwrap();
     }
     let view = r.job(id).unwrap();

@@ -81,6 +81,7 @@ fn sigkill_at_random_moments_loses_no_returned_edit() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
             let mut last = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -88,12 +89,19 @@ fn sigkill_at_random_moments_loses_no_returned_edit() {
                     .strip_prefix("ok ")
                     .and_then(|n| n.parse::<usize>().ok())
                 {
+                    if last.is_none() {
+                        let _ = started_tx.send(());
+                    }
                     last = Some(n);
                 }
             }
             last
         });
-        std::thread::sleep(Duration::from_millis(rng.random_range(20..150)));
+        // Kill at a random moment once the worker is editing (however slow the machine is).
+        started_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the worker never started editing");
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..60)));
         child.kill().unwrap(); // SIGKILL on Unix
         child.wait().unwrap();
         if let Some(n) = reader.join().unwrap() {

@@ -95,6 +95,21 @@ pub fn kind_of(doc: &AutoCommit) -> Result<String, DocError> {
     get_str(doc, &ROOT, "kind").ok_or_else(|| DocError::Malformed("kind".into()))
 }
 
+/// Whether the document's content is of `kind` and nothing else: its `kind` field, including
+/// every value a concurrent write left in conflict, names `kind`. An empty document passes (its
+/// first changes have not arrived). This is how a document pushed under another document's id
+/// is caught even when its creation merged with the real one.
+pub fn is_of_kind(doc: &AutoCommit, kind: DocKind) -> bool {
+    if doc.is_empty() {
+        return true;
+    }
+    let Ok(values) = doc.get_all(ROOT, "kind") else {
+        return false;
+    };
+    !values.is_empty()
+        && values.iter().all(|(v, _)| matches!(v, Value::Scalar(s) if matches!(s.as_ref(), ScalarValue::Str(k) if k.as_str() == kind.as_str())))
+}
+
 /// The typed kind of a document, when it is one of the four.
 pub fn doc_kind(doc: &AutoCommit) -> Option<DocKind> {
     kind_of(doc).ok().and_then(|k| DocKind::parse(&k))

@@ -638,7 +638,7 @@ impl Device {
                 let empty = self
                     .docs
                     .values_mut()
-                    .filter(|d| d.doc.get_heads().is_empty())
+                    .filter_map(|d| d.doc.get_heads().is_empty().then_some(()))
                     .count();
                 return if empty == 0 {
                     Ok(())
@@ -1621,7 +1621,7 @@ fn scenario_initial(client: &Runtime) {
             saved += sd.doc.save().len();
         }
         let mut tokens = Vec::new();
-        for _ in 0..6 {
+        for _ in 0..8 {
             tokens.push(s.token(&tech, true).await);
         }
         (entries, tokens, saved)
@@ -1667,6 +1667,28 @@ fn scenario_initial(client: &Runtime) {
         tokio::time::sleep(Duration::from_millis(200)).await;
         (up.load(Ordering::Relaxed), down.load(Ordering::Relaxed))
     });
+    // The same with the bench's raw protocol client (no replica), to tell the server's share.
+    let mut raw = Vec::new();
+    for token in &tokens[6..8] {
+        let addr = srv.addr;
+        let (welcome, total) = client.block_on(async {
+            let t = Instant::now();
+            let mut d = Device::connect(addr, token, "raw").await.expect("connect");
+            d.hello().await.expect("hello");
+            let welcome = t.elapsed();
+            d.settle(Duration::from_secs(60)).await.expect("settle");
+            (welcome, t.elapsed())
+        });
+        raw.push(format!(
+            "welcome after {}, quiet after {}",
+            ms(welcome),
+            ms(total)
+        ));
+    }
+    println!(
+        "    initial, raw protocol client (no replica), warm: {}",
+        raw.join("; ")
+    );
     let wire = up + down;
     let ratio = wire as f64 / saved as f64;
     let cold = times[0];

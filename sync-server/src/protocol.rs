@@ -309,21 +309,17 @@ impl Session {
             )
         })?;
         self.dirty.insert(entry.id);
-        if !doc.is_empty() {
-            match schemas::doc::doc_kind(doc) {
-                Some(k) if k == entry.kind => {}
-                found => {
-                    let found = found.map_or("no kind".to_string(), |k| k.to_string());
-                    return Err(Refusal::doc(
-                        ErrorCode::WrongKind,
-                        entry.id,
-                        format!(
-                            "document is registered as a {} but its content is {found}",
-                            entry.kind
-                        ),
-                    ));
-                }
-            }
+        if !schemas::doc::is_of_kind(doc, entry.kind) {
+            let found =
+                schemas::doc::doc_kind(doc).map_or("something else".to_string(), |k| k.to_string());
+            return Err(Refusal::doc(
+                ErrorCode::WrongKind,
+                entry.id,
+                format!(
+                    "document is registered as a {} but its content is {found}",
+                    entry.kind
+                ),
+            ));
         }
         Ok(())
     }
