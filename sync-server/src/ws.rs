@@ -64,7 +64,10 @@ fn org_wide(role: Role) -> bool {
     !matches!(role, Role::Technician)
 }
 
-struct Conn {
+/// One device's (or dispatcher's) sync connection, without the socket: frames and fan-out
+/// notices in, messages out. The WebSocket loop below drives it; the simulated-network tests
+/// drive it directly.
+pub struct Connection {
     app: Arc<AppState>,
     principal: Principal,
     session: Session,
@@ -76,22 +79,7 @@ struct Conn {
 
 async fn connection(app: Arc<AppState>, principal: Principal, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
-    let (tx, mut notices) = mpsc::unbounded_channel();
-    let org = org_wide(principal.user.role).then_some(principal.user.org_id);
-    let id = app.hub.register(principal.user.id, org, tx);
-    app.metrics.connections.inc();
-    let session = Session::new(
-        app.config.max_frame_bytes,
-        app.config.max_messages_per_second,
-    );
-    let mut c = Conn {
-        app: app.clone(),
-        principal,
-        session,
-        id,
-        persisted: HashSet::new(),
-        out: Vec::new(),
-    };
+    let (mut c, mut notices) = Connection::open(app.clone(), principal);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let close_with: Option<(u16, String)> = loop {
         let outcome = tokio::select! {
@@ -104,7 +92,7 @@ async fn connection(app: Arc<AppState>, principal: Principal, socket: WebSocket)
                 Some(Ok(_)) => None,
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "socket error");
-                    break Some((close::TOO_LARGE, format!("connection error: {e}")));
+                    break Some((close::PROTOCOL, format!("connection error: {e}")));
                 }
                 None => break None,
             },
@@ -118,23 +106,19 @@ async fn connection(app: Arc<AppState>, principal: Principal, socket: WebSocket)
             }
             _ = tick.tick() => c.on_tick().await,
         };
-        if !c.out.is_empty() {
-            let msgs = std::mem::take(&mut c.out);
-            let mut failed = false;
-            for m in msgs {
-                app.metrics.frames_out.inc();
-                if sink
-                    .send(Message::Binary(wire::encode(&m).into()))
-                    .await
-                    .is_err()
-                {
-                    failed = true;
-                    break;
-                }
+        let mut failed = false;
+        for m in c.take_output() {
+            if sink
+                .send(Message::Binary(wire::encode(&m).into()))
+                .await
+                .is_err()
+            {
+                failed = true;
+                break;
             }
-            if failed {
-                break None;
-            }
+        }
+        if failed {
+            break None;
         }
         if let Some(reason) = outcome {
             break Some(reason);
@@ -148,14 +132,50 @@ async fn connection(app: Arc<AppState>, principal: Principal, socket: WebSocket)
             })))
             .await;
     }
-    c.flush_states().await;
-    app.hub.unregister(c.id);
-    app.metrics.connections.dec();
+    c.close().await;
 }
 
-impl Conn {
+impl Connection {
+    /// Register a connection for `principal`; fan-out notices for it arrive on the receiver.
+    pub fn open(
+        app: Arc<AppState>,
+        principal: Principal,
+    ) -> (Connection, mpsc::UnboundedReceiver<Notice>) {
+        let (tx, notices) = mpsc::unbounded_channel();
+        let org = org_wide(principal.user.role).then_some(principal.user.org_id);
+        let id = app.hub.register(principal.user.id, org, tx);
+        app.metrics.connections.inc();
+        let session = Session::new(
+            app.config.max_frame_bytes,
+            app.config.max_messages_per_second,
+        );
+        let c = Connection {
+            app,
+            principal,
+            session,
+            id,
+            persisted: HashSet::new(),
+            out: Vec::new(),
+        };
+        (c, notices)
+    }
+
+    /// Messages to send, in order.
+    pub fn take_output(&mut self) -> Vec<ServerMsg> {
+        let out = std::mem::take(&mut self.out);
+        self.app.metrics.frames_out.inc_by(out.len() as u64);
+        out
+    }
+
+    /// The connection ended (either side): keep the sync states and leave the hub.
+    pub async fn close(mut self) {
+        self.flush_states().await;
+        self.app.hub.unregister(self.id);
+        self.app.metrics.connections.dec();
+    }
+
     /// Handle one frame; `Some` closes the connection with that code and reason.
-    async fn on_frame(&mut self, bytes: &[u8]) -> Option<(u16, String)> {
+    pub async fn on_frame(&mut self, bytes: &[u8]) -> Option<(u16, String)> {
         let arrived = Instant::now();
         self.app.metrics.frames_in.inc();
         let (inbound, refusals) = self.session.on_frame(arrived, bytes);
@@ -424,7 +444,7 @@ impl Conn {
         Ok(())
     }
 
-    async fn on_notices(&mut self, notices: Vec<Notice>) {
+    pub async fn on_notices(&mut self, notices: Vec<Notice>) {
         let mut changed: Vec<Uuid> = Vec::new();
         let mut set_changed = false;
         for n in notices {
@@ -468,7 +488,7 @@ impl Conn {
 
     /// Once a second: persist sync states, and end the connection if its token stopped being
     /// good (expired, or the device was revoked).
-    async fn on_tick(&mut self) -> Option<(u16, String)> {
+    pub async fn on_tick(&mut self) -> Option<(u16, String)> {
         self.flush_states().await;
         match self.app.store.token(&self.principal.token_hash).await {
             Ok(Some(info)) if info.device_revoked => {
