@@ -27,7 +27,10 @@ pub(crate) fn update_for(
             conn.prepare_cached("DELETE FROM q_jobs WHERE id = ?1")?
                 .execute([&sid])?;
             let Ok(job) = schemas::job::read(doc) else {
-                return Ok(warn_undecodable(id, kind));
+                return {
+                    warn_undecodable(id, kind);
+                    Ok(())
+                };
             };
             conn.prepare_cached(
                 "INSERT INTO q_jobs (id, title, status, priority, scheduled_start, customer, site, assignees, signed_off)
@@ -49,7 +52,10 @@ pub(crate) fn update_for(
             conn.prepare_cached("DELETE FROM q_checklists WHERE checklist_id = ?1")?
                 .execute([&sid])?;
             let Ok(c) = schemas::checklist::read(doc) else {
-                return Ok(warn_undecodable(id, kind));
+                return {
+                    warn_undecodable(id, kind);
+                    Ok(())
+                };
             };
             let p = c.progress();
             conn.prepare_cached(
@@ -62,7 +68,10 @@ pub(crate) fn update_for(
             conn.prepare_cached("DELETE FROM q_parts WHERE parts_id = ?1")?
                 .execute([&sid])?;
             let Ok(parts) = schemas::parts::read(doc) else {
-                return Ok(warn_undecodable(id, kind));
+                return {
+                    warn_undecodable(id, kind);
+                    Ok(())
+                };
             };
             let mut insert = conn.prepare_cached(
                 "INSERT INTO q_parts (parts_id, line_id, job_id, sku, description, qty, source)
@@ -84,7 +93,10 @@ pub(crate) fn update_for(
             conn.prepare_cached("DELETE FROM q_photos WHERE id = ?1")?
                 .execute([&sid])?;
             let Ok(p) = schemas::photo::read(doc) else {
-                return Ok(warn_undecodable(id, kind));
+                return {
+                    warn_undecodable(id, kind);
+                    Ok(())
+                };
             };
             let upload = serde_json::to_value(p.upload)?;
             conn.prepare_cached(

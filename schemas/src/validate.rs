@@ -64,16 +64,15 @@ fn job(c: &mut Checker, doc: &Value) {
     c.uuid(doc, "checklist_id");
     c.uuid(doc, "parts_id");
     c.time(doc.get("created_at"), "created_at");
-    if let Some(v) = doc.get("follow_up_of").filter(|v| !v.is_null()) {
-        if v.as_str()
+    if let Some(v) = doc.get("follow_up_of").filter(|v| !v.is_null())
+        && v.as_str()
             .and_then(|s| uuid::Uuid::parse_str(s).ok())
             .is_none()
-        {
-            c.fail("follow_up_of", "not a UUID");
-        }
+    {
+        c.fail("follow_up_of", "not a UUID");
     }
     for (i, a) in c.array(doc, "assignees").iter().enumerate() {
-        if !a.as_str().is_some_and(|s| !s.is_empty()) {
+        if a.as_str().is_none_or(|s| s.is_empty()) {
             c.fail(format!("assignees[{i}]"), "must be a user name");
         }
     }
@@ -99,10 +98,10 @@ fn job(c: &mut Checker, doc: &Value) {
         let start = c.time(t.get("started_at"), &format!("{p}.started_at"));
         if let Some(stop) = t.get("stopped_at").filter(|v| !v.is_null()) {
             let stop = c.time(Some(stop), &format!("{p}.stopped_at"));
-            if let (Some(a), Some(b)) = (start, stop) {
-                if b < a {
-                    c.fail(format!("{p}.stopped_at"), "before started_at");
-                }
+            if let (Some(a), Some(b)) = (start, stop)
+                && b < a
+            {
+                c.fail(format!("{p}.stopped_at"), "before started_at");
             }
         }
     }
@@ -120,10 +119,10 @@ fn checklist(c: &mut Checker, doc: &Value) {
     let mut seen = std::collections::HashSet::new();
     for (i, item) in c.array(doc, "items").iter().enumerate() {
         let p = format!("items[{i}]");
-        if let Some(id) = item.get("id").and_then(Value::as_str) {
-            if !seen.insert(id.to_string()) {
-                c.fail(format!("{p}.id"), format!("duplicate item id `{id}`"));
-            }
+        if let Some(id) = item.get("id").and_then(Value::as_str)
+            && !seen.insert(id.to_string())
+        {
+            c.fail(format!("{p}.id"), format!("duplicate item id `{id}`"));
         }
         c.non_empty_str(item, "id", &format!("{p}.id"));
         c.non_empty_str(item, "label", &format!("{p}.label"));
@@ -136,16 +135,16 @@ fn checklist(c: &mut Checker, doc: &Value) {
             c.fail(format!("{p}.required"), "must be true or false");
         }
         let value = item.get("value").filter(|v| !v.is_null());
-        match (serde_json::from_value::<ChecklistItem>(item.clone()), value) {
-            (Ok(typed), Some(v)) => match serde_json::from_value::<ItemValue>(v.clone()) {
+        if let (Ok(typed), Some(v)) = (serde_json::from_value::<ChecklistItem>(item.clone()), value)
+        {
+            match serde_json::from_value::<ItemValue>(v.clone()) {
                 Ok(v) => {
                     if let Err(m) = typed.check_value(&v) {
                         c.fail(format!("{p}.value"), m);
                     }
                 }
                 Err(_) => c.fail(format!("{p}.value"), "must be a number or text"),
-            },
-            _ => {}
+            }
         }
     }
 }
@@ -185,7 +184,7 @@ fn photo(c: &mut Checker, doc: &Value) {
         c.fail("mime", "must be an image/* type");
     }
     for key in ["width", "height"] {
-        if !doc.get(key).and_then(Value::as_u64).is_some_and(|n| n > 0) {
+        if doc.get(key).and_then(Value::as_u64).is_none_or(|n| n == 0) {
             c.fail(key, "must be a positive integer");
         }
     }

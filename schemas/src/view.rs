@@ -50,7 +50,7 @@ impl JobView {
         parts: Parts,
         mut photos: Vec<Photo>,
     ) -> JobView {
-        photos.sort_by(|a, b| (a.taken_at, a.id).cmp(&(b.taken_at, b.id)));
+        photos.sort_by_key(|a| (a.taken_at, a.id));
         JobView {
             id: job.id,
             title: job.title,

@@ -78,10 +78,10 @@ impl Hub {
         if let Some(set) = inner.by_user.get_mut(&c.user) {
             set.remove(&conn);
         }
-        if let Some(org) = c.org {
-            if let Some(set) = inner.by_org.get_mut(&org) {
-                set.remove(&conn);
-            }
+        if let Some(org) = c.org
+            && let Some(set) = inner.by_org.get_mut(&org)
+        {
+            set.remove(&conn);
         }
     }
 
@@ -126,10 +126,10 @@ impl Hub {
             .flatten()
             .chain(org_conns)
         {
-            if told.insert(*id) {
-                if let Some(c) = inner.conns.get(id) {
-                    let _ = c.tx.send(Notice::SetChanged);
-                }
+            if told.insert(*id)
+                && let Some(c) = inner.conns.get(id)
+            {
+                let _ = c.tx.send(Notice::SetChanged);
             }
         }
     }

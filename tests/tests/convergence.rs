@@ -214,11 +214,10 @@ async fn live_fan_out_and_assignment_changes() {
     for _ in 0..20 {
         if let fieldsync_e2e::raw::Received::Msg(schemas::wire::ServerMsg::Sync { docs }) =
             board.recv().await
+            && docs.iter().any(|d| d.doc == parts_doc)
         {
-            if docs.iter().any(|d| d.doc == parts_doc) {
-                pushed = true;
-                break;
-            }
+            pushed = true;
+            break;
         }
     }
     assert!(pushed, "the dispatcher connection got the change");
@@ -259,7 +258,10 @@ async fn live_fan_out_and_assignment_changes() {
         "ben was here",
         "ben's last edit survived the unassignment"
     );
-    assert_eq!(a.replica.job(job).unwrap().assignees, [ana.name.clone()]);
+    assert_eq!(
+        a.replica.job(job).unwrap().assignees,
+        std::slice::from_ref(&ana.name)
+    );
 
     // Assigning sends the job back to his device.
     let token = sync_server::auth::issue(

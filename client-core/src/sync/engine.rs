@@ -99,12 +99,12 @@ impl SyncEngine {
         peer: &str,
         doc: Uuid,
     ) -> Result<&'a mut sync::State> {
-        if !states.contains_key(&doc) {
+        if let std::collections::hash_map::Entry::Vacant(e) = states.entry(doc) {
             let persisted = r.sync_state(doc, peer)?;
             let state = persisted
                 .and_then(|b| sync::State::decode(&b).ok())
                 .unwrap_or_default();
-            states.insert(doc, state);
+            e.insert(state);
         }
         Ok(states.get_mut(&doc).expect("inserted"))
     }
