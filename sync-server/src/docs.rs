@@ -72,6 +72,7 @@ impl DocCache {
     }
 
     /// The loaded document, loading it from the store if needed.
+    #[tracing::instrument(level = "debug", skip_all, fields(doc = %meta.id))]
     pub async fn get(&self, meta: &DocMeta) -> Result<DocHandle, StoreError> {
         if let Some((h, _)) = self.inner.lock().expect("cache lock").lru.get(&meta.id) {
             return Ok(h.clone());
@@ -163,6 +164,7 @@ impl DocCache {
 
     /// Append to the log every change of `sd` that is not in `before`. Returns the sequence number
     /// the log reached, or `None` when there was nothing new. Compacts now and then.
+    #[tracing::instrument(level = "debug", skip_all, fields(doc = %sd.meta.id))]
     pub async fn persist(
         &self,
         sd: &mut ServerDoc,
@@ -198,6 +200,7 @@ impl DocCache {
 
     /// Bring a loaded document up to date with changes other nodes appended. Returns true when it
     /// changed; a document that is not loaded is left alone (it loads fresh when needed).
+    #[tracing::instrument(level = "debug", skip_all, fields(doc = %id))]
     pub async fn refresh(&self, id: Uuid) -> Result<bool, StoreError> {
         let handle = match self.inner.lock().expect("cache lock").lru.peek(&id) {
             Some((h, _)) => h.clone(),
