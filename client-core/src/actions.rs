@@ -197,15 +197,7 @@ impl Replica {
             });
         }
         if to == JobStatus::Completed {
-            let missing: Vec<String> = self
-                .read_checklist(job.checklist_id)?
-                .missing_required()
-                .into_iter()
-                .map(String::from)
-                .collect();
-            if !missing.is_empty() {
-                return Err(Error::ChecklistIncomplete(missing));
-            }
+            ensure_complete(&self.read_checklist(job.checklist_id)?)?;
         }
         let (user, now) = (self.user.clone(), self.now());
         self.edit(id, |d| job::set_status(d, job.status, to, &user, now))?;
@@ -444,14 +436,7 @@ impl Replica {
             return Err(Error::InvalidValue("the signer's name is required".into()));
         }
         let checklist = self.read_checklist(job.checklist_id)?;
-        let missing: Vec<String> = checklist
-            .missing_required()
-            .into_iter()
-            .map(String::from)
-            .collect();
-        if !missing.is_empty() {
-            return Err(Error::ChecklistIncomplete(missing));
-        }
+        ensure_complete(&checklist)?;
         let parts = self.read_parts(job.parts_id)?;
         let not_image = |reason: String| Error::NotAnImage {
             path: signature_png.display().to_string(),
@@ -493,5 +478,19 @@ impl Replica {
             return Ok(None);
         }
         Ok(Some(photo::read(&self.loaded(id)?.doc)?))
+    }
+}
+
+/// Completing a job and the customer's sign-off both need every required item answered.
+fn ensure_complete(checklist: &Checklist) -> Result<()> {
+    let missing: Vec<String> = checklist
+        .missing_required()
+        .into_iter()
+        .map(String::from)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::ChecklistIncomplete(missing))
     }
 }

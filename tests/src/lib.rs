@@ -230,6 +230,21 @@ impl Team {
     }
 }
 
+/// An access token for `user` (on `device`, if any), issued straight from the store.
+pub async fn access_token(store: &dyn Store, user: &User, device: Option<Uuid>) -> String {
+    sync_server::auth::issue(
+        store,
+        user,
+        device,
+        chrono::Utc::now(),
+        chrono::Duration::hours(1),
+        chrono::Duration::days(1),
+    )
+    .await
+    .unwrap()
+    .access_token
+}
+
 /// A technician's device: a replica on disk and a token for its user.
 pub struct Device {
     pub replica: Replica,
@@ -245,19 +260,10 @@ impl Device {
         let mut replica = Replica::open(dir.path()).unwrap();
         replica.set_user(&user.name).unwrap();
         let device = store.register_device(user.id, "test device").await.unwrap();
-        let issued = sync_server::auth::issue(
-            store,
-            user,
-            Some(device.id),
-            chrono::Utc::now(),
-            chrono::Duration::hours(1),
-            chrono::Duration::days(1),
-        )
-        .await
-        .unwrap();
+        let token = access_token(store, user, Some(device.id)).await;
         Device {
             replica,
-            token: issued.access_token,
+            token,
             user: user.clone(),
             device_id: device.id,
             dir,

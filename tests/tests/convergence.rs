@@ -171,17 +171,8 @@ async fn live_fan_out_and_assignment_changes() {
         (b_replica, stats)
     });
     // A dispatcher connection sees it too.
-    let dispatch = sync_server::auth::issue(
-        server.store(),
-        &team.dispatcher,
-        None,
-        chrono::Utc::now(),
-        chrono::Duration::hours(1),
-        chrono::Duration::days(1),
-    )
-    .await
-    .unwrap();
-    let mut board = fieldsync_e2e::raw::connect(&server.url, Some(&dispatch.access_token))
+    let dispatch = fieldsync_e2e::access_token(server.store(), &team.dispatcher, None).await;
+    let mut board = fieldsync_e2e::raw::connect(&server.url, Some(&dispatch))
         .await
         .unwrap();
     board.hello().await;
@@ -224,17 +215,7 @@ async fn live_fan_out_and_assignment_changes() {
 
     // Unassign ben while he has an unsent edit: it is uploaded first, then the job leaves his device.
     b.replica.set_notes(job, "ben was here").unwrap();
-    let token = sync_server::auth::issue(
-        server.store(),
-        &team.dispatcher,
-        None,
-        chrono::Utc::now(),
-        chrono::Duration::hours(1),
-        chrono::Duration::days(1),
-    )
-    .await
-    .unwrap()
-    .access_token;
+    let token = fieldsync_e2e::access_token(server.store(), &team.dispatcher, None).await;
     let url = format!("{}/api/v1/jobs/{job}/unassign", server.url);
     let ben_name = ben.name.clone();
     let status = tokio::task::spawn_blocking(move || {
@@ -264,17 +245,7 @@ async fn live_fan_out_and_assignment_changes() {
     );
 
     // Assigning sends the job back to his device.
-    let token = sync_server::auth::issue(
-        server.store(),
-        &team.dispatcher,
-        None,
-        chrono::Utc::now(),
-        chrono::Duration::hours(1),
-        chrono::Duration::days(1),
-    )
-    .await
-    .unwrap()
-    .access_token;
+    let token = fieldsync_e2e::access_token(server.store(), &team.dispatcher, None).await;
     let url = format!("{}/api/v1/jobs/{job}/assign", server.url);
     let ben_name = ben.name.clone();
     tokio::task::spawn_blocking(move || {

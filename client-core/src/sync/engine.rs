@@ -202,14 +202,7 @@ impl SyncEngine {
                     out.push(ClientMsg::Released { docs: gone });
                 }
                 out.extend(self.announce_new(r)?);
-                let docs: Vec<Uuid> = self
-                    .set
-                    .keys()
-                    .chain(self.removing.keys())
-                    .copied()
-                    .collect();
-                out.extend(self.generate(r, &docs)?);
-                out.extend(self.release_done(r)?);
+                out.extend(self.sync_every_held(r)?);
             }
             ServerMsg::SetChanged { added, removing } => {
                 self.activity = true;
@@ -222,14 +215,7 @@ impl SyncEngine {
                         self.removing.insert(id, e);
                     }
                 }
-                let docs: Vec<Uuid> = self
-                    .set
-                    .keys()
-                    .chain(self.removing.keys())
-                    .copied()
-                    .collect();
-                out.extend(self.generate(r, &docs)?);
-                out.extend(self.release_done(r)?);
+                out.extend(self.sync_every_held(r)?);
             }
             ServerMsg::Sync { docs } => {
                 self.activity = true;
@@ -331,6 +317,19 @@ impl SyncEngine {
         self.next_ping += 1;
         self.awaiting_pong = Some(self.next_ping);
         Some(ClientMsg::Ping { id: self.next_ping })
+    }
+
+    /// Offer every document of the set and every one being removed, then release what is done.
+    fn sync_every_held(&mut self, r: &mut Replica) -> Result<Vec<ClientMsg>> {
+        let docs: Vec<Uuid> = self
+            .set
+            .keys()
+            .chain(self.removing.keys())
+            .copied()
+            .collect();
+        let mut out = self.generate(r, &docs)?;
+        out.extend(self.release_done(r)?);
+        Ok(out)
     }
 
     /// Remove documents the server asked to remove once all their local changes are acknowledged.
