@@ -26,5 +26,8 @@ fi
 
 # Queries are checked at compile time against the committed .sqlx data, not a live database.
 export SQLX_OFFLINE=true
+# The end-to-end tests start the real `sync-server` binary as a child process.
+log "building"
+cargo build --workspace --bins
 log "running the test suite"
 cargo nextest run --workspace --no-fail-fast "$@"
