@@ -269,6 +269,8 @@ pub async fn revoke_device(
         return Err(ApiError::NotFound(format!("device {id}")));
     }
     app.store.revoke_device(id).await?;
+    // Connections on this node close now; other nodes notice within their token recheck.
+    app.hub.device_revoked(id);
     Ok(Json(json!({"revoked": id})))
 }
 

@@ -17,6 +17,8 @@ pub enum Notice {
     DocChanged(Uuid),
     /// The connection's document set may have changed (an assignment moved).
     SetChanged,
+    /// The connection's device was revoked: close it.
+    Revoked,
 }
 
 #[derive(Default)]
@@ -37,13 +39,21 @@ struct Inner {
 struct Conn {
     tx: UnboundedSender<Notice>,
     user: Uuid,
+    device: Option<Uuid>,
     org: Option<Uuid>,
     docs: HashSet<Uuid>,
 }
 
 impl Hub {
-    /// Register a connection of `user`; `org` is set for connections that see the whole org.
-    pub fn register(&self, user: Uuid, org: Option<Uuid>, tx: UnboundedSender<Notice>) -> ConnId {
+    /// Register a connection of `user` (on `device`); `org` is set for connections that see the
+    /// whole org.
+    pub fn register(
+        &self,
+        user: Uuid,
+        device: Option<Uuid>,
+        org: Option<Uuid>,
+        tx: UnboundedSender<Notice>,
+    ) -> ConnId {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let mut inner = self.inner.lock().expect("hub lock");
         inner.by_user.entry(user).or_default().insert(id);
@@ -55,6 +65,7 @@ impl Hub {
             Conn {
                 tx,
                 user,
+                device,
                 org,
                 docs: HashSet::new(),
             },
@@ -131,6 +142,14 @@ impl Hub {
             {
                 let _ = c.tx.send(Notice::SetChanged);
             }
+        }
+    }
+
+    /// Tell the connections of a revoked device to close.
+    pub fn device_revoked(&self, device: Uuid) {
+        let inner = self.inner.lock().expect("hub lock");
+        for c in inner.conns.values().filter(|c| c.device == Some(device)) {
+            let _ = c.tx.send(Notice::Revoked);
         }
     }
 

@@ -7,7 +7,7 @@ use automerge::transaction::Transactable;
 use fieldsync_e2e::raw::{Received, connect};
 use fieldsync_e2e::{Backend, Device, ServerHome, Team, TestServer};
 use schemas::wire::{self, ClientMsg, DocMessage, ErrorCode, ServerMsg, close};
-use sync_server::store::{TokenKind, TokenRecord};
+use sync_server::store::{Role, TokenKind, TokenRecord};
 
 async fn setup() -> (ServerHome, TestServer, Team) {
     let home = ServerHome::new(Backend::Sqlite).await;
@@ -72,7 +72,30 @@ async fn missing_forged_expired_refresh_and_revoked_tokens_are_refused() {
         .await
         .unwrap();
     live.hello().await;
-    server.store().revoke_device(device.id).await.unwrap();
+    let hash = sync_server::auth::hash_password(fieldsync_e2e::PASSWORD);
+    let admin = server
+        .store()
+        .create_user(
+            team.org.id,
+            &format!("admin-{}", team.org.id.simple()),
+            Role::Admin,
+            &hash,
+        )
+        .await
+        .unwrap();
+    let admin_token = fieldsync_e2e::access_token(server.store(), &admin, None).await;
+    let revoke = format!("{}/api/v1/devices/{}/revoke", server.url, device.id);
+    let status = tokio::task::spawn_blocking(move || {
+        ureq::post(&revoke)
+            .header("authorization", &format!("Bearer {admin_token}"))
+            .send_empty()
+            .unwrap()
+            .status()
+            .as_u16()
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
     assert_eq!(live.closed().await, close::UNAUTHORIZED);
     let (status, body) = connect(&server.url, Some(&issued.access_token))
         .await
