@@ -43,7 +43,7 @@ fn toggle() {
         times.push(t.elapsed());
     }
     times.sort();
-    let sync = std::env::var("FIELDSYNC_SYNCHRONOUS").unwrap_or_else(|_| "NORMAL".into());
+    let sync = std::env::var("FIELDSYNC_SYNCHRONOUS").unwrap_or_else(|_| "FULL".into());
     println!(
         "checklist toggle, committed (synchronous={sync}, {n} toggles): p50 {}  p90 {}  p99 {}  p99.9 {}  max {}   goal p99 < 2 ms",
         us(percentile(&times, 0.5)),
