@@ -20,7 +20,13 @@
 //!
 //! Knobs (environment): `BENCH_ACK_EDITS` (4000), `BENCH_ACK_CACHE_MB` (2048: every document stays
 //! loaded), `BENCH_FANOUT_EDITS` (2000), `BENCH_FANOUT_RATE` (100 edits/s), `BENCH_IDLE_SOCKETS`
-//! (10000), `BENCH_CACHE_DOCS` (50000), `BENCH_CACHE_MB` (64).
+//! (10000), `BENCH_IDLE_PER_TECH` (4 devices per technician), `BENCH_IDLE_NO_JOBS` (set: empty
+//! document sets, the sockets' own cost), `BENCH_CACHE_DOCS` (50000), `BENCH_CACHE_MB` (64), and
+//! `BENCH_SERVER_WRAP`: a command the separate server process is started through, which must exec
+//! it (e.g. `env LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2` to try another allocator).
+//!
+//! `idle` needs about 10,200 file descriptors in this process (`ulimit -n`); the server process
+//! gets its hard limit.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -96,6 +102,14 @@ fn store_label() -> String {
     match bench_db() {
         Some(_) => "Postgres (BENCH_DATABASE_URL)".into(),
         None => "embedded SQLite (WAL, synchronous=FULL: each append fsyncs), temp dir".into(),
+    }
+}
+
+/// How the separate server process runs (its allocator is glibc's unless a wrapper changes it).
+fn process_label() -> String {
+    match std::env::var("BENCH_SERVER_WRAP") {
+        Ok(w) if !w.trim().is_empty() => format!("separate process via `{}`", w.trim()),
+        _ => "separate process, glibc malloc".into(),
     }
 }
 
@@ -658,8 +672,10 @@ impl Device {
 
     /// A technician's edit on `doc`, committed; returns the change's hash.
     fn edit(&mut self, doc: Uuid) -> ChangeHash {
+        // Numbered across all devices, so two devices never write the same text.
+        static EDITS: AtomicU64 = AtomicU64::new(1);
         self.edits += 1;
-        let n = self.edits;
+        let n = EDITS.fetch_add(1, Ordering::Relaxed);
         let by = self.name.clone();
         let d = self.docs.get_mut(&doc).expect("a document of the device");
         let now = Utc::now();
@@ -899,7 +915,7 @@ impl ChildServer {
         let mut cmd = std::process::Command::new("sh");
         // Raise the soft fd limit to the hard one for the server (10,000 sockets).
         cmd.arg("-c")
-            .arg(r#"ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@""#)
+            .arg(r#"ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec $BENCH_SERVER_WRAP "$0" "$@""#)
             .arg(exe)
             .arg("--data-dir")
             .arg(dir)
@@ -951,6 +967,22 @@ impl ChildServer {
                 * 1024
         };
         (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// Threads and the kinds of resident memory, from /proc.
+    fn status_summary(&self) -> String {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
+        status
+            .lines()
+            .filter(|l| {
+                ["Threads:", "RssAnon:", "RssFile:", "VmData:"]
+                    .iter()
+                    .any(|k| l.starts_with(k))
+            })
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// User + system CPU time so far.
@@ -1059,6 +1091,45 @@ fn metric(body: &str, name: &str) -> Option<f64> {
         .find(|l| l.split_whitespace().next() == Some(name))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
+}
+
+/// The cumulative buckets of an OpenMetrics histogram: (upper bound, count).
+fn buckets(body: &str, name: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    body.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&prefix)?;
+            let (le, count) = rest.split_once("\"}")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// "p99 ≤ X ms" of the observations a histogram got between two renderings.
+fn hist_quantile(before: &str, after: &str, name: &str, q: f64) -> String {
+    let (b, a) = (buckets(before, name), buckets(after, name));
+    let diff: Vec<(f64, f64)> = a
+        .iter()
+        .map(|(le, n)| {
+            (
+                *le,
+                n - b.iter().find(|(l, _)| l == le).map_or(0.0, |x| x.1),
+            )
+        })
+        .collect();
+    let total = diff.last().map_or(0.0, |x| x.1);
+    if total == 0.0 {
+        return "n/a".into();
+    }
+    match diff.iter().find(|(_, n)| *n >= q * total) {
+        Some((le, _)) if le.is_finite() => format!("≤ {:.1} ms", le * 1e3),
+        _ => "> largest bucket".into(),
+    }
 }
 
 /// A TCP proxy that counts the bytes going each way (client→server, server→client).
@@ -1193,12 +1264,22 @@ fn ack_run(client: &Runtime, devices: usize, jobs_per_device: usize) -> AckRun {
         (started.elapsed() - seeded).as_secs_f64(),
         mib(srv.app.metrics.cache_bytes.get().max(0) as u64)
     );
-    let (seq, conc, devs_after) = client.block_on(async {
+    let (seq, conc, devs_after, m0, m1) = client.block_on(async {
         let (_, devs) = run_edits(devs, 1, 200.min(edits), 1).await; // warm-up
+        let m0 = srv.app.metrics.render();
         let (seq, devs) = run_edits(devs, 1, edits, 2).await;
+        let m1 = srv.app.metrics.render();
         let (conc, devs) = run_edits(devs, 8.min(devices), edits, 3).await;
-        (seq, conc, devs)
+        (seq, conc, devs, m0, m1)
     });
+    println!(
+        "    ack @{docs} docs, server's own view of the sequential run: frame→ack p50 {} p99 {}; \
+         store append p50 {} p99 {}",
+        hist_quantile(&m0, &m1, "fieldsync_sync_ack_latency_seconds", 0.5),
+        hist_quantile(&m0, &m1, "fieldsync_sync_ack_latency_seconds", 0.99),
+        hist_quantile(&m0, &m1, "fieldsync_store_append_latency_seconds", 0.5),
+        hist_quantile(&m0, &m1, "fieldsync_store_append_latency_seconds", 0.99),
+    );
     let errors = devs_after.iter().map(|d| d.errors.len()).sum();
     for d in devs_after.iter().filter(|d| !d.errors.is_empty()).take(3) {
         eprintln!("    {}: {:?}", d.name, &d.errors[..d.errors.len().min(3)]);
@@ -1215,9 +1296,10 @@ fn ack_run(client: &Runtime, devices: usize, jobs_per_device: usize) -> AckRun {
 }
 
 fn scenario_ack(client: &Runtime) {
-    // 25 jobs per device × 4 documents (job, checklist, parts, photo) = 100 documents per device.
-    let small = ack_run(client, 10, 25);
-    let large = ack_run(client, 100, 25);
+    // The same 125 devices (so the same edit rate per connection) holding 2 or 20 jobs each, of 4
+    // documents (job, checklist, parts, photo): 1,000 or 10,000 documents open.
+    let small = ack_run(client, 125, 2);
+    let large = ack_run(client, 125, 20);
     for r in [&small, &large] {
         println!(
             "    ack @{} docs / {} devices ({} loaded): sequential n={} p50 {} p99 {} max {}; \
@@ -1309,11 +1391,11 @@ async fn fanout_device(
                 tracker.pending.lock().expect("tracker").insert(doc, Track {
                     sender: idx, hash, sent, peer: None, dispatcher: None, ack: None,
                 });
-                if let Some(m) = dev.generate(doc) {
-                    if let Err(e) = dev.send(&ClientMsg::Sync { docs: vec![m] }).await {
-                        dev.errors.push(e);
-                        break;
-                    }
+                if let Some(m) = dev.generate(doc)
+                    && let Err(e) = dev.send(&ClientMsg::Sync { docs: vec![m] }).await
+                {
+                    dev.errors.push(e);
+                    break;
                 }
             }
             frame = dev.ws.next() => {
@@ -1520,26 +1602,28 @@ fn scenario_fanout(client: &Runtime) {
 
 fn scenario_idle(client: &Runtime) {
     let sockets = env_usize("BENCH_IDLE_SOCKETS", 10_000);
-    if let Some(limit) = soft_fd_limit() {
-        if limit < sockets as u64 + 200 {
-            println!(
-                "idle: SKIPPED — this process may open {limit} files; {sockets} sockets need more \
-                 (run `ulimit -n {}` first, or set BENCH_IDLE_SOCKETS)",
-                sockets + 200
-            );
-            return;
-        }
+    if let Some(limit) = soft_fd_limit()
+        && limit < sockets as u64 + 200
+    {
+        println!(
+            "idle: SKIPPED — this process may open {limit} files; {sockets} sockets need more \
+             (run `ulimit -n {}` first, or set BENCH_IDLE_SOCKETS)",
+            sockets + 200
+        );
+        return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
     // Four devices per technician (phones and tablets), one job (3 documents) each.
-    let per_tech = 4;
+    let per_tech = env_usize("BENCH_IDLE_PER_TECH", 4).max(1);
     let started = Instant::now();
     let tokens = seed_offline(dir.path(), async |app| {
         let mut s = Seeder::new(app, "idle").await;
         let mut tokens = Vec::new();
         for t in 0..sockets.div_ceil(per_tech) {
             let tech = s.technician(t).await;
-            s.job(&[&tech], false).await;
+            if std::env::var_os("BENCH_IDLE_NO_JOBS").is_none() {
+                s.job(&[&tech], false).await;
+            }
             for d in 0..per_tech {
                 if tokens.len() < sockets {
                     tokens.push((format!("{}#{d}", tech.name), s.token(&tech, true).await));
@@ -1570,14 +1654,20 @@ fn scenario_idle(client: &Runtime) {
     let max_rss = sampler.max();
     drop(sampler);
     let (rss, hwm) = server.rss();
+    println!("    idle, server process: {}", server.status_summary());
     let body = client.block_on(http_get(server.addr, "/metrics"));
-    let conns = metric(&body, "sync_connections").unwrap_or(-1.0);
-    let cache_bytes = metric(&body, "doc_cache_bytes").unwrap_or(0.0) as u64;
-    let cache_docs = metric(&body, "doc_cache_documents").unwrap_or(0.0);
+    let conns = metric(&body, "fieldsync_sync_connections").unwrap_or(-1.0);
+    let cache_bytes = metric(&body, "fieldsync_doc_cache_bytes").unwrap_or(0.0) as u64;
+    let cache_docs = metric(&body, "fieldsync_doc_cache_documents").unwrap_or(0.0);
     println!(
-        "    idle setup: seeded {} technicians × {per_tech} devices, 1 job (3 docs) each, in {:.1} s; \
+        "    idle setup: seeded {} technicians × {per_tech} devices, {} each, in {:.1} s; \
          connected + initial sync in {:.1} s; server baseline RSS {}; cache {cache_docs} docs, estimate {}",
         sockets.div_ceil(per_tech),
+        if std::env::var_os("BENCH_IDLE_NO_JOBS").is_some() {
+            "no jobs"
+        } else {
+            "1 job (3 docs)"
+        },
         seeded.as_secs_f64(),
         connect_time.as_secs_f64(),
         mib(base),
@@ -1587,7 +1677,7 @@ fn scenario_idle(client: &Runtime) {
     println!(
         "idle: {connected} idle device sockets (server says {conns}): server RSS {} (max over 10 s {}, \
          peak {}; {} above the empty server, {:.1} KiB per connection incl. its sync states and \
-         loaded docs); idle CPU {:.0}% of one core; {} failed — goal RSS < 1 GiB: {} [separate process; store: {}]",
+         loaded docs); idle CPU {:.0}% of one core; {} failed — goal RSS < 1 GiB: {} [{}; store: {}]",
         mib(rss),
         mib(max_rss),
         mib(hwm),
@@ -1596,9 +1686,27 @@ fn scenario_idle(client: &Runtime) {
         idle_cpu.as_secs_f64() / window.as_secs_f64() * 100.0,
         failed.len(),
         verdict(rss < 1 << 30 && max_rss < 1 << 30 && failed.is_empty()),
+        process_label(),
         store_label()
     );
-    drop(devices);
+    // What stays once every device is gone (cache, allocator, what connections leave behind).
+    client.block_on(async move {
+        let mut set = JoinSet::new();
+        for mut d in devices.into_iter().flatten() {
+            set.spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), d.ws.close(None)).await;
+            });
+        }
+        while set.join_next().await.is_some() {}
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let body = client.block_on(http_get(server.addr, "/metrics"));
+    println!(
+        "    idle, after every device disconnected: server RSS {} (server says {} connections; cache {} docs)",
+        mib(server.rss().0),
+        metric(&body, "fieldsync_sync_connections").unwrap_or(-1.0),
+        metric(&body, "fieldsync_doc_cache_documents").unwrap_or(-1.0),
+    );
 }
 
 // ---- scenario 4: initial sync of a week's work --------------------------------------------------
@@ -1775,8 +1883,8 @@ fn scenario_cache(client: &Runtime) {
     drop(sampler);
     let (rss_settled, hwm) = server.rss();
     let body = client.block_on(http_get(server.addr, "/metrics"));
-    let cache_bytes = metric(&body, "doc_cache_bytes").unwrap_or(0.0) as u64;
-    let cache_docs = metric(&body, "doc_cache_documents").unwrap_or(0.0);
+    let cache_bytes = metric(&body, "fieldsync_doc_cache_bytes").unwrap_or(0.0) as u64;
+    let cache_docs = metric(&body, "fieldsync_doc_cache_documents").unwrap_or(0.0);
     let budget = (cache_mb as u64) << 20;
     println!(
         "    cache setup: {touched} docs on {devices} devices seeded in {:.1} s, touched in {:.1} s; \
@@ -1786,11 +1894,11 @@ fn scenario_cache(client: &Runtime) {
         mib(base),
         mib(cache_bytes),
     );
-    let growth = hwm.saturating_sub(base);
+    let growth = hwm.max(max_rss).saturating_sub(base);
     println!(
         "cache: touched {touched} docs with --doc-cache-mb {cache_mb}: server RSS {} right after, {} 3 s later, \
          peak {} (sampled max {}) = {} above the empty server's {}; {} failed — goal growth ≤ cache setting \
-         ({}): {} [separate process; store: {}]",
+         ({}): {} [{}; store: {}]",
         mib(rss_after),
         mib(rss_settled),
         mib(hwm),
@@ -1800,6 +1908,7 @@ fn scenario_cache(client: &Runtime) {
         failed.len(),
         mib(budget),
         verdict(growth <= budget && failed.is_empty()),
+        process_label(),
         store_label()
     );
 }
@@ -1811,7 +1920,8 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let scenarios: [(&str, fn(&Runtime)); 5] = [
+    type Scenario = (&'static str, fn(&Runtime));
+    let scenarios: [Scenario; 5] = [
         ("ack", scenario_ack),
         ("fanout", scenario_fanout),
         ("idle", scenario_idle),
