@@ -246,7 +246,10 @@ impl Connection {
         if let Some(device) = self.principal.device {
             let held_ids = self.app.store.sync_state_docs(device).await?;
             self.persisted.extend(held_ids.iter().copied());
-            for id in held_ids {
+            // Only documents that left the set need looking up (a reconnect after an
+            // unassignment); the rest are in the set already.
+            let in_set: HashSet<Uuid> = set.iter().map(|e| e.id).collect();
+            for id in held_ids.into_iter().filter(|id| !in_set.contains(id)) {
                 if let Some(meta) = self.app.store.document(id).await? {
                     held.extend(entry_of(&meta));
                 }
