@@ -1732,6 +1732,27 @@ fn scenario_initial(client: &Runtime) {
         for _ in 0..8 {
             tokens.push(s.token(&tech, true).await);
         }
+        // The server's share of a cold start: loading the 200 documents from the change log.
+        for e in &entries {
+            srv.app.docs.evict(e.id);
+        }
+        let t = Instant::now();
+        for e in &entries {
+            drop(srv.app.docs.lock(&s.meta(e)).await.expect("load"));
+        }
+        let cold = t.elapsed();
+        let t = Instant::now();
+        let mut changes = 0;
+        for e in &entries {
+            changes += srv.app.store.load(e.id).await.expect("load").changes.len();
+        }
+        println!(
+            "    initial, server: loading the {} documents from the log ({changes} changes, no \
+             snapshots yet) takes {} one after another; the store reads alone {}",
+            entries.len(),
+            ms(cold),
+            ms(t.elapsed())
+        );
         (entries, tokens, saved)
     });
     let url = format!("http://{}", srv.addr);
