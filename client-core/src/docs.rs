@@ -332,6 +332,30 @@ impl Replica {
         state: &mut automerge::sync::State,
         msg: automerge::sync::Message,
     ) -> Result<bool> {
+        let changed = self.apply_sync_message(info, state, msg)?;
+        if changed {
+            self.persist_remote(&[info.id])?;
+        }
+        Ok(changed)
+    }
+
+    /// Write documents changed by [`Self::apply_sync_message`], all in one transaction (one
+    /// fsync for a whole frame of documents instead of one each).
+    pub fn persist_remote(&mut self, ids: &[Uuid]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.persist(ids, Origin::Remote)
+    }
+
+    /// Apply a sync message in memory only; returns whether the document changed. Call
+    /// [`Self::persist_remote`] for the changed documents before acknowledging or reporting them.
+    pub fn apply_sync_message(
+        &mut self,
+        info: DocInfo,
+        state: &mut automerge::sync::State,
+        msg: automerge::sync::Message,
+    ) -> Result<bool> {
         use automerge::sync::SyncDoc;
         let exists = self.docs.loaded.contains_key(&info.id) || self.has_document(info.id)?;
         if !exists {
@@ -366,7 +390,6 @@ impl Replica {
             // for its changes) and gets a row when its first changes arrive.
             return Ok(false);
         }
-        self.persist(&[info.id], Origin::Remote)?;
         Ok(true)
     }
 

@@ -78,8 +78,19 @@ enum UserCommand {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// The runtime is built by hand for one setting: the embedded SQLite store runs every query on
+/// a blocking thread, and tokio's default of up to 512 of them let 10,000 idle connections grow
+/// hundreds of threads whose malloc arenas held over a GiB (BENCHMARKS.md, `idle`). SQLite takes
+/// one writer at a time anyway, so a few threads lose nothing.
+fn main() -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(8)
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,tower_http=warn".into());

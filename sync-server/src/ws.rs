@@ -320,14 +320,18 @@ impl Connection {
         }
         let states: std::collections::HashMap<Uuid, Vec<u8>> =
             self.session.take_dirty().into_iter().collect();
-        for doc in &new {
-            let state = states
-                .get(doc)
-                .cloned()
-                .unwrap_or_else(|| automerge::sync::State::new().encode());
-            self.app.store.put_sync_state(device, *doc, &state).await?;
-            self.persisted.insert(*doc);
-        }
+        let batch: Vec<(Uuid, Vec<u8>)> = new
+            .iter()
+            .map(|doc| {
+                let state = states
+                    .get(doc)
+                    .cloned()
+                    .unwrap_or_else(|| automerge::sync::State::new().encode());
+                (*doc, state)
+            })
+            .collect();
+        self.app.store.put_sync_states(device, &batch).await?;
+        self.persisted.extend(new.iter().copied());
         // Put the other dirty states back for the next tick.
         for (doc, _) in states.into_iter().filter(|(d, _)| !new.contains(d)) {
             self.session.reset_dirty(doc);
@@ -534,17 +538,19 @@ impl Connection {
         let Some(device) = self.principal.device else {
             return;
         };
-        for (doc, state) in self.session.take_dirty() {
-            if !self.persisted.contains(&doc) && self.session.entry(doc).is_none() {
-                continue;
-            }
-            match self.app.store.put_sync_state(device, doc, &state).await {
-                Ok(()) => {
-                    self.persisted.insert(doc);
-                }
-                Err(e) => {
-                    tracing::debug!(%doc, error = %e, "sync state not saved; a reconnect exchanges a little more")
-                }
+        let batch: Vec<(Uuid, Vec<u8>)> = self
+            .session
+            .take_dirty()
+            .into_iter()
+            .filter(|(doc, _)| self.persisted.contains(doc) || self.session.entry(*doc).is_some())
+            .collect();
+        if batch.is_empty() {
+            return;
+        }
+        match self.app.store.put_sync_states(device, &batch).await {
+            Ok(()) => self.persisted.extend(batch.iter().map(|(d, _)| *d)),
+            Err(e) => {
+                tracing::debug!(error = %e, "sync states not saved; a reconnect exchanges a little more")
             }
         }
     }

@@ -220,6 +220,8 @@ impl SyncEngine {
             ServerMsg::Sync { docs } => {
                 self.activity = true;
                 let mut reply_for = Vec::new();
+                let mut changed = Vec::new();
+                let mut heads = Vec::new();
                 for DocMessage { doc, data } in docs {
                     self.stats.received += 1;
                     let Some(entry) = self
@@ -240,8 +242,9 @@ impl SyncEngine {
                     // (this also settles acks lost with a dropped connection).
                     let server_heads = msg.heads.clone();
                     let state = Self::state(&mut self.states, r, &self.peer, doc)?;
-                    match r.receive_sync_message(info(&entry), state, msg) {
-                        Ok(changed) => self.stats.docs_updated += changed as usize,
+                    match r.apply_sync_message(info(&entry), state, msg) {
+                        Ok(true) => changed.push(doc),
+                        Ok(false) => {}
                         Err(e) => {
                             self.refused.insert(doc);
                             self.stats.errors.push(e.to_string());
@@ -249,10 +252,16 @@ impl SyncEngine {
                         }
                     }
                     self.dirty.insert(doc);
+                    heads.push((doc, server_heads));
+                    reply_for.push(doc);
+                }
+                // One transaction for the whole frame, then the acks it implies.
+                r.persist_remote(&changed)?;
+                self.stats.docs_updated += changed.len();
+                for (doc, server_heads) in heads {
                     if r.has_document(doc)? {
                         self.stats.acknowledged += r.ack(doc, &server_heads)?;
                     }
-                    reply_for.push(doc);
                 }
                 out.extend(self.generate(r, &reply_for)?);
                 out.extend(self.release_done(r)?);

@@ -676,6 +676,27 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn put_sync_states(
+        &self,
+        device_id: Uuid,
+        states: &[(Uuid, Vec<u8>)],
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        for (doc_id, state) in states {
+            sqlx::query!(
+                "INSERT INTO sync_states (device_id, doc_id, state) VALUES ($1, $2, $3)
+             ON CONFLICT (device_id, doc_id) DO UPDATE SET state = EXCLUDED.state",
+                device_id,
+                doc_id,
+                state,
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
     async fn sync_state_docs(&self, device_id: Uuid) -> StoreResult<Vec<Uuid>> {
         sqlx::query_scalar!(
             "SELECT doc_id FROM sync_states WHERE device_id = $1 ORDER BY doc_id",

@@ -674,6 +674,29 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn put_sync_states(
+        &self,
+        device_id: Uuid,
+        states: &[(Uuid, Vec<u8>)],
+    ) -> StoreResult<()> {
+        let states = states.to_vec();
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO sync_states (device_id, doc_id, state) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (device_id, doc_id) DO UPDATE SET state = excluded.state",
+                )?;
+                for (doc, state) in &states {
+                    stmt.execute(params![Id(device_id), Id(*doc), state])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn sync_state_docs(&self, device_id: Uuid) -> StoreResult<Vec<Uuid>> {
         self.call(move |conn| {
             ids(
