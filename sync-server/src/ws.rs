@@ -27,6 +27,9 @@ use crate::store::{DocMeta, Role, StoreError, TokenKind};
 /// Documents per outgoing sync frame.
 const DOCS_PER_FRAME: usize = 64;
 
+/// Documents loaded concurrently when a connection's set arrives.
+const INITIAL_LOADS_IN_FLIGHT: usize = 16;
+
 /// The WebSocket layer's read buffer per connection. tungstenite's default (128 KiB) is
 /// zero-filled at the first read: with 10,000 idle devices the server's RSS was 260-350 MiB
 /// higher than with this (`benches/sync_load.rs`, `idle`). A frame larger than this is still
@@ -270,14 +273,24 @@ impl Connection {
 
     /// First sync messages for documents new to this connection.
     async fn send_initial(&mut self, entries: &[DocEntry]) -> Result<(), StoreError> {
+        // Load the documents a few at a time first: on Postgres each load is a round trip, and
+        // a device's first sync may need two hundred of them.
+        let org = self.principal.user.org_id;
+        let metas: Vec<DocMeta> = entries.iter().map(|e| meta_of(e, org)).collect();
+        let app = self.app.clone();
+        let loads: Vec<Result<_, StoreError>> = futures_util::stream::iter(metas)
+            .map(|meta| {
+                let app = app.clone();
+                async move { app.docs.get(&meta).await }
+            })
+            .buffer_unordered(INITIAL_LOADS_IN_FLIGHT)
+            .collect()
+            .await;
+        loads.into_iter().collect::<Result<Vec<_>, _>>()?;
         let mut batch = Vec::new();
         for e in entries {
             self.ensure_state(e.id).await?;
-            let mut sd = self
-                .app
-                .docs
-                .lock(&meta_of(e, self.principal.user.org_id))
-                .await?;
+            let mut sd = self.app.docs.lock(&meta_of(e, org)).await?;
             if let Some(m) = self.session.generate(e.id, &mut sd.doc) {
                 batch.push(m);
             }
