@@ -2,7 +2,7 @@
 
 use chrono::{Duration, Timelike, Utc};
 use client_core::{JobFilter, Replica};
-use schemas::job::{Customer, NewJob, Schedule, Site};
+use schemas::job::NewJob;
 use schemas::{JobStatus, Priority};
 
 pub fn fill(r: &mut Replica) -> anyhow::Result<()> {
@@ -48,23 +48,13 @@ pub fn fill(r: &mut Replica) -> anyhow::Result<()> {
         ),
     ];
     for (title, template, customer, site, hours, priority) in samples {
-        let new = NewJob {
-            title: title.into(),
-            customer: Customer {
-                name: customer.into(),
-                ..Default::default()
-            },
-            site: Site {
-                name: site.into(),
-                ..Default::default()
-            },
-            schedule: Some(Schedule {
-                start: today + Duration::hours(hours),
-                end: None,
-            }),
+        let new = NewJob::at_site(
+            title,
+            customer,
+            site,
+            Some(today + Duration::hours(hours)),
             priority,
-            ..Default::default()
-        };
+        );
         let job = r.create_job(new, Some(template))?;
         if priority == Priority::Urgent {
             r.set_status(job.id, JobStatus::EnRoute)?;

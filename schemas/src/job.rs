@@ -136,6 +136,32 @@ pub struct NewJob {
     pub follow_up_of: Option<Uuid>,
 }
 
+impl NewJob {
+    /// A job at a customer's site, optionally scheduled: what demo data and quick entry need.
+    pub fn at_site(
+        title: &str,
+        customer: &str,
+        site: &str,
+        start: Option<DateTime<Utc>>,
+        priority: Priority,
+    ) -> NewJob {
+        NewJob {
+            title: title.into(),
+            customer: Customer {
+                name: customer.into(),
+                ..Default::default()
+            },
+            site: Site {
+                name: site.into(),
+                ..Default::default()
+            },
+            schedule: start.map(|start| Schedule { start, end: None }),
+            priority,
+            ..Default::default()
+        }
+    }
+}
+
 pub fn ts(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }

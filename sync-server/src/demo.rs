@@ -1,7 +1,7 @@
 //! Demo data: an org with a dispatcher, three technicians and a dozen jobs, made once.
 
 use chrono::{Duration, Timelike, Utc};
-use schemas::job::{Customer, NewJob, Schedule, Site};
+use schemas::job::NewJob;
 use schemas::{Priority, template};
 
 use crate::api::create_job_documents;
@@ -134,24 +134,9 @@ pub async fn ensure(app: &AppState) -> anyhow::Result<Vec<String>> {
     ];
     for (i, (title, tpl, customer, site, priority)) in jobs.into_iter().enumerate() {
         let tech = &techs[i % techs.len()];
-        let new = NewJob {
-            title: title.into(),
-            customer: Customer {
-                name: customer.into(),
-                ..Default::default()
-            },
-            site: Site {
-                name: site.into(),
-                ..Default::default()
-            },
-            schedule: Some(Schedule {
-                start: today + Duration::hours(i as i64 * 3 % 48),
-                end: None,
-            }),
-            priority,
-            assignees: vec![tech.name.clone()],
-            ..Default::default()
-        };
+        let start = today + Duration::hours(i as i64 * 3 % 48);
+        let mut new = NewJob::at_site(title, customer, site, Some(start), priority);
+        new.assignees = vec![tech.name.clone()];
         let tpl = template::find(tpl).expect("demo templates are built in");
         let job = create_job_documents(app, &dispatcher, &new, &tpl).await?;
         app.store.assign(job, tech.id).await?;
