@@ -15,6 +15,7 @@
 //!   released {docs}                  ─────>  (after `removing`, once the device's changes are acked)
 //!   ping {id}                        ─────>
 //!                                    <─────  pong {id}  (everything before it was handled)
+//!                                    <─────  repaired {doc, reasons}  (changes kept, then repaired)
 //!                                    <─────  error {code, doc?, message}
 //! ```
 //!
@@ -130,6 +131,20 @@ pub enum ServerMsg {
     Pong {
         id: u64,
     },
+    /// The server kept this device's changes to `doc` but they broke the contract or the
+    /// writer's role, so it repaired the document with a change of its own (the repaired state
+    /// follows in a `sync`). Sent before the `ack` of the same changes. Added in protocol 1 as an
+    /// optional message: a device that does not know it may ignore it.
+    Repaired {
+        doc: Uuid,
+        job_id: Uuid,
+        /// One sentence per repaired field, for people (e.g. "status: `teleported` is not a
+        /// job status; kept `en_route`").
+        reasons: Vec<String>,
+        /// The changes arrived after the device's job had been unassigned.
+        #[serde(default)]
+        after_unassign: bool,
+    },
     Error {
         code: ErrorCode,
         #[serde(default)]
@@ -157,6 +172,9 @@ pub enum ErrorCode {
     /// The document's content is of another kind than it is registered as.
     WrongKind,
     RateLimited,
+    /// A change or document over the server's cost bounds (decompressed size, string length,
+    /// ops per change, document size); nothing of it was stored.
+    TooCostly,
     /// The server could not store the change; it was not acknowledged and will be asked again.
     StoreUnavailable,
     Unauthorized,
@@ -175,6 +193,7 @@ impl ErrorCode {
             ErrorCode::InvalidDocument => "invalid-document",
             ErrorCode::WrongKind => "wrong-kind",
             ErrorCode::RateLimited => "rate-limited",
+            ErrorCode::TooCostly => "too-costly",
             ErrorCode::StoreUnavailable => "store-unavailable",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Internal => "internal",
@@ -217,7 +236,15 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
 }
 
 const CLIENT_TYPES: &[&str] = &["hello", "announce", "sync", "released", "ping"];
-const SERVER_TYPES: &[&str] = &["welcome", "set_changed", "sync", "ack", "pong", "error"];
+const SERVER_TYPES: &[&str] = &[
+    "welcome",
+    "set_changed",
+    "sync",
+    "ack",
+    "pong",
+    "repaired",
+    "error",
+];
 
 /// Decode a frame from a device. Never panics, whatever the bytes.
 pub fn decode_client(frame: &[u8], limit: usize) -> Result<ClientMsg, DecodeError> {

@@ -283,6 +283,12 @@ impl SyncEngine {
                     self.activity = false;
                 }
             }
+            // Recorded for `status` by the device-side work on repairs; for now only counted.
+            ServerMsg::Repaired { doc, reasons, .. } => {
+                self.stats
+                    .errors
+                    .push(format!("repaired {doc}: {}", reasons.join("; ")));
+            }
             ServerMsg::Error { code, doc, message } => {
                 self.stats
                     .errors
