@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let mut session = sync_server::protocol::Session::new(1 << 16, 1000);
+    let mut session = sync_server::sync::session::Session::new(1 << 16, 1000);
     let now = std::time::Instant::now();
     let hello = schemas::wire::encode(&schemas::wire::ClientMsg::Hello { protocol: 1, client: String::new() });
     let _ = session.on_frame(now, &hello);

@@ -246,7 +246,7 @@ impl Seeder {
         }
         metas
             .iter()
-            .map(|m| sync_server::ws::entry_of(m).expect("known kind"))
+            .map(|m| sync_server::store::entry_of(m).expect("known kind"))
             .collect()
     }
 
@@ -292,7 +292,7 @@ impl Seeder {
     }
 
     fn meta(&self, e: &DocEntry) -> DocMeta {
-        sync_server::ws::meta_of(e, self.org)
+        sync_server::store::meta_of(e, self.org)
     }
 
     /// Apply `edit` to a document as a technician's device would (its own actor, one commit per

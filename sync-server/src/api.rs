@@ -19,8 +19,8 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::{self, AuthError, Principal};
+use crate::state::AppState;
 use crate::store::{DocMeta, Role, StoreError, TokenKind, User};
 
 /// Errors of the HTTP API: a stable code and a short message; internal causes are logged.
@@ -336,8 +336,7 @@ pub async fn create_job(
         app.store.assign(job_id, u.id).await?;
     }
     let users: Vec<Uuid> = assignees.iter().map(|u| u.id).collect();
-    app.hub.sets_changed(&users, me.org_id);
-    app.publish_sets_changed(&users, me.org_id).await;
+    app.sets_changed(&users, me.org_id).await;
     Ok((
         StatusCode::CREATED,
         Json(job_view(&app, me.org_id, job_id).await?),
@@ -427,8 +426,7 @@ pub async fn edit_doc(
     match app.docs.persist(&mut sd, &before).await {
         Ok(Some(seq)) => {
             drop(sd);
-            app.hub.doc_changed(meta.id, None);
-            app.publish(meta.id, seq).await;
+            app.doc_changed(meta.id, seq, None).await;
             Ok(())
         }
         Ok(None) => Ok(()),
@@ -554,8 +552,7 @@ async fn change_assignment(
         )
         .await?;
     }
-    app.hub.sets_changed(&[user.id], me.org_id);
-    app.publish_sets_changed(&[user.id], me.org_id).await;
+    app.sets_changed(&[user.id], me.org_id).await;
     Ok(Json(job_view(app, me.org_id, id).await?))
 }
 

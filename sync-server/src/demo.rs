@@ -5,8 +5,8 @@ use schemas::job::NewJob;
 use schemas::{Priority, template};
 
 use crate::api::create_job_documents;
-use crate::app::AppState;
 use crate::auth;
+use crate::state::AppState;
 use crate::store::Role;
 
 pub const ORG: &str = "demo";

@@ -1,24 +1,25 @@
 //! The Fieldsync sync server.
 //!
 //! Devices connect to `/sync` over a WebSocket and exchange Automerge sync messages for the
-//! documents of the jobs assigned to their user ([`ws`] around the sans-IO [`protocol`]). Every
-//! change goes into an append-only change log ([`store`], Postgres or embedded SQLite) before it
-//! is acknowledged; documents are loaded on demand into a bounded cache ([`docs`]); changes fan
-//! out to the other connections holding the same document ([`hub`]), and to other nodes through
-//! Postgres LISTEN/NOTIFY. [`api`] is the JSON API (sign-in, dispatcher actions), [`auth`] the
-//! passwords and tokens. [`launch`] runs it all; the binary only parses flags.
+//! documents of the jobs assigned to their user ([`sync`]: the socket around a socketless
+//! connection core). Every change goes into an append-only change log ([`store`], Postgres or
+//! embedded SQLite) before it is acknowledged, after the server checked it against the contract
+//! and the writer's role; documents are loaded on demand into a bounded cache; changes fan out to
+//! the other connections holding the same document, and to other nodes through Postgres
+//! LISTEN/NOTIFY ([`state::AppState::publish`]). [`api`] is the JSON API (sign-in, dispatcher
+//! actions), [`auth`] the passwords and tokens. [`launch`] runs it all; the binary only parses
+//! flags.
+//!
+//! Modules depend downwards only: `api` and `sync` use `state`, which uses `store`.
 
 pub mod api;
-mod app;
 pub mod auth;
 pub mod config;
 pub mod demo;
-pub mod docs;
-pub mod hub;
 pub mod metrics;
-pub mod protocol;
+pub mod state;
 pub mod store;
-pub mod ws;
+pub mod sync;
 
-pub use app::{AppState, SET_CHANGED_SEQ, launch, open_store, router, serve};
 pub use config::Config;
+pub use state::{AppState, launch, open_store, router, serve};

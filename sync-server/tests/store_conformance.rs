@@ -14,7 +14,8 @@ use chrono::{DateTime, Duration, Utc};
 use sync_server::store::postgres::PgStore;
 use sync_server::store::sqlite::SqliteStore;
 use sync_server::store::{
-    ChangeNotice, ChangeRecord, DocMeta, Role, Store, StoreError, StoredDoc, TokenKind, TokenRecord,
+    ChangeNotice, ChangeRecord, DocMeta, Notified, Role, Store, StoreError, StoredDoc, TokenKind,
+    TokenRecord,
 };
 use uuid::Uuid;
 
@@ -951,8 +952,10 @@ async fn change_notices(nodes: TwoNodes<'_>) {
     const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
     let (node_a, node_b) = (Uuid::now_v7(), Uuid::now_v7());
     let notice = |seq, node| ChangeNotice {
-        doc_id: Uuid::now_v7(),
-        seq,
+        what: Notified::Doc {
+            doc: Uuid::now_v7(),
+            seq,
+        },
         node,
     };
 

@@ -2,6 +2,8 @@
 //! session, store and fan-out, minus the socket) and the device's `SyncEngine`, joined by
 //! in-memory queues. A seeded scheduler decides which message moves next, when devices edit,
 //! connect and drop (losing whatever was in flight). Afterwards every replica equals the server.
+//! Time is simulated too: the connection takes it as an argument, so token expiry and the
+//! periodic revocation re-check are driven here without waiting.
 
 use std::collections::VecDeque;
 
@@ -12,8 +14,11 @@ use fieldsync_e2e::{
 use rand::{Rng, SeedableRng};
 use schemas::parts::NewPartLine;
 use schemas::wire;
-use sync_server::hub::Notice;
-use sync_server::ws::Connection;
+use std::time::Duration;
+
+use schemas::wire::{ServerMsg, close};
+use sync_server::sync::connection::{Connection, Now};
+use sync_server::sync::hub::Notice;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 struct Link {
@@ -24,17 +29,22 @@ struct Link {
     to_device: VecDeque<Vec<u8>>,
 }
 
-fn principal(d: &Device) -> sync_server::auth::Principal {
-    sync_server::auth::Principal {
-        user: d.user.clone(),
-        device: Some(d.device_id),
-        token_hash: String::new(),
-        expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
-    }
+/// The device's principal, as the socket's handshake authenticates it.
+async fn principal(server: &TestServer, d: &Device, now: Now) -> sync_server::auth::Principal {
+    sync_server::auth::authenticate(
+        server.store(),
+        Some(&d.token),
+        sync_server::store::TokenKind::Access,
+        now.wall,
+    )
+    .await
+    .expect("store")
+    .expect("the device's token is good")
 }
 
-fn connect(server: &TestServer, d: &Device) -> Link {
-    let (conn, notices) = Connection::open(server.app.clone(), principal(d));
+async fn connect(server: &TestServer, d: &Device, now: Now) -> Link {
+    let (conn, notices) =
+        Connection::open(server.app.clone(), principal(server, d, now).await, now);
     let engine = SyncEngine::new("simulated");
     let to_server = VecDeque::from([wire::encode(&engine.hello())]);
     Link {
@@ -48,13 +58,13 @@ fn connect(server: &TestServer, d: &Device) -> Link {
 
 /// Move one message (or a batch of fan-out notices) on `link`. Returns false if nothing moved,
 /// and `Err(())` when the server closed the connection.
-async fn step(link: &mut Link, d: &mut Device, rng: &mut impl Rng) -> Result<bool, ()> {
+async fn step(link: &mut Link, d: &mut Device, rng: &mut impl Rng, now: Now) -> Result<bool, ()> {
     let mut notices = Vec::new();
     while let Ok(n) = link.notices.try_recv() {
         notices.push(n);
     }
     if !notices.is_empty() {
-        link.conn.on_notices(notices).await;
+        link.conn.on_notices(now, notices).await;
         link.to_device
             .extend(link.conn.take_output().iter().map(wire::encode));
         return Ok(true);
@@ -62,7 +72,7 @@ async fn step(link: &mut Link, d: &mut Device, rng: &mut impl Rng) -> Result<boo
     let up = !link.to_server.is_empty() && (link.to_device.is_empty() || rng.random_bool(0.5));
     if up {
         let frame = link.to_server.pop_front().unwrap();
-        let closed = link.conn.on_frame(&frame).await;
+        let closed = link.conn.on_frame(now, &frame).await;
         link.to_device
             .extend(link.conn.take_output().iter().map(wire::encode));
         return if closed.is_some() { Err(()) } else { Ok(true) };
@@ -121,8 +131,11 @@ async fn state_machines_converge_over_a_lossy_simulated_network() {
     let mut links: Vec<Option<Link>> = (0..devices.len()).map(|_| None).collect();
     let mut added = Vec::new();
     let (mut drops, mut moved) = (0, 0);
+    // Simulated time: a few milliseconds pass per step, and ticks run as the socket's would.
+    let mut now = Now::system();
 
     for n in 0..600 {
+        now = now.after(Duration::from_millis(rng.random_range(0..20)));
         let i = rng.random_range(0..devices.len());
         match rng.random_range(0..100) {
             0..25 => {
@@ -149,10 +162,17 @@ async fn state_machines_converge_over_a_lossy_simulated_network() {
             }
             25..35 => {
                 if links[i].is_none() {
-                    links[i] = Some(connect(&server, &devices[i]));
+                    links[i] = Some(connect(&server, &devices[i], now).await);
                 }
             }
-            35..40 => {
+            35..37 => {
+                if let Some(link) = links[i].as_mut() {
+                    assert_eq!(link.conn.on_tick(now).await, None, "seed {seed}");
+                    link.to_device
+                        .extend(link.conn.take_output().iter().map(wire::encode));
+                }
+            }
+            37..40 => {
                 if let Some(link) = links[i].take() {
                     drops += 1;
                     disconnect(link, &mut devices[i]).await;
@@ -160,7 +180,7 @@ async fn state_machines_converge_over_a_lossy_simulated_network() {
             }
             _ => {
                 if let Some(link) = links[i].as_mut() {
-                    match step(link, &mut devices[i], &mut rng).await {
+                    match step(link, &mut devices[i], &mut rng, now).await {
                         Ok(m) => moved += m as usize,
                         Err(()) => disconnect(links[i].take().unwrap(), &mut devices[i]).await,
                     }
@@ -176,7 +196,7 @@ async fn state_machines_converge_over_a_lossy_simulated_network() {
     // A good network at last: everyone connects and every queue drains.
     for i in 0..devices.len() {
         if links[i].is_none() {
-            links[i] = Some(connect(&server, &devices[i]));
+            links[i] = Some(connect(&server, &devices[i], now).await);
         }
     }
     for _ in 0..50 {
@@ -184,7 +204,7 @@ async fn state_machines_converge_over_a_lossy_simulated_network() {
         for i in 0..devices.len() {
             let link = links[i].as_mut().unwrap();
             offer_local(link, &mut devices[i]);
-            while step(link, &mut devices[i], &mut rng)
+            while step(link, &mut devices[i], &mut rng, now)
                 .await
                 .expect("no refusals on a good network")
             {
@@ -226,4 +246,47 @@ async fn state_machines_converge_over_a_lossy_simulated_network() {
     for sku in &added {
         assert!(on_server.contains(sku), "seed {seed}: {sku} lost");
     }
+}
+
+/// Token expiry and the revocation re-check, on simulated time: an expired token closes the
+/// connection at the next tick; a device revoked behind this node's back (straight in the store,
+/// as another node would) is noticed at the first re-check, not before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_expire_and_revocations_are_rechecked_on_simulated_time() {
+    let home = ServerHome::new(Backend::Sqlite).await;
+    let server = TestServer::start(&home).await;
+    let team = Team::create(server.store(), &["ana", "ben"]).await;
+    let start = Now::system();
+
+    // Expiry: the token's own expiry time, whatever the store says.
+    let ana = Device::new(server.store(), &team.techs[0]).await;
+    let mut p = principal(&server, &ana, start).await;
+    p.expires_at = start.wall + chrono::Duration::minutes(5);
+    let (mut conn, _notices) = Connection::open(server.app.clone(), p, start);
+    conn.on_frame(start, &wire::encode(&SyncEngine::new("t").hello()))
+        .await;
+    assert!(matches!(conn.take_output()[0], ServerMsg::Welcome { .. }));
+    assert_eq!(
+        conn.on_tick(start.after(Duration::from_secs(299))).await,
+        None
+    );
+    let closed = conn.on_tick(start.after(Duration::from_secs(300))).await;
+    assert_eq!(closed, Some((close::UNAUTHORIZED, "token expired".into())));
+    conn.close().await;
+
+    // Revocation made elsewhere: seen at the first re-check (30 s), not at every tick.
+    let ben = Device::new(server.store(), &team.techs[1]).await;
+    let p = principal(&server, &ben, start).await;
+    let (mut conn, _notices) = Connection::open(server.app.clone(), p, start);
+    assert!(server.store().revoke_device(ben.device_id).await.unwrap());
+    for s in [1, 10, 29] {
+        assert_eq!(
+            conn.on_tick(start.after(Duration::from_secs(s))).await,
+            None,
+            "re-checked after {s} s"
+        );
+    }
+    let closed = conn.on_tick(start.after(Duration::from_secs(31))).await;
+    assert_eq!(closed, Some((close::UNAUTHORIZED, "device revoked".into())));
+    conn.close().await;
 }

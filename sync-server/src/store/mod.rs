@@ -128,6 +128,32 @@ pub struct DocMeta {
     pub job_id: Uuid,
 }
 
+impl DocMeta {
+    /// The registry row as the sync protocol names it; `None` for a kind this build does not know.
+    pub fn entry(&self) -> Option<schemas::wire::DocEntry> {
+        entry_of(self)
+    }
+}
+
+/// A registry row as the sync protocol's [`schemas::wire::DocEntry`].
+pub fn entry_of(meta: &DocMeta) -> Option<schemas::wire::DocEntry> {
+    Some(schemas::wire::DocEntry {
+        id: meta.id,
+        kind: schemas::DocKind::parse(&meta.kind)?,
+        job_id: meta.job_id,
+    })
+}
+
+/// A protocol entry as a registry row of `org_id`.
+pub fn meta_of(e: &schemas::wire::DocEntry, org_id: Uuid) -> DocMeta {
+    DocMeta {
+        id: e.id,
+        org_id,
+        kind: e.kind.as_str().to_string(),
+        job_id: e.job_id,
+    }
+}
+
 /// One Automerge change, as raw bytes with its hash (hex).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChangeRecord {
@@ -145,14 +171,21 @@ pub struct StoredDoc {
     pub last_seq: i64,
 }
 
-/// "Document `doc_id` now has changes up to `seq`", sent by node `node` after an append so that
-/// the other nodes serving the document catch up (with [`Store::changes_since`]).
+/// What one node tells the others, sent by node `node` so that they catch up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChangeNotice {
-    pub doc_id: Uuid,
-    pub seq: i64,
-    /// The node that appended the changes, so it can ignore its own notices.
+    pub what: Notified,
+    /// The node that made the change, so it can ignore its own notices.
     pub node: Uuid,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notified {
+    /// Document `doc` now has changes up to `seq` (others catch up with [`Store::changes_since`]).
+    Doc { doc: Uuid, seq: i64 },
+    /// The document sets of this user, or of this org's org-wide connections, changed (an
+    /// assignment moved, a job was made).
+    Sets { of: Uuid },
 }
 
 #[async_trait]

@@ -39,8 +39,8 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{
-    ChangeNotice, ChangeRecord, Device, DocMeta, Org, Role, Store, StoreError, StoreResult,
-    StoredDoc, TokenInfo, TokenKind, TokenRecord, User,
+    ChangeNotice, ChangeRecord, Device, DocMeta, Notified, Org, Role, Store, StoreError,
+    StoreResult, StoredDoc, TokenInfo, TokenKind, TokenRecord, User,
 };
 
 /// How often a transaction that Postgres aborted as a serialization failure or deadlock is tried
@@ -159,16 +159,29 @@ async fn last_seq(conn: &mut PgConnection, doc_id: Uuid) -> Result<i64, sqlx::Er
     .await
 }
 
-/// A notice as sent on [`CHANGES_CHANNEL`]: `<doc id>:<seq>:<node id>`.
+/// A notice as sent on [`CHANGES_CHANNEL`]: `d:<doc id>:<seq>:<node id>` for a document's new
+/// changes, `s:<user or org id>:<node id>` for changed document sets.
 fn notice_payload(notice: &ChangeNotice) -> String {
-    format!("{}:{}:{}", notice.doc_id, notice.seq, notice.node)
+    match notice.what {
+        Notified::Doc { doc, seq } => format!("d:{doc}:{seq}:{}", notice.node),
+        Notified::Sets { of } => format!("s:{of}:{}", notice.node),
+    }
 }
 
 fn parse_notice(payload: &str) -> Option<ChangeNotice> {
     let mut parts = payload.split(':');
+    let what = match parts.next()? {
+        "d" => Notified::Doc {
+            doc: parts.next()?.parse().ok()?,
+            seq: parts.next()?.parse().ok()?,
+        },
+        "s" => Notified::Sets {
+            of: parts.next()?.parse().ok()?,
+        },
+        _ => return None,
+    };
     let notice = ChangeNotice {
-        doc_id: parts.next()?.parse().ok()?,
-        seq: parts.next()?.parse().ok()?,
+        what,
         node: parts.next()?.parse().ok()?,
     };
     parts.next().is_none().then_some(notice)
@@ -809,18 +822,24 @@ mod tests {
 
     #[test]
     fn notice_payload_round_trips() {
+        let doc = Uuid::now_v7();
         let notice = ChangeNotice {
-            doc_id: Uuid::now_v7(),
-            seq: 42,
+            what: Notified::Doc { doc, seq: 42 },
             node: Uuid::now_v7(),
         };
         let payload = notice_payload(&notice);
         assert!(payload.len() < 100, "{payload}");
         assert_eq!(parse_notice(&payload), Some(notice));
+        let sets = ChangeNotice {
+            what: Notified::Sets { of: doc },
+            node: Uuid::now_v7(),
+        };
+        assert_eq!(parse_notice(&notice_payload(&sets)), Some(sets));
         for bad in [
             "",
             "x:1:y",
-            &format!("{}:1", notice.doc_id),
+            &format!("d:{doc}:1"),
+            &format!("{doc}:1:{doc}"),
             &format!("{payload}:extra"),
         ] {
             assert_eq!(parse_notice(bad), None, "{bad:?}");

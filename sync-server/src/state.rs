@@ -1,4 +1,5 @@
-//! The server as a library: shared state, the router, and `launch`.
+//! The server as a library: the state every request and connection shares, the router, and
+//! `launch`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,11 +10,11 @@ use tokio::net::TcpListener;
 use uuid::Uuid;
 
 use crate::config::{Config, Database};
-use crate::docs::DocCache;
-use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::store::{ChangeNotice, Store, postgres::PgStore, sqlite::SqliteStore};
-use crate::{api, ws};
+use crate::store::{ChangeNotice, Notified, Store, postgres::PgStore, sqlite::SqliteStore};
+use crate::sync::docs::DocCache;
+use crate::sync::hub::{ConnId, Hub};
+use crate::{api, sync};
 
 /// What every request handler and connection shares.
 pub struct AppState {
@@ -59,40 +60,48 @@ impl AppState {
             node: Uuid::now_v7(),
         })
     }
-
-    /// Tell other nodes (through the store) that `doc` reached `seq`. Failing to tell them is
-    /// logged, not fatal: the change is durable and other nodes catch up on their next load.
-    pub async fn publish(&self, doc: Uuid, seq: i64) {
-        if let Err(e) = self
-            .store
-            .publish_change(ChangeNotice {
-                doc_id: doc,
-                seq,
-                node: self.node,
-            })
-            .await
-        {
-            tracing::warn!(%doc, error = %e, "could not publish a change notice");
-        }
-    }
 }
 
-/// `seq` of a change notice that says "the document sets of this user or org changed" rather
-/// than "this document changed"; `doc_id` then holds the user's or the org's id.
-pub const SET_CHANGED_SEQ: i64 = -1;
-
 impl AppState {
-    /// Tell other nodes that the document sets of `users` (and the org's dispatchers) changed.
-    pub async fn publish_sets_changed(&self, users: &[Uuid], org: Uuid) {
-        for id in users.iter().chain(std::iter::once(&org)) {
-            let notice = ChangeNotice {
-                doc_id: *id,
-                seq: SET_CHANGED_SEQ,
-                node: self.node,
-            };
-            if let Err(e) = self.store.publish_change(notice).await {
-                tracing::warn!(error = %e, "could not publish a set change");
-            }
+    /// `doc` reached `seq` in the log: tell this node's connections holding it (but `except`, the
+    /// one the change came from) and the other nodes. Failing to tell other nodes is logged, not
+    /// fatal: the change is durable and they catch up on their next load.
+    pub async fn doc_changed(&self, doc: Uuid, seq: i64, except: Option<ConnId>) {
+        self.hub.doc_changed(doc, except);
+        self.notify(Notified::Doc { doc, seq }).await;
+    }
+
+    /// The document sets of `users` and of `org`'s org-wide connections changed: tell this node's
+    /// connections and the other nodes.
+    pub async fn sets_changed(&self, users: &[Uuid], org: Uuid) {
+        self.hub.sets_changed(users, org);
+        for of in users.iter().chain(std::iter::once(&org)) {
+            self.notify(Notified::Sets { of: *of }).await;
+        }
+    }
+
+    async fn notify(&self, what: Notified) {
+        let notice = ChangeNotice {
+            what,
+            node: self.node,
+        };
+        if let Err(e) = self.store.publish_change(notice).await {
+            tracing::warn!(error = %e, ?what, "could not tell other nodes about a change");
+        }
+    }
+
+    /// A notice from another node: catch up and tell this node's connections (only these: the
+    /// other nodes heard it too).
+    async fn on_remote_notice(&self, notice: ChangeNotice) {
+        match notice.what {
+            // The id is a user's or an org's; the hub matches whichever it is.
+            Notified::Sets { of } => self.hub.sets_changed(&[of], of),
+            Notified::Doc { doc, .. } => match self.docs.refresh(doc).await {
+                Ok(_) => self.hub.doc_changed(doc, None),
+                Err(e) => {
+                    tracing::warn!(%doc, error = %e, "could not catch up with another node's change")
+                }
+            },
         }
     }
 }
@@ -102,7 +111,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))
-        .route("/sync", get(ws::handler))
+        .route("/sync", get(sync::socket::handler))
         .route("/api/v1/auth/login", post(api::login))
         .route("/api/v1/auth/refresh", post(api::refresh))
         .route("/api/v1/devices/{id}/revoke", post(api::revoke_device))
@@ -134,19 +143,8 @@ pub async fn serve(
         let state = state.clone();
         tokio::spawn(async move {
             while let Some(notice) = feed.recv().await {
-                if notice.node == state.node {
-                    continue;
-                }
-                if notice.seq == SET_CHANGED_SEQ {
-                    // The id is a user's or an org's; the hub matches whichever it is.
-                    state.hub.sets_changed(&[notice.doc_id], notice.doc_id);
-                    continue;
-                }
-                match state.docs.refresh(notice.doc_id).await {
-                    Ok(_) => state.hub.doc_changed(notice.doc_id, None),
-                    Err(e) => {
-                        tracing::warn!(doc = %notice.doc_id, error = %e, "could not catch up with another node's change")
-                    }
+                if notice.node != state.node {
+                    state.on_remote_notice(notice).await;
                 }
             }
         });

@@ -1,28 +1,54 @@
-//! The sync endpoint: axum's WebSocket around the sans-IO [`Session`].
+//! One sync connection without its socket: the protocol's core on the server.
 //!
-//! Everything here is plumbing: authenticate before the upgrade, then for each frame ask the
-//! session what it means, load documents and sync states, persist changes (an ack goes out only
-//! after the store committed), and forward fan-out notices.
+//! A [`Connection`] takes a device's frames, fan-out notices and clock ticks, each with the time
+//! as an argument ([`Now`]), and answers with the messages to send and, when the connection must
+//! end, a close code. Around the sans-IO [`Session`] (handshake, document set, Automerge sync
+//! states, rate limit) it does the IO the protocol needs: it loads documents and sync states,
+//! checks what a device sends against the cost bounds, the contract and the writer's role
+//! ([`super::guard`]), persists changes (an `ack` goes out only after the store committed) and
+//! re-checks the token. [`super::socket`] drives it from a WebSocket; the simulated-network
+//! tests drive it directly.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
-use futures_util::{SinkExt, StreamExt};
-use schemas::wire::{self, DocEntry, DocHeads, DocMessage, ErrorCode, ServerMsg, close};
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use schemas::wire::{DocEntry, DocHeads, DocMessage, ErrorCode, ServerMsg, close};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::api::ApiError;
-use crate::app::AppState;
-use crate::auth::{self, Principal};
-use crate::hub::{ConnId, Notice};
-use crate::protocol::{Inbound, Refusal, Session};
-use crate::store::{DocMeta, Role, StoreError, TokenKind};
+use super::hub::{ConnId, Notice};
+use super::session::{Inbound, Refusal, Session};
+use crate::auth::Principal;
+use crate::state::AppState;
+use crate::store::{DocMeta, Role, StoreError, entry_of, meta_of};
+
+/// The time, as the connection's entry points take it: a monotonic instant for rates and
+/// intervals, the wall clock for token expiry.
+#[derive(Clone, Copy, Debug)]
+pub struct Now {
+    pub mono: Instant,
+    pub wall: DateTime<Utc>,
+}
+
+impl Now {
+    pub fn system() -> Now {
+        Now {
+            mono: Instant::now(),
+            wall: Utc::now(),
+        }
+    }
+
+    /// `self` moved forward by `d` on both clocks (for tests that drive time).
+    pub fn after(self, d: Duration) -> Now {
+        Now {
+            mono: self.mono + d,
+            wall: self.wall + chrono::Duration::from_std(d).unwrap_or_default(),
+        }
+    }
+}
 
 /// Documents per outgoing sync frame.
 const DOCS_PER_FRAME: usize = 64;
@@ -30,53 +56,13 @@ const DOCS_PER_FRAME: usize = 64;
 /// Documents loaded concurrently when a connection's set arrives.
 const INITIAL_LOADS_IN_FLIGHT: usize = 16;
 
-/// The WebSocket layer's read buffer per connection. tungstenite's default (128 KiB) is
-/// zero-filled at the first read: with 10,000 idle devices the server's RSS was 260-350 MiB
-/// higher than with this (`benches/sync_load.rs`, `idle`). A frame larger than this is still
-/// read whole (the buffer grows to the frame), in more reads.
-const READ_BUFFER_BYTES: usize = 8 * 1024;
-
-pub async fn handler(
-    State(app): State<Arc<AppState>>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Response {
-    let token = auth::bearer(
-        headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-    );
-    let principal = match auth::authenticate(
-        app.store.as_ref(),
-        token,
-        TokenKind::Access,
-        chrono::Utc::now(),
-    )
-    .await
-    {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) => return ApiError::Unauthorized(e).into_response(),
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    // Frames up to twice the limit are read and refused with an error frame; beyond that the
-    // WebSocket layer drops the connection without reading the whole message into memory.
-    ws.max_message_size(app.config.max_frame_bytes.saturating_mul(2))
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .on_upgrade(move |socket| async move {
-            let user = principal.user.id;
-            let span = tracing::info_span!("sync", %user, device = ?principal.device);
-            let _ = tracing::Instrument::instrument(connection(app, principal, socket), span).await;
-        })
-}
-
 /// Org-wide roles see every job of their org; technicians see their assigned jobs.
 fn org_wide(role: Role) -> bool {
     !matches!(role, Role::Technician)
 }
 
 /// One device's (or dispatcher's) sync connection, without the socket: frames and fan-out
-/// notices in, messages out. The WebSocket loop below drives it; the simulated-network tests
-/// drive it directly.
+/// notices in, messages out.
 pub struct Connection {
     app: Arc<AppState>,
     principal: Principal,
@@ -91,68 +77,12 @@ pub struct Connection {
 /// How often a connection re-reads its token from the store (revocations made elsewhere).
 const TOKEN_RECHECK: Duration = Duration::from_secs(30);
 
-async fn connection(app: Arc<AppState>, principal: Principal, socket: WebSocket) {
-    let (mut sink, mut stream) = socket.split();
-    let (mut c, mut notices) = Connection::open(app.clone(), principal);
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let close_with: Option<(u16, String)> = loop {
-        let outcome = tokio::select! {
-            frame = stream.next() => match frame {
-                Some(Ok(Message::Binary(bytes))) => c.on_frame(&bytes).await,
-                Some(Ok(Message::Text(_))) => {
-                    c.out.push(Refusal { code: ErrorCode::MalformedFrame, doc: None, message: "frames are binary CBOR".into(), close: false }.to_msg());
-                    None
-                }
-                Some(Ok(_)) => None,
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "socket error");
-                    break Some((close::PROTOCOL, format!("connection error: {e}")));
-                }
-                None => break None,
-            },
-            Some(first) = notices.recv() => {
-                let mut batch = vec![first];
-                while let Ok(n) = notices.try_recv() {
-                    batch.push(n);
-                }
-                c.on_notices(batch).await
-            }
-            _ = tick.tick() => c.on_tick().await,
-        };
-        let mut failed = false;
-        for m in c.take_output() {
-            if sink
-                .send(Message::Binary(wire::encode(&m).into()))
-                .await
-                .is_err()
-            {
-                failed = true;
-                break;
-            }
-        }
-        if failed {
-            break None;
-        }
-        if let Some(reason) = outcome {
-            break Some(reason);
-        }
-    };
-    if let Some((code, reason)) = close_with {
-        let _ = sink
-            .send(Message::Close(Some(CloseFrame {
-                code,
-                reason: reason.into(),
-            })))
-            .await;
-    }
-    c.close().await;
-}
-
 impl Connection {
     /// Register a connection for `principal`; fan-out notices for it arrive on the receiver.
     pub fn open(
         app: Arc<AppState>,
         principal: Principal,
+        now: Now,
     ) -> (Connection, mpsc::UnboundedReceiver<Notice>) {
         let (tx, notices) = mpsc::unbounded_channel();
         let org = org_wide(principal.user.role).then_some(principal.user.org_id);
@@ -171,7 +101,7 @@ impl Connection {
             id,
             persisted: HashSet::new(),
             out: Vec::new(),
-            token_checked: Instant::now(),
+            token_checked: now.mono,
         };
         (c, notices)
     }
@@ -191,8 +121,8 @@ impl Connection {
     }
 
     /// Handle one frame; `Some` closes the connection with that code and reason.
-    pub async fn on_frame(&mut self, bytes: &[u8]) -> Option<(u16, String)> {
-        let arrived = Instant::now();
+    pub async fn on_frame(&mut self, now: Now, bytes: &[u8]) -> Option<(u16, String)> {
+        let arrived = now.mono;
         self.app.metrics.frames_in.inc();
         let (inbound, refusals) = self.session.on_frame(arrived, bytes);
         let mut close_with = None;
@@ -215,7 +145,7 @@ impl Connection {
             None => Ok(()),
             Some(Inbound::Hello) => self.hello().await,
             Some(Inbound::Announce(entries)) => self.announce(entries).await,
-            Some(Inbound::Sync(msgs)) => self.sync(msgs, arrived).await,
+            Some(Inbound::Sync(msgs)) => self.sync(msgs, now).await,
             Some(Inbound::Released(docs)) => self.released(docs).await,
             Some(Inbound::Ping(id)) => {
                 self.out.push(ServerMsg::Pong { id });
@@ -231,6 +161,20 @@ impl Connection {
             });
         }
         None
+    }
+
+    /// A text frame: the protocol is binary CBOR.
+    pub fn on_text_frame(&mut self, _now: Now) {
+        self.app.metrics.frames_refused.inc();
+        self.out.push(
+            Refusal {
+                code: ErrorCode::MalformedFrame,
+                doc: None,
+                message: "frames are binary CBOR".into(),
+                close: false,
+            }
+            .to_msg(),
+        );
     }
 
     async fn current_set(&self) -> Result<Vec<DocEntry>, StoreError> {
@@ -397,8 +341,7 @@ impl Connection {
                 removing: vec![],
             });
             // The dispatch board learns about jobs made on a device.
-            self.app.hub.sets_changed(&[], user.org_id);
-            self.app.publish_sets_changed(&[], user.org_id).await;
+            self.app.sets_changed(&[], user.org_id).await;
             self.mark_held(added.iter().map(|e| e.id)).await?;
         }
         Ok(())
@@ -407,7 +350,7 @@ impl Connection {
     async fn sync(
         &mut self,
         msgs: Vec<(DocEntry, automerge::sync::Message)>,
-        arrived: Instant,
+        now: Now,
     ) -> Result<(), StoreError> {
         let mut replies = Vec::new();
         let mut acks = Vec::new();
@@ -436,8 +379,7 @@ impl Connection {
                     }
                     drop(sd);
                     if let Some(seq) = seq {
-                        self.app.hub.doc_changed(entry.id, Some(self.id));
-                        self.app.publish(entry.id, seq).await;
+                        self.app.doc_changed(entry.id, seq, Some(self.id)).await;
                     }
                 }
                 Err(e) => {
@@ -457,7 +399,7 @@ impl Connection {
             self.app
                 .metrics
                 .ack_latency
-                .observe(arrived.elapsed().as_secs_f64());
+                .observe(now.mono.elapsed().as_secs_f64());
             self.out.push(ServerMsg::Ack { docs: acks });
         }
         self.push_sync(replies);
@@ -478,7 +420,7 @@ impl Connection {
     }
 
     /// Fan-out notices; `Some` closes the connection.
-    pub async fn on_notices(&mut self, notices: Vec<Notice>) -> Option<(u16, String)> {
+    pub async fn on_notices(&mut self, _now: Now, notices: Vec<Notice>) -> Option<(u16, String)> {
         let mut changed: Vec<Uuid> = Vec::new();
         let mut set_changed = false;
         for n in notices {
@@ -526,21 +468,21 @@ impl Connection {
     /// store is asked whether the token or device was revoked only every `TOKEN_RECHECK` (a
     /// revocation through this node's API closes the connection at once through the hub), so
     /// ten thousand idle connections cost no store queries per second.
-    pub async fn on_tick(&mut self) -> Option<(u16, String)> {
+    pub async fn on_tick(&mut self, now: Now) -> Option<(u16, String)> {
         self.flush_states().await;
-        if self.principal.expires_at <= chrono::Utc::now() {
+        if self.principal.expires_at <= now.wall {
             return Some((close::UNAUTHORIZED, "token expired".into()));
         }
-        if self.token_checked.elapsed() < TOKEN_RECHECK {
+        if now.mono.saturating_duration_since(self.token_checked) < TOKEN_RECHECK {
             return None;
         }
-        self.token_checked = Instant::now();
+        self.token_checked = now.mono;
         match self.app.store.token(&self.principal.token_hash).await {
             Ok(Some(info)) if info.device_revoked => {
                 Some((close::UNAUTHORIZED, "device revoked".into()))
             }
             Ok(None) => Some((close::UNAUTHORIZED, "token revoked".into())),
-            Ok(Some(info)) if info.token.expires_at <= chrono::Utc::now() => {
+            Ok(Some(info)) if info.token.expires_at <= now.wall => {
                 Some((close::UNAUTHORIZED, "token expired".into()))
             }
             _ => None,
@@ -566,22 +508,5 @@ impl Connection {
                 tracing::debug!(error = %e, "sync states not saved; a reconnect exchanges a little more")
             }
         }
-    }
-}
-
-pub fn entry_of(meta: &DocMeta) -> Option<DocEntry> {
-    Some(DocEntry {
-        id: meta.id,
-        kind: schemas::DocKind::parse(&meta.kind)?,
-        job_id: meta.job_id,
-    })
-}
-
-pub fn meta_of(e: &DocEntry, org_id: Uuid) -> DocMeta {
-    DocMeta {
-        id: e.id,
-        org_id,
-        kind: e.kind.as_str().to_string(),
-        job_id: e.job_id,
     }
 }
