@@ -55,6 +55,18 @@ pub fn read_json(doc: &AutoCommit) -> serde_json::Value {
     }
 }
 
+/// The document's state as it was at `heads` (an empty map for no heads: before its first
+/// change). The server compares it with the current state to see what a writer changed.
+pub fn read_json_at(doc: &AutoCommit, heads: &[automerge::ChangeHash]) -> serde_json::Value {
+    if heads.is_empty() {
+        return serde_json::Value::Object(Default::default());
+    }
+    match doc.hydrate(ROOT, Some(heads)) {
+        Ok(v) => hydrated_to_json(&v),
+        Err(_) => serde_json::Value::Object(Default::default()),
+    }
+}
+
 fn hydrated_to_json(v: &hydrate::Value) -> serde_json::Value {
     use serde_json::Value as J;
     match v {

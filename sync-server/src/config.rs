@@ -62,6 +62,12 @@ pub struct Config {
     pub doc_cache_bytes: usize,
     /// A document is compacted into a new snapshot after this many appended changes.
     pub compact_every: usize,
+    /// What one device change may cost, checked before anything is applied or stored.
+    pub limits: crate::sync::bounds::Limits,
+    /// Bytes a connection may send per second (frames are counted as they arrive).
+    pub max_bytes_per_second: usize,
+    /// Document messages (one per document in a `sync` frame) a connection may send per second.
+    pub max_doc_messages_per_second: u32,
 }
 
 impl Config {
@@ -77,6 +83,9 @@ impl Config {
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
             doc_cache_bytes: 256 * 1024 * 1024,
             compact_every: 256,
+            limits: crate::sync::bounds::Limits::default(),
+            max_bytes_per_second: 16 * 1024 * 1024,
+            max_doc_messages_per_second: 2_000,
         }
     }
 }

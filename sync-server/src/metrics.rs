@@ -14,6 +14,8 @@ pub struct Metrics {
     pub frames_out: Counter,
     pub frames_refused: Counter,
     pub acks: Counter,
+    /// Device changes the server kept but repaired (contract or role).
+    pub repairs: Counter,
     /// From a sync frame's arrival to its ack being sent, in seconds.
     pub ack_latency: Histogram,
     /// Store append latency, in seconds.
@@ -31,6 +33,7 @@ impl Default for Metrics {
             frames_out: Counter::default(),
             frames_refused: Counter::default(),
             acks: Counter::default(),
+            repairs: Counter::default(),
             ack_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             store_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             cache_documents: Gauge::default(),
@@ -54,6 +57,11 @@ impl Default for Metrics {
             m.frames_refused.clone(),
         );
         registry.register("sync_acks", "Document acks sent", m.acks.clone());
+        registry.register(
+            "sync_repairs",
+            "Device changes kept and repaired by the server",
+            m.repairs.clone(),
+        );
         registry.register(
             "sync_ack_latency_seconds",
             "Frame arrival to ack",

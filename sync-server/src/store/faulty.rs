@@ -25,8 +25,8 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{
-    ChangeNotice, ChangeRecord, Device, DocMeta, Org, Role, Store, StoreError, StoreResult,
-    StoredDoc, TokenInfo, TokenRecord, User,
+    AuditRecord, ChangeNotice, ChangeRecord, Device, DocMeta, Org, Role, Store, StoreError,
+    StoreResult, StoredDoc, TokenInfo, TokenRecord, User,
 };
 
 /// The message of every injected error.
@@ -201,6 +201,23 @@ impl Store for FaultyStore {
     async fn append_changes(&self, doc_id: Uuid, changes: &[ChangeRecord]) -> StoreResult<i64> {
         self.check()?;
         self.inner.append_changes(doc_id, changes).await
+    }
+
+    async fn append_changes_audited(
+        &self,
+        doc_id: Uuid,
+        changes: &[ChangeRecord],
+        audit: &[AuditRecord],
+    ) -> StoreResult<i64> {
+        self.check()?;
+        self.inner
+            .append_changes_audited(doc_id, changes, audit)
+            .await
+    }
+
+    async fn job_audit(&self, job_id: Uuid) -> StoreResult<Vec<AuditRecord>> {
+        self.check()?;
+        self.inner.job_audit(job_id).await
     }
 
     async fn load(&self, doc_id: Uuid) -> StoreResult<StoredDoc> {

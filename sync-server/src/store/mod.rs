@@ -171,6 +171,27 @@ pub struct StoredDoc {
     pub last_seq: i64,
 }
 
+/// One row of the audit log: what the server did on a writer's behalf, and why.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct AuditRecord {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub job_id: Uuid,
+    pub doc_id: Option<Uuid>,
+    pub actor_user: Option<Uuid>,
+    pub actor_device: Option<Uuid>,
+    /// `repair` (the server put back valid values) or `after_unassign` (changes from a device
+    /// whose job had been unassigned, accepted so nothing is lost).
+    pub action: String,
+    pub reasons: Vec<String>,
+    /// The repaired parts of the document as the writer left them, and as the repair left them.
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    pub at: DateTime<Utc>,
+    /// Shown to the dispatcher on the job.
+    pub flagged: bool,
+}
+
 /// What one node tells the others, sent by node `node` so that they catch up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChangeNotice {
@@ -235,6 +256,17 @@ pub trait Store: Send + Sync + 'static {
     /// holds for that document is skipped (a retried upload is a no-op), even after compaction.
     /// Returns the sequence number of the last change now in the log for the document.
     async fn append_changes(&self, doc_id: Uuid, changes: &[ChangeRecord]) -> StoreResult<i64>;
+    /// [`Store::append_changes`] and, in the same transaction, rows of the audit log that explain
+    /// them (a repair the server made, changes that arrived after an unassignment): both are
+    /// stored, or neither.
+    async fn append_changes_audited(
+        &self,
+        doc_id: Uuid,
+        changes: &[ChangeRecord],
+        audit: &[AuditRecord],
+    ) -> StoreResult<i64>;
+    /// The audit log of a job, oldest first.
+    async fn job_audit(&self, job_id: Uuid) -> StoreResult<Vec<AuditRecord>>;
     /// The snapshot and every change after it. `NotFound` for an unregistered document.
     async fn load(&self, doc_id: Uuid) -> StoreResult<StoredDoc>;
     /// Changes appended after `seq` (for a node catching up after a notification).

@@ -39,8 +39,8 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{
-    ChangeNotice, ChangeRecord, Device, DocMeta, Notified, Org, Role, Store, StoreError,
-    StoreResult, StoredDoc, TokenInfo, TokenKind, TokenRecord, User,
+    AuditRecord, ChangeNotice, ChangeRecord, Device, DocMeta, Notified, Org, Role, Store,
+    StoreError, StoreResult, StoredDoc, TokenInfo, TokenKind, TokenRecord, User,
 };
 
 /// How often a transaction that Postgres aborted as a serialization failure or deadlock is tried
@@ -532,6 +532,15 @@ impl Store for PgStore {
     }
 
     async fn append_changes(&self, doc_id: Uuid, changes: &[ChangeRecord]) -> StoreResult<i64> {
+        self.append_changes_audited(doc_id, changes, &[]).await
+    }
+
+    async fn append_changes_audited(
+        &self,
+        doc_id: Uuid,
+        changes: &[ChangeRecord],
+        audit: &[AuditRecord],
+    ) -> StoreResult<i64> {
         let hashes: Vec<String> = changes.iter().map(|c| c.hash.clone()).collect();
         let bytes: Vec<Vec<u8>> = changes.iter().map(|c| c.bytes.clone()).collect();
         let (hashes, bytes) = (&hashes[..], &bytes[..]);
@@ -552,9 +561,61 @@ impl Store for PgStore {
             )
             .execute(&mut *tx)
             .await?;
+            for a in audit {
+                sqlx::query!(
+                    "INSERT INTO audit_log (id, org_id, job_id, doc_id, actor_user, actor_device,
+                                            action, reasons, before, after, at, flagged)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    a.id,
+                    a.org_id,
+                    a.job_id,
+                    a.doc_id,
+                    a.actor_user,
+                    a.actor_device,
+                    a.action,
+                    serde_json::Value::from(a.reasons.clone()),
+                    a.before,
+                    a.after,
+                    a.at,
+                    a.flagged,
+                )
+                .execute(&mut *tx)
+                .await?;
+            }
             let last = last_seq(&mut tx, doc_id).await?;
             tx.commit().await?;
             Ok(last)
+        })
+        .await
+    }
+
+    async fn job_audit(&self, job_id: Uuid) -> StoreResult<Vec<AuditRecord>> {
+        retrying(move || async move {
+            let rows = sqlx::query!(
+                "SELECT id, org_id, job_id, doc_id, actor_user, actor_device, action, reasons,
+                        before, after, at, flagged
+                 FROM audit_log WHERE job_id = $1 ORDER BY at, id",
+                job_id
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| AuditRecord {
+                    id: r.id,
+                    org_id: r.org_id,
+                    job_id: r.job_id,
+                    doc_id: r.doc_id,
+                    actor_user: r.actor_user,
+                    actor_device: r.actor_device,
+                    action: r.action,
+                    reasons: serde_json::from_value(r.reasons).unwrap_or_default(),
+                    before: r.before,
+                    after: r.after,
+                    at: r.at,
+                    flagged: r.flagged,
+                })
+                .collect())
         })
         .await
     }

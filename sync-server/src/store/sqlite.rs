@@ -23,8 +23,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{
-    ChangeNotice, ChangeRecord, Device, DocMeta, Org, Role, Store, StoreError, StoreResult,
-    StoredDoc, TokenInfo, TokenKind, TokenRecord, User,
+    AuditRecord, ChangeNotice, ChangeRecord, Device, DocMeta, Org, Role, Store, StoreError,
+    StoreResult, StoredDoc, TokenInfo, TokenKind, TokenRecord, User,
 };
 
 /// The migrations, in the order they apply, embedded so the binary carries its schema. Append new
@@ -39,6 +39,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0002_documents_by_org.sql",
         include_str!("../../../migrations/sqlite/0002_documents_by_org.sql"),
+    ),
+    (
+        "0003_audit_log.sql",
+        include_str!("../../../migrations/sqlite/0003_audit_log.sql"),
     ),
 ];
 
@@ -208,6 +212,30 @@ fn timestamp(row: &Row<'_>, idx: usize) -> rusqlite::Result<DateTime<Utc>> {
     let micros: i64 = row.get(idx)?;
     DateTime::from_timestamp_micros(micros)
         .ok_or(rusqlite::Error::IntegralValueOutOfRange(idx, micros))
+}
+
+fn insert_audit(tx: &rusqlite::Transaction<'_>, a: &AuditRecord) -> rusqlite::Result<()> {
+    let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+    tx.prepare_cached(
+        "INSERT INTO audit_log (id, org_id, job_id, doc_id, actor_user, actor_device, action,
+                                reasons, before, after, at, flagged)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        Id(a.id),
+        Id(a.org_id),
+        Id(a.job_id),
+        a.doc_id.map(Id),
+        a.actor_user.map(Id),
+        a.actor_device.map(Id),
+        a.action,
+        serde_json::Value::from(a.reasons.clone()).to_string(),
+        json(&a.before),
+        json(&a.after),
+        a.at.timestamp_micros(),
+        i64::from(a.flagged),
+    ])?;
+    Ok(())
 }
 
 const USER_COLUMNS: &str = "id, org_id, name, role, password_hash";
@@ -555,7 +583,17 @@ impl Store for SqliteStore {
     }
 
     async fn append_changes(&self, doc_id: Uuid, changes: &[ChangeRecord]) -> StoreResult<i64> {
+        self.append_changes_audited(doc_id, changes, &[]).await
+    }
+
+    async fn append_changes_audited(
+        &self,
+        doc_id: Uuid,
+        changes: &[ChangeRecord],
+        audit: &[AuditRecord],
+    ) -> StoreResult<i64> {
         let changes = changes.to_vec();
+        let audit = audit.to_vec();
         self.call(move |conn| {
             // IMMEDIATE takes the write lock up front, so a concurrent writer waits (busy_timeout)
             // instead of failing when a read transaction tries to become a write one.
@@ -570,9 +608,45 @@ impl Store for SqliteStore {
                     insert.execute(params![Id(doc_id), change.hash, change.bytes])?;
                 }
             }
+            for a in &audit {
+                insert_audit(&tx, a)?;
+            }
             let last = last_seq(&tx, doc_id)?;
             tx.commit()?;
             Ok(last)
+        })
+        .await
+    }
+
+    async fn job_audit(&self, job_id: Uuid) -> StoreResult<Vec<AuditRecord>> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, org_id, job_id, doc_id, actor_user, actor_device, action, reasons,
+                        before, after, at, flagged
+                 FROM audit_log WHERE job_id = ?1 ORDER BY at, id",
+            )?;
+            let rows = stmt.query_map([Id(job_id)], |row| {
+                let json = |idx: usize| -> rusqlite::Result<Option<serde_json::Value>> {
+                    let text: Option<String> = row.get(idx)?;
+                    Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+                };
+                let reasons: String = row.get(7)?;
+                Ok(AuditRecord {
+                    id: row.get::<_, Id>(0)?.0,
+                    org_id: row.get::<_, Id>(1)?.0,
+                    job_id: row.get::<_, Id>(2)?.0,
+                    doc_id: row.get::<_, Option<Id>>(3)?.map(|i| i.0),
+                    actor_user: row.get::<_, Option<Id>>(4)?.map(|i| i.0),
+                    actor_device: row.get::<_, Option<Id>>(5)?.map(|i| i.0),
+                    action: row.get(6)?,
+                    reasons: serde_json::from_str(&reasons).unwrap_or_default(),
+                    before: json(8)?,
+                    after: json(9)?,
+                    at: timestamp(row, 10)?,
+                    flagged: row.get::<_, i64>(11)? != 0,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
     }

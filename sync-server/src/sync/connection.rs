@@ -21,9 +21,10 @@ use uuid::Uuid;
 
 use super::hub::{ConnId, Notice};
 use super::session::{Inbound, Refusal, Session};
+use super::{bounds, guard};
 use crate::auth::Principal;
 use crate::state::AppState;
-use crate::store::{DocMeta, Role, StoreError, entry_of, meta_of};
+use crate::store::{AuditRecord, DocMeta, Role, StoreError, entry_of, meta_of};
 
 /// The time, as the connection's entry points take it: a monotonic instant for rates and
 /// intervals, the wall clock for token expiry.
@@ -359,6 +360,18 @@ impl Connection {
             self.ensure_state(entry.id).await?;
             let carries_changes = !msg.changes.is_empty();
             let mut sd = self.app.docs.lock(&meta_of(&entry, org)).await?;
+            // Cost bounds first: measured on the raw chunks, before automerge inflates them.
+            if carries_changes
+                && let Err(e) = bounds::measure_chunks(
+                    msg.changes.iter(),
+                    sd.saved_bytes,
+                    &self.app.config.limits,
+                )
+            {
+                drop(sd);
+                self.refuse_costly(entry.id, e);
+                continue;
+            }
             let before = sd.doc.get_heads();
             if let Err(refusal) = self.session.receive(&entry, &mut sd.doc, msg) {
                 self.app.docs.discard(sd);
@@ -367,12 +380,42 @@ impl Connection {
                 self.out.push(refusal.to_msg());
                 continue;
             }
-            match self.app.docs.persist(&mut sd, &before).await {
+            let new_changes = if carries_changes {
+                sd.doc.get_changes(&before)
+            } else {
+                Vec::new()
+            };
+            if let Err(e) = bounds::check_changes(new_changes.iter(), &self.app.config.limits) {
+                self.app.docs.discard(sd);
+                self.refuse_costly(entry.id, e);
+                continue;
+            }
+            // Heads the device's own changes reached: what a releasing device is acknowledged.
+            let device_heads = sd.doc.get_heads();
+            let (audit, repaired) = if new_changes.is_empty() {
+                (Vec::new(), None)
+            } else {
+                self.guard(&entry, &mut sd.doc, &before, now)
+            };
+            match self
+                .app
+                .docs
+                .persist_audited(&mut sd, &before, &audit)
+                .await
+            {
                 Ok(seq) => {
+                    if let Some(msg) = repaired {
+                        self.out.push(msg);
+                    }
                     // Every change in a loaded document is in the store (a failed append unloads
                     // it), so the current heads are safe to acknowledge.
                     if carries_changes {
-                        acks.push(DocHeads::new(entry.id, &sd.doc.get_heads()));
+                        let heads = if self.session.is_releasing(entry.id) {
+                            device_heads
+                        } else {
+                            sd.doc.get_heads()
+                        };
+                        acks.push(DocHeads::new(entry.id, &heads));
                     }
                     if let Some(m) = self.session.generate(entry.id, &mut sd.doc) {
                         replies.push(m);
@@ -404,6 +447,79 @@ impl Connection {
         }
         self.push_sync(replies);
         Ok(())
+    }
+
+    /// Refuse a document message over the cost bounds: nothing of it is kept, and the device is
+    /// told which document and why.
+    fn refuse_costly(&mut self, doc: Uuid, e: bounds::Exceeded) {
+        tracing::warn!(%doc, error = %e, "refused a change over the cost bounds");
+        self.session.reset_state(doc);
+        self.app.metrics.frames_refused.inc();
+        self.out.push(ServerMsg::Error {
+            code: ErrorCode::TooCostly,
+            doc: Some(doc),
+            message: format!("refused, nothing stored: {e}"),
+        });
+    }
+
+    /// Check a document after this writer's changes (contract and role, see [`guard`]): the audit
+    /// rows to store with the changes, and the `repaired` message to send before the ack.
+    fn guard(
+        &mut self,
+        entry: &DocEntry,
+        doc: &mut automerge::AutoCommit,
+        before: &[automerge::ChangeHash],
+        now: Now,
+    ) -> (Vec<AuditRecord>, Option<ServerMsg>) {
+        let user = &self.principal.user;
+        let after_unassign = self.session.is_releasing(entry.id);
+        let record = |action: &str, reasons: Vec<String>| AuditRecord {
+            id: Uuid::now_v7(),
+            org_id: user.org_id,
+            job_id: entry.job_id,
+            doc_id: Some(entry.id),
+            actor_user: Some(user.id),
+            actor_device: self.principal.device,
+            action: action.into(),
+            reasons,
+            before: None,
+            after: None,
+            at: now.wall,
+            flagged: true,
+        };
+        let mut audit = Vec::new();
+        if after_unassign {
+            audit.push(record(
+                "after_unassign",
+                vec![format!(
+                    "{} changed this {} after the job was unassigned from them",
+                    user.name, entry.kind
+                )],
+            ));
+        }
+        let Some(repair) = guard::check(entry.kind, doc, before, user.role) else {
+            return (audit, None);
+        };
+        self.app.metrics.repairs.inc();
+        tracing::info!(doc = %entry.id, reasons = ?repair.reasons, "repaired a device's change");
+        let mut reasons = repair.reasons.clone();
+        reasons.extend(
+            repair
+                .unresolved
+                .iter()
+                .map(|v| format!("still invalid: {v}")),
+        );
+        let mut row = record("repair", reasons.clone());
+        row.before = Some(repair.before);
+        row.after = Some(repair.after);
+        audit.push(row);
+        let msg = ServerMsg::Repaired {
+            doc: entry.id,
+            job_id: entry.job_id,
+            reasons,
+            after_unassign,
+        };
+        (audit, Some(msg))
     }
 
     async fn released(&mut self, docs: Vec<Uuid>) -> Result<(), StoreError> {

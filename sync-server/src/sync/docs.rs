@@ -13,7 +13,7 @@ use lru::LruCache;
 use uuid::Uuid;
 
 use crate::metrics::Metrics;
-use crate::store::{ChangeRecord, DocMeta, Store, StoreError, StoredDoc};
+use crate::store::{AuditRecord, ChangeRecord, DocMeta, Store, StoreError, StoredDoc};
 
 /// Memory estimate per saved byte (see the module docs).
 const BYTES_PER_SAVED_BYTE: usize = 40;
@@ -26,6 +26,9 @@ pub struct ServerDoc {
     pub applied_seq: i64,
     /// Changes appended since the last snapshot.
     since_snapshot: usize,
+    /// What the document weighs saved (its snapshot and changes as stored), for the cost bound
+    /// on a whole document.
+    pub saved_bytes: usize,
     /// Set when the in-memory state got ahead of the store (a failed append) or was refused:
     /// nobody may read it any more; [`DocCache::lock`] loads a fresh copy instead.
     poisoned: bool,
@@ -78,10 +81,9 @@ impl DocCache {
             return Ok(h.clone());
         }
         let stored = self.store.load(meta.id).await?;
-        let weight = MIN_DOC_BYTES
-            + BYTES_PER_SAVED_BYTE
-                * (stored.snapshot.as_ref().map_or(0, Vec::len)
-                    + stored.changes.iter().map(Vec::len).sum::<usize>());
+        let saved_bytes = stored.snapshot.as_ref().map_or(0, Vec::len)
+            + stored.changes.iter().map(Vec::len).sum::<usize>();
+        let weight = MIN_DOC_BYTES + BYTES_PER_SAVED_BYTE * saved_bytes;
         let applied_seq = stored.last_seq;
         let doc = build(meta.id, &stored, &self.actor)?;
         let fresh = Arc::new(tokio::sync::Mutex::new(ServerDoc {
@@ -89,6 +91,7 @@ impl DocCache {
             doc,
             applied_seq,
             since_snapshot: stored.changes.len(),
+            saved_bytes,
             poisoned: false,
         }));
         let mut inner = self.inner.lock().expect("cache lock");
@@ -164,11 +167,21 @@ impl DocCache {
 
     /// Append to the log every change of `sd` that is not in `before`. Returns the sequence number
     /// the log reached, or `None` when there was nothing new. Compacts now and then.
-    #[tracing::instrument(level = "debug", skip_all, fields(doc = %sd.meta.id))]
     pub async fn persist(
         &self,
         sd: &mut ServerDoc,
         before: &[ChangeHash],
+    ) -> Result<Option<i64>, StoreError> {
+        self.persist_audited(sd, before, &[]).await
+    }
+
+    /// [`DocCache::persist`], with audit rows stored in the same commit as the changes.
+    #[tracing::instrument(level = "debug", skip_all, fields(doc = %sd.meta.id))]
+    pub async fn persist_audited(
+        &self,
+        sd: &mut ServerDoc,
+        before: &[ChangeHash],
+        audit: &[AuditRecord],
     ) -> Result<Option<i64>, StoreError> {
         let changes = sd.doc.get_changes(before);
         if changes.is_empty() {
@@ -182,7 +195,14 @@ impl DocCache {
             })
             .collect();
         let started = std::time::Instant::now();
-        let seq = self.store.append_changes(sd.meta.id, &records).await?;
+        let seq = if audit.is_empty() {
+            self.store.append_changes(sd.meta.id, &records).await?
+        } else {
+            self.store
+                .append_changes_audited(sd.meta.id, &records, audit)
+                .await?
+        };
+        sd.saved_bytes += records.iter().map(|r| r.bytes.len()).sum::<usize>();
         self.metrics
             .store_latency
             .observe(started.elapsed().as_secs_f64());
@@ -191,7 +211,10 @@ impl DocCache {
             // Not fatal when it fails: the log still holds every change.
             let snapshot = sd.doc.save();
             match self.store.save_snapshot(sd.meta.id, &snapshot, seq).await {
-                Ok(()) => sd.since_snapshot = 0,
+                Ok(()) => {
+                    sd.since_snapshot = 0;
+                    sd.saved_bytes = snapshot.len();
+                }
                 Err(e) => tracing::warn!(doc = %sd.meta.id, error = %e, "compaction failed"),
             }
         }

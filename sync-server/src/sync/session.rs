@@ -200,6 +200,11 @@ impl Session {
         self.set.contains_key(&doc)
     }
 
+    /// A document the device may still upload to but no longer read (it was unassigned).
+    pub fn is_releasing(&self, doc: Uuid) -> bool {
+        !self.set.contains_key(&doc) && self.removing.contains_key(&doc)
+    }
+
     /// Complete the handshake with the document set; `held` are documents this device was sent
     /// before (it holds them). Those no longer in the set are to be removed.
     pub fn welcome(
@@ -325,9 +330,24 @@ impl Session {
     }
 
     /// The next sync message for `doc`, if the device needs one.
+    ///
+    /// Access ends at unassignment: for a document the device is releasing, the message is made
+    /// from the document as the device already has it (forked at the device's heads), so it
+    /// carries nothing new, while the device can still upload its pending changes.
     pub fn generate(&mut self, doc_id: Uuid, doc: &mut AutoCommit) -> Option<DocMessage> {
+        let releasing = !self.set.contains_key(&doc_id) && self.removing.contains_key(&doc_id);
         let state = self.states.entry(doc_id).or_default();
-        let msg = doc.sync().generate_sync_message(state)?;
+        let msg = if releasing {
+            let theirs = state
+                .their_heads
+                .clone()
+                .filter(|h| h.iter().all(|h| doc.get_change_by_hash(h).is_some()))
+                .unwrap_or_else(|| state.shared_heads.clone());
+            let mut view = doc.fork_at(&theirs).ok()?;
+            view.sync().generate_sync_message(state)?
+        } else {
+            doc.sync().generate_sync_message(state)?
+        };
         self.dirty.insert(doc_id);
         Some(DocMessage {
             doc: doc_id,
