@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::hub::{ConnId, Notice};
-use super::session::{Inbound, Refusal, Session};
+use super::session::{Inbound, Rates, Refusal, Session};
 use super::{bounds, guard};
 use crate::auth::Principal;
 use crate::state::AppState;
@@ -91,9 +91,13 @@ impl Connection {
             .hub
             .register(principal.user.id, principal.device, org, tx);
         app.metrics.connections.inc();
-        let session = Session::new(
+        let session = Session::with_rates(
             app.config.max_frame_bytes,
-            app.config.max_messages_per_second,
+            Rates {
+                frames: u64::from(app.config.max_messages_per_second.max(1)),
+                bytes: app.config.max_bytes_per_second as u64,
+                docs: u64::from(app.config.max_doc_messages_per_second.max(1)),
+            },
         );
         let c = Connection {
             app,

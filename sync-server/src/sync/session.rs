@@ -77,13 +77,58 @@ pub struct Session {
     states: HashMap<Uuid, sync::State>,
     dirty: HashSet<Uuid>,
     max_frame: usize,
-    max_per_second: u32,
+    rates: Rates,
     window_start: Option<Instant>,
-    window_count: u32,
+    /// What arrived in the current one-second window.
+    window: Rates,
+}
+
+/// Per-second allowances of a connection, counted by arrival time: frames, bytes, and document
+/// messages (one per document in a `sync` frame: a frame may carry hundreds).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rates {
+    pub frames: u64,
+    pub bytes: u64,
+    pub docs: u64,
+}
+
+impl Rates {
+    /// Which allowance `used` is over, if any, and whether by more than twice (a client that is
+    /// not listening).
+    fn over(&self, used: &Rates, docs: bool) -> Option<(String, bool)> {
+        let checks = if docs {
+            vec![(used.docs, self.docs, "document messages")]
+        } else {
+            vec![
+                (used.frames, self.frames, "messages"),
+                (used.bytes, self.bytes, "bytes"),
+            ]
+        };
+        checks
+            .into_iter()
+            .find(|(n, limit, _)| n > limit)
+            .map(|(n, limit, what)| {
+                (
+                    format!("more than {limit} {what} per second; slow down"),
+                    n > limit.saturating_mul(2),
+                )
+            })
+    }
 }
 
 impl Session {
     pub fn new(max_frame: usize, max_per_second: u32) -> Session {
+        Session::with_rates(
+            max_frame,
+            Rates {
+                frames: u64::from(max_per_second.max(1)),
+                bytes: u64::MAX,
+                docs: u64::MAX,
+            },
+        )
+    }
+
+    pub fn with_rates(max_frame: usize, rates: Rates) -> Session {
         Session {
             phase: Phase::AwaitingHello,
             set: HashMap::new(),
@@ -91,16 +136,16 @@ impl Session {
             states: HashMap::new(),
             dirty: HashSet::new(),
             max_frame,
-            max_per_second: max_per_second.max(1),
+            rates,
             window_start: None,
-            window_count: 0,
+            window: Rates::default(),
         }
     }
 
-    /// Decode and check one frame. Per-document problems are refused one by one while the rest
-    /// of the frame goes ahead.
+    /// Decode and check one frame that arrived at `now`. Per-document problems are refused one
+    /// by one while the rest of the frame goes ahead.
     pub fn on_frame(&mut self, now: Instant, frame: &[u8]) -> (Option<Inbound>, Vec<Refusal>) {
-        if let Some(r) = self.rate_limit(now) {
+        if let Some(r) = self.rate_limit(now, frame.len(), 0) {
             return (None, vec![r]);
         }
         let msg = match wire::decode_client(frame, self.max_frame) {
@@ -141,6 +186,10 @@ impl Session {
             (Phase::Ready, ClientMsg::Released { docs }) => (Some(Inbound::Released(docs)), vec![]),
             (Phase::Ready, ClientMsg::Ping { id }) => (Some(Inbound::Ping(id)), vec![]),
             (Phase::Ready, ClientMsg::Sync { docs }) => {
+                // Document messages count too: one frame may carry hundreds.
+                if let Some(r) = self.rate_limit(now, 0, docs.len()) {
+                    return (None, vec![r]);
+                }
                 let mut ok = Vec::with_capacity(docs.len());
                 let mut refused = Vec::new();
                 for DocMessage { doc, data } in docs {
@@ -166,25 +215,22 @@ impl Session {
         }
     }
 
-    fn rate_limit(&mut self, now: Instant) -> Option<Refusal> {
+    /// Count a frame's arrival (`bytes` long) or its `docs` document messages; a refusal once an
+    /// allowance of the current second is used up, closing when the client keeps going at twice it.
+    fn rate_limit(&mut self, now: Instant, bytes: usize, docs: usize) -> Option<Refusal> {
         let start = *self.window_start.get_or_insert(now);
-        if now.duration_since(start) >= Duration::from_secs(1) {
+        if now.saturating_duration_since(start) >= Duration::from_secs(1) {
             self.window_start = Some(now);
-            self.window_count = 0;
+            self.window = Rates::default();
         }
-        self.window_count += 1;
-        if self.window_count <= self.max_per_second {
-            return None;
+        if docs == 0 {
+            self.window.frames += 1;
         }
-        let mut r = Refusal::new(
-            ErrorCode::RateLimited,
-            format!(
-                "more than {} messages per second; slow down",
-                self.max_per_second
-            ),
-        );
-        // A client that keeps going at twice the limit is not listening.
-        r.close = self.window_count > self.max_per_second * 2;
+        self.window.bytes = self.window.bytes.saturating_add(bytes as u64);
+        self.window.docs = self.window.docs.saturating_add(docs as u64);
+        let (message, close) = self.rates.over(&self.window, docs > 0)?;
+        let mut r = Refusal::new(ErrorCode::RateLimited, message);
+        r.close = close;
         Some(r)
     }
 
@@ -519,6 +565,49 @@ mod tests {
         // A new second, a new allowance.
         let (_, r) = s.on_frame(now + Duration::from_secs(1), &ping);
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn bytes_and_document_messages_count_by_arrival() {
+        let rates = Rates {
+            frames: 1000,
+            bytes: 10_000,
+            docs: 100,
+        };
+        let mine = entry(DocKind::Job);
+        let mut s = Session::with_rates(1 << 20, rates);
+        let hello = wire::encode(&ClientMsg::Hello {
+            protocol: 1,
+            client: String::new(),
+        });
+        let now = Instant::now();
+        s.on_frame(now, &hello);
+        s.welcome("ana", None, vec![mine], vec![]);
+        // 60 document messages per frame: the second frame goes over 100 a second.
+        let frame = wire::encode(&ClientMsg::Sync {
+            docs: (0..60)
+                .map(|_| DocMessage {
+                    doc: mine.id,
+                    data: vec![],
+                })
+                .collect(),
+        });
+        let (_, r) = s.on_frame(now, &frame);
+        assert!(r.iter().all(|r| r.code != ErrorCode::RateLimited));
+        let (inbound, r) = s.on_frame(now, &frame);
+        assert!(inbound.is_none());
+        assert_eq!((r[0].code, r[0].close), (ErrorCode::RateLimited, false));
+        // Refused messages count too: past twice the allowance the connection closes.
+        let (_, r) = s.on_frame(now, &frame);
+        assert_eq!((r[0].code, r[0].close), (ErrorCode::RateLimited, false));
+        let (_, r) = s.on_frame(now, &frame);
+        assert_eq!((r[0].code, r[0].close), (ErrorCode::RateLimited, true));
+        // Bytes: a new second, then one big frame over the byte allowance.
+        let later = now + Duration::from_secs(1);
+        let big = wire::encode(&ClientMsg::Ping { id: 1 }).repeat(2000);
+        let (_, r) = s.on_frame(later, &big);
+        assert_eq!(r[0].code, ErrorCode::RateLimited, "{r:?}");
+        assert!(r[0].message.contains("bytes"), "{}", r[0].message);
     }
 
     #[test]
