@@ -46,7 +46,45 @@ pub fn validate(kind: DocKind, doc: &Value) -> Vec<Violation> {
         DocKind::Parts => parts(&mut c, doc),
         DocKind::Photo => photo(&mut c, doc),
     }
+    // Whatever the checks above do not cover (a customer that is a number, a schedule without a
+    // start): the document must also decode into its typed state, or readers fail on it.
+    if c.out.is_empty() {
+        let typed = match kind {
+            DocKind::Job => decodes::<crate::job::Job>(doc),
+            DocKind::Checklist => decodes::<crate::checklist::Checklist>(doc),
+            DocKind::Parts => decodes::<crate::parts::Parts>(doc),
+            DocKind::Photo => decodes::<crate::photo::Photo>(doc),
+        };
+        if let Err((path, message)) = typed {
+            c.fail(path, message);
+        }
+    }
     c.out
+}
+
+/// Whether `doc` decodes as `T`; else the path of the first field that does not, and why.
+fn decodes<T: serde::de::DeserializeOwned>(doc: &Value) -> Result<(), (String, String)> {
+    match serde_path_to_error::deserialize::<_, T>(doc) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let path = e.path().to_string();
+            let message = e.into_inner().to_string();
+            // serde_path_to_error writes list positions as `.3`; the rest of this module uses
+            // `[3]`.
+            let path = path.split('.').fold(String::new(), |mut out, seg| {
+                if seg.chars().all(|c| c.is_ascii_digit()) && !seg.is_empty() {
+                    out.push_str(&format!("[{seg}]"));
+                } else {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(seg);
+                }
+                out
+            });
+            Err((if path == "." { String::new() } else { path }, message))
+        }
+    }
 }
 
 fn job(c: &mut Checker, doc: &Value) {
