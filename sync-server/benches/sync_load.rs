@@ -920,7 +920,7 @@ impl ChildServer {
             .arg("--data-dir")
             .arg(dir)
             .args(["serve", "--listen", &addr.to_string()])
-            .args(["--doc-cache-mb", &cache_mb.to_string()])
+            .env("FIELDSYNC_DOC_CACHE_MB", cache_mb.to_string())
             .env("RUST_LOG", "warn")
             .env_remove("DATABASE_URL")
             .stdin(std::process::Stdio::null())
@@ -1917,7 +1917,7 @@ fn scenario_cache(client: &Runtime) {
     );
     let growth = hwm.max(max_rss).saturating_sub(base);
     println!(
-        "cache: touched {touched} docs with --doc-cache-mb {cache_mb}: server RSS {} right after, {} 3 s later, \
+        "cache: touched {touched} docs with FIELDSYNC_DOC_CACHE_MB={cache_mb}: server RSS {} right after, {} 3 s later, \
          peak {} (sampled max {}) = {} above the empty server's {}; {} failed — goal growth ≤ cache setting \
          ({}): {} [{}; store: {}]",
         mib(rss_after),

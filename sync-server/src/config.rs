@@ -47,11 +47,20 @@ impl Database {
     }
 }
 
+/// Postgres connections per node, unless `FIELDSYNC_PG_POOL_SIZE` says otherwise.
+pub const DEFAULT_PG_POOL_SIZE: u32 = 16;
+
+/// Every setting of the server, with its default in [`Config::embedded`] and its environment
+/// variable in [`Config::from_env`] (and `.env.sample`).
 #[derive(Clone, Debug)]
 pub struct Config {
     pub database: Database,
     /// Folder for the embedded database and, later, local blobs.
     pub data_dir: PathBuf,
+    /// Postgres connections in this node's pool.
+    pub pg_pool_size: u32,
+    /// Create the demo org, users and jobs (once) at start.
+    pub demo: bool,
     /// Largest sync frame accepted, in bytes.
     pub max_frame_bytes: usize,
     /// Sync messages a connection may send per second before it is told to slow down.
@@ -77,6 +86,8 @@ impl Config {
         Config {
             database: Database::Sqlite(data_dir.join("server.sqlite")),
             data_dir,
+            pg_pool_size: DEFAULT_PG_POOL_SIZE,
+            demo: false,
             max_frame_bytes: schemas::wire::DEFAULT_MAX_FRAME_BYTES,
             max_messages_per_second: 500,
             access_ttl: Duration::from_secs(15 * 60),
@@ -87,5 +98,121 @@ impl Config {
             max_bytes_per_second: 16 * 1024 * 1024,
             max_doc_messages_per_second: 2_000,
         }
+    }
+}
+
+impl Config {
+    /// The defaults of [`Config::embedded`], each overridden by its environment variable when
+    /// set. A value that does not parse is an error naming the variable, not a silent default.
+    pub fn from_env(
+        data_dir: impl Into<PathBuf>,
+        database_url: Option<&str>,
+    ) -> anyhow::Result<Config> {
+        Config::from_vars(data_dir, database_url, |k| std::env::var(k).ok())
+    }
+
+    /// [`Config::from_env`] over any source of variables (tests pass a map).
+    pub fn from_vars(
+        data_dir: impl Into<PathBuf>,
+        database_url: Option<&str>,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Config> {
+        let mut c = Config::embedded(data_dir);
+        c.database = Database::from_url(database_url, &c.data_dir)?;
+        fn get<T: std::str::FromStr>(
+            var: &impl Fn(&str) -> Option<String>,
+            name: &str,
+            into: &mut T,
+        ) -> anyhow::Result<()>
+        where
+            T::Err: std::fmt::Display,
+        {
+            if let Some(v) = var(name).filter(|v| !v.trim().is_empty()) {
+                *into = v
+                    .trim()
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("{name}={v:?} is not valid: {e}"))?;
+            }
+            Ok(())
+        }
+        let mut cache_mb = c.doc_cache_bytes / (1024 * 1024);
+        let mut access_s = c.access_ttl.as_secs();
+        let mut refresh_s = c.refresh_ttl.as_secs();
+        get(&var, "FIELDSYNC_MAX_FRAME_BYTES", &mut c.max_frame_bytes)?;
+        get(&var, "FIELDSYNC_DOC_CACHE_MB", &mut cache_mb)?;
+        get(&var, "FIELDSYNC_PG_POOL_SIZE", &mut c.pg_pool_size)?;
+        get(
+            &var,
+            "FIELDSYNC_MAX_MESSAGES_PER_SECOND",
+            &mut c.max_messages_per_second,
+        )?;
+        get(
+            &var,
+            "FIELDSYNC_MAX_BYTES_PER_SECOND",
+            &mut c.max_bytes_per_second,
+        )?;
+        get(
+            &var,
+            "FIELDSYNC_MAX_DOC_MESSAGES_PER_SECOND",
+            &mut c.max_doc_messages_per_second,
+        )?;
+        get(&var, "FIELDSYNC_ACCESS_TTL_SECONDS", &mut access_s)?;
+        get(&var, "FIELDSYNC_REFRESH_TTL_SECONDS", &mut refresh_s)?;
+        get(&var, "FIELDSYNC_COMPACT_EVERY", &mut c.compact_every)?;
+        get(
+            &var,
+            "FIELDSYNC_MAX_CHANGE_BYTES",
+            &mut c.limits.max_change_bytes,
+        )?;
+        get(
+            &var,
+            "FIELDSYNC_MAX_STRING_BYTES",
+            &mut c.limits.max_string_bytes,
+        )?;
+        get(
+            &var,
+            "FIELDSYNC_MAX_OPS_PER_CHANGE",
+            &mut c.limits.max_ops_per_change,
+        )?;
+        get(&var, "FIELDSYNC_MAX_DOC_BYTES", &mut c.limits.max_doc_bytes)?;
+        c.doc_cache_bytes = cache_mb * 1024 * 1024;
+        c.access_ttl = Duration::from_secs(access_s);
+        c.refresh_ttl = Duration::from_secs(refresh_s);
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_environment_overrides_defaults_and_bad_values_are_named() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let c = Config::from_vars("d", None, vars(&[])).unwrap();
+        assert_eq!(c.max_frame_bytes, Config::embedded("d").max_frame_bytes);
+        let c = Config::from_vars(
+            "d",
+            Some("postgres://u@h/db"),
+            vars(&[
+                ("FIELDSYNC_DOC_CACHE_MB", "64"),
+                ("FIELDSYNC_MAX_STRING_BYTES", "10"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.doc_cache_bytes, 64 * 1024 * 1024);
+        assert_eq!(c.limits.max_string_bytes, 10);
+        assert!(matches!(c.database, Database::Postgres(_)));
+        let e = Config::from_vars("d", None, vars(&[("FIELDSYNC_COMPACT_EVERY", "lots")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("FIELDSYNC_COMPACT_EVERY"), "{e}");
     }
 }

@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use sync_server::config::{Config, Database};
+use sync_server::config::Config;
 use sync_server::store::Role;
 
 #[derive(Parser)]
@@ -40,16 +40,10 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve devices and the API.
+    /// Serve devices and the API. Every other setting comes from the environment (`.env.sample`).
     Serve {
         #[arg(long, env = "FIELDSYNC_LISTEN", default_value = "127.0.0.1:8080")]
         listen: String,
-        /// Largest sync frame accepted, in bytes.
-        #[arg(long, env = "FIELDSYNC_MAX_FRAME_BYTES", default_value_t = schemas::wire::DEFAULT_MAX_FRAME_BYTES)]
-        max_frame_bytes: usize,
-        /// Memory budget for loaded documents, in MiB.
-        #[arg(long, env = "FIELDSYNC_DOC_CACHE_MB", default_value_t = 256)]
-        doc_cache_mb: usize,
         /// Create the demo org, users and jobs (once) and print how to sign in.
         #[arg(long)]
         demo: bool,
@@ -101,30 +95,15 @@ async fn run() -> anyhow::Result<()> {
             .init(),
         LogFormat::Pretty => tracing_subscriber::fmt().with_env_filter(filter).init(),
     }
-    let mut config = Config::embedded(&cli.data_dir);
-    config.database = Database::from_url(cli.database_url.as_deref(), &cli.data_dir)?;
+    let mut config = Config::from_env(&cli.data_dir, cli.database_url.as_deref())?;
     match cli.command {
-        Command::Serve {
-            listen,
-            max_frame_bytes,
-            doc_cache_mb,
-            demo,
-        } => {
-            config.max_frame_bytes = max_frame_bytes;
-            config.doc_cache_bytes = doc_cache_mb * 1024 * 1024;
+        Command::Serve { listen, demo } => {
+            config.demo = demo;
             let listener = tokio::net::TcpListener::bind(&listen).await?;
-            let store = sync_server::open_store(&config).await?;
-            let state = sync_server::AppState::new(config, store);
-            if demo {
-                for line in sync_server::demo::ensure(&state).await? {
-                    println!("{line}");
-                }
-            }
-            println!("listening on http://{}", listener.local_addr()?);
             let shutdown = async {
                 let _ = tokio::signal::ctrl_c().await;
             };
-            sync_server::serve(state, listener, shutdown).await
+            sync_server::launch(config, listener, shutdown).await
         }
         Command::Migrate => {
             sync_server::open_store(&config).await?;

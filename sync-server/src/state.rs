@@ -36,7 +36,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             }
             Arc::new(SqliteStore::open(path)?)
         }
-        Database::Postgres(url) => Arc::new(PgStore::connect(url).await?),
+        Database::Postgres(url) => Arc::new(PgStore::connect_with(url, config.pg_pool_size).await?),
     };
     store.migrate().await?;
     Ok(store)
@@ -123,14 +123,23 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Run the server on `listener` until `shutdown` resolves.
+/// Run the server on `listener` until `shutdown` resolves: open (and migrate) the store, add the
+/// demo data when `config.demo` says so, and serve.
 pub async fn launch(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
-    serve(AppState::new(config, store), listener, shutdown).await
+    let demo = config.demo;
+    let state = AppState::new(config, store);
+    if demo {
+        for line in crate::demo::ensure(&state).await? {
+            println!("{line}");
+        }
+    }
+    println!("listening on http://{}", listener.local_addr()?);
+    serve(state, listener, shutdown).await
 }
 
 /// Run an already built state (tests use this to put a faulty store in).

@@ -62,10 +62,16 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connect a pool to `url` (`postgres://user@host:port/db`). Call [`Store::migrate`] before use.
+    /// Connect a pool of the default size to `url` (`postgres://user@host:port/db`). Call
+    /// [`Store::migrate`] before use.
     pub async fn connect(url: &str) -> StoreResult<PgStore> {
+        PgStore::connect_with(url, crate::config::DEFAULT_PG_POOL_SIZE).await
+    }
+
+    /// Connect a pool of at most `pool_size` connections.
+    pub async fn connect_with(url: &str, pool_size: u32) -> StoreResult<PgStore> {
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(pool_size.max(1))
             .connect(url)
             .await
             .map_err(db_error)?;
