@@ -133,10 +133,11 @@ pub fn check(
 }
 
 /// Top-level fields that `role` changed but may not. A document being created (no earlier
-/// heads) is its creator's to fill in.
+/// heads) is its creator's to fill in. Only the fields the changes touched are compared (found
+/// with a diff, which costs what the changes cost), so an allowed edit costs no second read.
 fn role_units(
     kind: DocKind,
-    doc: &AutoCommit,
+    doc: &mut AutoCommit,
     before: &[ChangeHash],
     after: &Value,
     role: Role,
@@ -144,21 +145,32 @@ fn role_units(
     if before.is_empty() {
         return Vec::new();
     }
+    let heads = doc.get_heads();
+    let mut touched: Vec<String> = doc
+        .diff(before, &heads)
+        .into_iter()
+        .filter_map(|p| match p.path.first() {
+            Some((_, automerge::Prop::Map(key))) => Some(key.clone()),
+            Some(_) => None,
+            None => match p.action {
+                automerge::PatchAction::PutMap { key, .. }
+                | automerge::PatchAction::DeleteMap { key } => Some(key),
+                _ => None,
+            },
+        })
+        .filter(|k| !may_write(role, kind, k))
+        .collect();
+    if touched.is_empty() {
+        return touched;
+    }
+    touched.sort();
+    touched.dedup();
     let old = schemas::doc::read_json_at(doc, before);
     if old.as_object().is_none_or(Map::is_empty) {
         return Vec::new();
     }
-    let mut keys: Vec<String> = old
-        .as_object()
-        .into_iter()
-        .chain(after.as_object())
-        .flat_map(|m| m.keys().cloned())
-        .collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter()
-        .filter(|k| old.get(k) != after.get(k) && !may_write(role, kind, k))
-        .collect()
+    touched.retain(|k| old.get(k) != after.get(k));
+    touched
 }
 
 /// Where a repair applies.
