@@ -485,7 +485,6 @@ struct Device {
 }
 
 /// Documents per outgoing sync frame, as the real client sends them.
-const DOCS_PER_FRAME: usize = 64;
 
 impl Device {
     async fn connect(addr: SocketAddr, token: &str, name: &str) -> Result<Device, String> {
@@ -524,11 +523,8 @@ impl Device {
     }
 
     async fn send_docs(&mut self, docs: Vec<DocMessage>) -> Result<(), String> {
-        for chunk in docs.chunks(DOCS_PER_FRAME) {
-            self.send(&ClientMsg::Sync {
-                docs: chunk.to_vec(),
-            })
-            .await?;
+        for docs in schemas::wire::frames_of(docs) {
+            self.send(&ClientMsg::Sync { docs }).await?;
         }
         Ok(())
     }

@@ -11,7 +11,6 @@ use crate::docs::DocInfo;
 use crate::{Replica, Result};
 
 /// Documents per outgoing sync frame.
-const DOCS_PER_FRAME: usize = 64;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct SyncStats {
@@ -383,12 +382,8 @@ impl SyncEngine {
 }
 
 fn chunk(docs: Vec<DocMessage>) -> Vec<ClientMsg> {
-    let mut out = Vec::new();
-    let mut docs = docs.into_iter().peekable();
-    while docs.peek().is_some() {
-        out.push(ClientMsg::Sync {
-            docs: docs.by_ref().take(DOCS_PER_FRAME).collect(),
-        });
-    }
-    out
+    schemas::wire::frames_of(docs)
+        .into_iter()
+        .map(|docs| ClientMsg::Sync { docs })
+        .collect()
 }

@@ -51,9 +51,6 @@ impl Now {
     }
 }
 
-/// Documents per outgoing sync frame.
-const DOCS_PER_FRAME: usize = 64;
-
 /// Documents loaded concurrently when a connection's set arrives.
 const INITIAL_LOADS_IN_FLIGHT: usize = 16;
 
@@ -249,10 +246,8 @@ impl Connection {
     }
 
     fn push_sync(&mut self, docs: Vec<DocMessage>) {
-        let mut docs = docs.into_iter().peekable();
-        while docs.peek().is_some() {
-            let chunk: Vec<DocMessage> = docs.by_ref().take(DOCS_PER_FRAME).collect();
-            self.out.push(ServerMsg::Sync { docs: chunk });
+        for docs in schemas::wire::frames_of(docs) {
+            self.out.push(ServerMsg::Sync { docs });
         }
     }
 
