@@ -182,7 +182,13 @@ impl Session {
                     "hello was already received",
                 )],
             ),
-            (Phase::Ready, ClientMsg::Announce { docs }) => (Some(Inbound::Announce(docs)), vec![]),
+            (Phase::Ready, ClientMsg::Announce { docs }) => {
+                // Each announced document is a registry row: it counts like a document message.
+                if let Some(r) = self.rate_limit(now, 0, docs.len()) {
+                    return (None, vec![r]);
+                }
+                (Some(Inbound::Announce(docs)), vec![])
+            }
             (Phase::Ready, ClientMsg::Released { docs }) => (Some(Inbound::Released(docs)), vec![]),
             (Phase::Ready, ClientMsg::Ping { id }) => (Some(Inbound::Ping(id)), vec![]),
             (Phase::Ready, ClientMsg::Sync { docs }) => {
