@@ -1,0 +1,76 @@
+//! The device's sync against a real server over real sockets: a one-shot sync that receives
+//! documents new to the device settles (instead of running into its time limit).
+
+use std::time::Duration;
+
+use fieldsync_e2e::{Backend, Device, ServerHome, Team, TestServer, assert_device_matches_server};
+use schemas::DocKind;
+
+/// Well above what a settle takes; the old code ran into it every time.
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// A 4x3 PNG (this crate does not depend on an image encoder).
+const PNG: &[u8] = &[
+    137, 80, 78, 71, 13, 10, 26, 10, 0, 0, 0, 13, 73, 72, 68, 82, 0, 0, 0, 4, 0, 0, 0, 3, 8, 2, 0,
+    0, 0, 59, 150, 57, 145, 0, 0, 0, 16, 73, 68, 65, 84, 120, 156, 99, 16, 104, 16, 128, 35, 6,
+    156, 28, 0, 146, 103, 7, 129, 101, 2, 163, 130, 0, 0, 0, 0, 73, 69, 78, 68, 174, 66, 96, 130,
+];
+
+fn png(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("meter.png");
+    std::fs::write(&path, PNG).unwrap();
+    path
+}
+
+async fn sync_once(d: &mut Device, server: &TestServer) -> client_core::sync::SyncStats {
+    client_core::sync::sync_once(&mut d.replica, &server.url, &d.token, LIMIT)
+        .await
+        .expect("a one-shot sync settles")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_once_settles_when_another_technicians_photo_arrives() {
+    let home = ServerHome::new(Backend::Sqlite).await;
+    let server = TestServer::start(&home).await;
+    let team = Team::create(server.store(), &["ana", "ben"]).await;
+    let (ana, ben) = (&team.techs[0], &team.techs[1]);
+    let shared = team.job(&server, "Boiler", "general", &[ana, ben]).await;
+    let mut a = Device::new(server.store(), ana).await;
+    let mut b = Device::new(server.store(), ben).await;
+    sync_once(&mut a, &server).await;
+    sync_once(&mut b, &server).await;
+
+    let photo = b
+        .replica
+        .attach_photo(shared, &png(b.dir.path()), None, "meter")
+        .unwrap();
+    sync_once(&mut b, &server).await;
+    assert!(b.replica.unacked().unwrap().is_empty());
+
+    let stats = sync_once(&mut a, &server).await;
+    assert!(stats.docs_updated >= 1, "{stats:?}");
+    assert_eq!(a.replica.photo(photo.id).unwrap().unwrap().caption, "meter");
+    assert_device_matches_server(&mut a, &server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_once_settles_when_a_new_job_is_assigned_to_a_device_holding_documents() {
+    let home = ServerHome::new(Backend::Sqlite).await;
+    let server = TestServer::start(&home).await;
+    let team = Team::create(server.store(), &["ana"]).await;
+    let ana = &team.techs[0];
+    team.job(&server, "First", "general", &[ana]).await;
+    let mut a = Device::new(server.store(), ana).await;
+    sync_once(&mut a, &server).await;
+    assert_eq!(a.replica.documents().unwrap().len(), 3);
+
+    let second = team.job(&server, "Second", "general", &[ana]).await;
+    sync_once(&mut a, &server).await;
+    let docs = a.replica.documents().unwrap();
+    assert_eq!(docs.len(), 6);
+    assert!(
+        docs.iter()
+            .any(|d| d.id == second && d.kind == DocKind::Job)
+    );
+    assert_device_matches_server(&mut a, &server).await;
+}
