@@ -22,11 +22,16 @@ pub mod docs;
 pub mod error;
 pub mod events;
 pub mod queries;
+pub mod repairs;
 mod replica;
 pub mod sync;
+mod writer;
 
 pub use actions::JobView;
+pub use db::Synchronous;
 pub use error::{Error, Result};
 pub use events::{ChangeEvent, Origin};
 pub use queries::{JobFilter, JobSummary};
+pub use repairs::Repair;
 pub use replica::{Clock, Options, Replica};
+pub use writer::BUSY_TIMEOUT;

@@ -15,7 +15,15 @@ use crate::Replica;
 pub enum SyncError {
     #[error("the server refused the sign-in token ({0}); sign in again")]
     Unauthorized(String),
-    #[error("cannot reach the server: {0}")]
+    /// No answer at all: no network, a wrong address, the server down.
+    #[error("offline: cannot reach {server} ({reason})")]
+    Offline { server: String, reason: String },
+    /// The server answered but cannot serve now: an HTTP 5xx on connect, or its store is down.
+    #[error("the server is unavailable ({0}); try again later")]
+    Unavailable(String),
+    /// The connection could not even be attempted or was refused as it stands (a bad URL, an
+    /// HTTP 4xx other than 401).
+    #[error("cannot connect to the server: {0}")]
     Connect(String),
     #[error("connection lost: {0}")]
     Disconnected(String),
@@ -25,6 +33,29 @@ pub enum SyncError {
     Timeout(Duration),
     #[error(transparent)]
     Replica(#[from] crate::Error),
+}
+
+impl SyncError {
+    /// True when trying again later may succeed with nothing changed on this device.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SyncError::Offline { .. }
+            | SyncError::Unavailable(_)
+            | SyncError::Disconnected(_)
+            | SyncError::Closed(_)
+            | SyncError::Timeout(_) => true,
+            SyncError::Unauthorized(_) | SyncError::Connect(_) => false,
+            SyncError::Replica(e) => e.is_retryable(),
+        }
+    }
+
+    /// True when the caller's input was at fault.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            SyncError::Replica(e) => e.is_bad_input(),
+            _ => false,
+        }
+    }
 }
 
 /// The WebSocket URL of a server given as `http(s)://host:port`.
@@ -112,6 +143,18 @@ async fn session(
                 .unwrap_or_default();
             return Err(SyncError::Unauthorized(body));
         }
+        Err(tungstenite::Error::Http(resp)) if resp.status().is_server_error() => {
+            return Err(SyncError::Unavailable(format!(
+                "HTTP {}",
+                resp.status().as_u16()
+            )));
+        }
+        Err(tungstenite::Error::Io(e)) => {
+            return Err(SyncError::Offline {
+                server: server.to_string(),
+                reason: e.kind().to_string(),
+            });
+        }
         Err(e) => return Err(SyncError::Connect(e.to_string())),
     };
     let (mut sink, mut stream) = ws.split();
@@ -144,7 +187,11 @@ async fn session(
             }
         }
         if let Some(why) = engine.failed() {
-            return Err(SyncError::Closed(why.to_string()));
+            return Err(if engine.store_unavailable() {
+                SyncError::Unavailable(why.to_string())
+            } else {
+                SyncError::Closed(why.to_string())
+            });
         }
         let finished = match stop {
             Stop::WhenQuiet => engine.is_quiet(),
