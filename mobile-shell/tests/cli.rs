@@ -198,3 +198,50 @@ fn bad_input_exits_non_zero_with_a_message_on_stderr() {
     let err: Value = serde_json::from_slice(&out.stderr).unwrap();
     assert!(err["error"].as_str().unwrap().contains("unknown status"));
 }
+
+#[test]
+fn two_streams_of_processes_adding_parts_at_once_keep_the_replica_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("device");
+    let id = ok_json(&dir, &["job", "create", "--title", "Busy van"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let per_stream = 40;
+    let streams: Vec<_> = (0..2)
+        .map(|s| {
+            let (dir, id) = (dir.clone(), id.clone());
+            std::thread::spawn(move || {
+                let mut ok = 0;
+                for i in 0..per_stream {
+                    let out = shell(&dir, &["part", "add", &id, &format!("S{s}-{i}"), "1"]);
+                    if out.status.success() {
+                        ok += 1;
+                    } else {
+                        // The only acceptable failure is waiting too long for the other writer.
+                        let err = String::from_utf8_lossy(&out.stderr);
+                        assert!(err.contains("another Fieldsync process is using"), "{err}");
+                        assert_eq!(out.status.code(), Some(1));
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let ok: usize = streams.into_iter().map(|s| s.join().unwrap()).sum();
+    let show = ok_json(&dir, &["job", "show", &id]);
+    assert_eq!(show["parts"].as_array().unwrap().len(), ok);
+    assert_eq!(ok_json(&dir, &["jobs"]).as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn a_data_dir_that_is_a_file_is_named_in_a_sentence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("notes.txt");
+    std::fs::write(&file, "not a folder").unwrap();
+    let err = fails(&file, &["jobs"]);
+    assert!(
+        err.contains("cannot use") && err.contains("notes.txt") && err.contains("is a file"),
+        "{err}"
+    );
+}
