@@ -245,3 +245,91 @@ fn a_data_dir_that_is_a_file_is_named_in_a_sentence() {
         "{err}"
     );
 }
+
+/// A server on port 0 that answers every request with `status` (after reading it whole).
+fn answering(status: &'static str) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let _ = reader.read_exact(&mut vec![0; length]);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    url
+}
+
+fn login(dir: &Path, server: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mobile-shell"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args([
+            "login",
+            "--server",
+            server,
+            "--user",
+            "ana",
+            "--password-stdin",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"pw\n").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn network_and_server_failures_are_told_apart_and_are_not_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("device");
+
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let out = login(&dir, &down);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "offline: cannot reach {down} (connection refused)"
+        )),
+        "{err}"
+    );
+
+    let out = login(&dir, &answering("503 Service Unavailable"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the server is unavailable (HTTP 503); try again later"),
+        "{err}"
+    );
+
+    let out = login(&dir, &answering("401 Unauthorized"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("user name or password"));
+
+    // A request the server refuses as it stands is the caller's to fix.
+    let out = login(&dir, &answering("422 Unprocessable Entity"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 422"));
+}
