@@ -1,6 +1,8 @@
 //! The device's sync against a real server over real sockets: a one-shot sync that receives
 //! documents new to the device settles (instead of running into its time limit).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fieldsync_e2e::{Backend, Device, ServerHome, Team, TestServer, assert_device_matches_server};
@@ -73,4 +75,107 @@ async fn sync_once_settles_when_a_new_job_is_assigned_to_a_device_holding_docume
             .any(|d| d.id == second && d.kind == DocKind::Job)
     );
     assert_device_matches_server(&mut a, &server).await;
+}
+
+/// A TCP proxy in front of the test server that the test can take down (connections are
+/// accepted and dropped at once) and whose forwarded connections it can cut.
+struct Proxy {
+    url: String,
+    up: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(target: &str) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let target = target.trim_start_matches("http://").to_string();
+        let up = Arc::new(AtomicBool::new(false));
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let (up2, conns2) = (up.clone(), conns.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    let mut outbound = tokio::net::TcpStream::connect(target).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+                conns2.lock().unwrap().push(task);
+            }
+        });
+        Proxy { url, up, conns }
+    }
+
+    /// Drop every forwarded connection, as a network outage would.
+    fn cut(&self) {
+        for task in self.conns.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_connected_and_synced_starts_the_backoff_over() {
+    let home = ServerHome::new(Backend::Sqlite).await;
+    let server = TestServer::start(&home).await;
+    let team = Team::create(server.store(), &["ana"]).await;
+    let ana = &team.techs[0];
+    team.job(&server, "Roof unit", "general", &[ana]).await;
+    let mut a = Device::new(server.store(), ana).await;
+    let proxy = Proxy::start(&server.url).await;
+    // Signed in through the proxy, as `login` would have left it.
+    let expires = chrono::Utc::now() + chrono::Duration::hours(1);
+    a.replica.set_meta("server", &proxy.url).unwrap();
+    a.replica.set_meta("access_token", &a.token).unwrap();
+    a.replica
+        .set_meta("access_expires_at", &expires.to_rfc3339())
+        .unwrap();
+
+    // The script, stepped by the loop itself (its sleeps are recorded, not waited): three failed
+    // attempts while the server is unreachable, then a session that connects and syncs, then a
+    // cut connection, then a last session that ends the loop.
+    let delays = Arc::new(Mutex::new(Vec::new()));
+    let finish = Arc::new(AtomicBool::new(false));
+    let mut cut = false;
+    let done = |r: &mut client_core::Replica| {
+        if finish.load(Ordering::SeqCst) {
+            return true;
+        }
+        if !cut && r.meta("last_sync_at").unwrap().is_some() {
+            cut = true;
+            proxy.cut();
+        }
+        false
+    };
+    let sleep = |d: Duration| {
+        let mut delays = delays.lock().unwrap();
+        delays.push(d);
+        match delays.len() {
+            3 => proxy.up.store(true, Ordering::SeqCst),
+            4 => finish.store(true, Ordering::SeqCst),
+            _ => {}
+        }
+        std::future::ready(())
+    };
+    let mut errors = Vec::new();
+    client_core::sync::Reconnect::default()
+        .run(
+            &mut a.replica,
+            done,
+            |client_core::sync::LiveEvent::Retrying { error, .. }| errors.push(error.to_string()),
+            sleep,
+        )
+        .await
+        .expect("the loop ends when told to");
+
+    let secs = |s: &[u64]| -> Vec<Duration> { s.iter().map(|s| Duration::from_secs(*s)).collect() };
+    assert_eq!(
+        *delays.lock().unwrap(),
+        secs(&[1, 2, 4, 1]),
+        "after a synced session the delay starts over ({errors:?})"
+    );
+    assert_eq!(a.replica.documents().unwrap().len(), 3);
 }

@@ -47,6 +47,8 @@ pub struct SyncEngine {
     /// Set when the server cannot go on with this session (it failed before the welcome, or
     /// its store is down): the connection should end and be retried later.
     failed: Option<String>,
+    /// The session has been quiet at least once: everything was exchanged and acknowledged.
+    synced: bool,
     /// The failure is the server's store being down (worth retrying soon, not a refusal).
     store_unavailable: bool,
     pub stats: SyncStats,
@@ -76,6 +78,7 @@ impl SyncEngine {
             quiet: false,
             failed: None,
             store_unavailable: false,
+            synced: false,
             stats: SyncStats::default(),
         }
     }
@@ -90,6 +93,12 @@ impl SyncEngine {
     /// Why the server cannot go on with this session, if it cannot.
     pub fn failed(&self) -> Option<&str> {
         self.failed.as_deref()
+    }
+
+    /// The session connected and synced: after the welcome it was quiet at least once (what
+    /// ends a one-shot sync). A reconnect loop starts its backoff over after such a session.
+    pub fn has_synced(&self) -> bool {
+        self.synced
     }
 
     /// The session failed because the server's store is unavailable.
@@ -249,6 +258,7 @@ impl SyncEngine {
                     self.awaiting_pong = None;
                     let waiting = self.unacked_offered(r)?;
                     self.quiet = !self.activity && waiting == 0;
+                    self.synced |= self.quiet && self.welcomed;
                     self.activity = false;
                 }
             }

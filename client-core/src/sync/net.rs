@@ -98,26 +98,58 @@ enum Stop<'a> {
     When(Box<dyn FnMut(&mut Replica) -> bool + Send + 'a>),
 }
 
+/// How one connection ended, and whether it got as far as syncing (see
+/// [`SyncEngine::has_synced`]): a reconnect loop resets its backoff after such a session.
+pub(crate) struct Outcome {
+    pub result: Result<SyncStats, SyncError>,
+    pub synced: bool,
+}
+
 async fn run(
     r: &mut Replica,
     server: &str,
     token: &str,
     limit: Duration,
-    mut stop: Stop<'_>,
+    stop: Stop<'_>,
 ) -> Result<SyncStats, SyncError> {
+    run_session(r, server, token, limit, stop).await.result
+}
+
+/// One live session: stay connected until `done` holds or `limit` passes.
+pub(crate) async fn live_session(
+    r: &mut Replica,
+    server: &str,
+    token: &str,
+    limit: Duration,
+    done: &mut (dyn FnMut(&mut Replica) -> bool + Send),
+) -> Outcome {
+    run_session(r, server, token, limit, Stop::When(Box::new(done))).await
+}
+
+async fn run_session(
+    r: &mut Replica,
+    server: &str,
+    token: &str,
+    limit: Duration,
+    mut stop: Stop<'_>,
+) -> Outcome {
     let mut engine = SyncEngine::new(server);
     let result =
         tokio::time::timeout(limit, session(r, &mut engine, server, token, &mut stop)).await;
+    let synced = engine.has_synced();
     // Whatever happened, keep what was learned about the server's state.
-    engine.save_states(r)?;
-    match result {
-        Ok(Ok(())) => {
-            r.set_meta("last_sync_at", &schemas::job::ts(chrono::Utc::now()))?;
-            Ok(engine.stats)
-        }
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(SyncError::Timeout(limit)),
-    }
+    let result = engine
+        .save_states(r)
+        .map_err(SyncError::from)
+        .and_then(|()| match result {
+            Ok(Ok(())) => {
+                r.set_meta("last_sync_at", &schemas::job::ts(chrono::Utc::now()))?;
+                Ok(engine.stats)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(SyncError::Timeout(limit)),
+        });
+    Outcome { result, synced }
 }
 
 async fn session(
@@ -164,6 +196,7 @@ async fn session(
         .map_err(disconnected)?;
     // In live mode, local edits are picked up from the replica on a short tick.
     let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut marked_synced = false;
     loop {
         let mut out: Vec<ClientMsg> = Vec::new();
         tokio::select! {
@@ -185,6 +218,11 @@ async fn session(
                     out.extend(engine.on_local_change(r, doc)?);
                 }
             }
+        }
+        // Once in sync, say so: `status` shows it, and a live session may last for hours.
+        if engine.has_synced() && !marked_synced {
+            r.set_meta("last_sync_at", &schemas::job::ts(chrono::Utc::now()))?;
+            marked_synced = true;
         }
         if let Some(why) = engine.failed() {
             return Err(if engine.store_unavailable() {
