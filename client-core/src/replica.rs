@@ -108,7 +108,7 @@ impl Replica {
 
     /// Record who works on this device (set when the technician signs in).
     pub fn set_user(&mut self, name: &str) -> Result<()> {
-        meta_set(&self.conn, "user", name)?;
+        self.set_meta("user", name)?;
         self.user = name.to_string();
         Ok(())
     }
@@ -117,8 +117,13 @@ impl Replica {
         meta_get(&self.conn, key)
     }
 
+    /// One statement, so it needs no write scope of its own; it still waits for (and reports) a
+    /// writer in another process like every write.
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
-        meta_set(&self.conn, key, value)
+        meta_set(&self.conn, key, value).map_err(|e| match e {
+            crate::Error::Db(e) => self.busy_or_db(e),
+            e => e,
+        })
     }
 
     pub(crate) fn now(&self) -> DateTime<Utc> {

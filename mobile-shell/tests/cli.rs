@@ -333,3 +333,75 @@ fn network_and_server_failures_are_told_apart_and_are_not_bad_input() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 422"));
 }
+
+#[test]
+fn status_lists_what_the_server_repaired() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("device");
+    let (doc, job) = (schemas::new_id(), schemas::new_id());
+    {
+        // As the sync engine records a `repaired` message from the server.
+        let mut r = client_core::Replica::open(&dir).unwrap();
+        r.record_repair(
+            doc,
+            job,
+            &["status: `teleported` is not a job status; kept `en_route`".into()],
+            true,
+        )
+        .unwrap();
+    }
+    let status = ok_json(&dir, &["status"]);
+    let repairs = status["repairs"].as_array().unwrap();
+    assert_eq!(repairs.len(), 1);
+    assert_eq!(repairs[0]["doc_id"], doc.to_string());
+    assert_eq!(repairs[0]["job_id"], job.to_string());
+    assert_eq!(repairs[0]["after_unassign"], true);
+    assert!(
+        repairs[0]["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("teleported")
+    );
+
+    let out = shell(&dir, &["status"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("the server repaired 1 change(s)"), "{text}");
+    assert!(text.contains("kept `en_route`"), "{text}");
+    assert!(text.contains("after the job was unassigned"), "{text}");
+}
+
+#[test]
+fn a_huge_photo_file_is_refused_with_a_sentence_without_reading_it_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = &tmp.path().join("device");
+    let id = ok_json(dir, &["job", "create", "--title", "T"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Sparse 1 GiB files: nothing is written to disk, reading them whole would take a while.
+    let gib = 1024 * 1024 * 1024;
+    let text = tmp.path().join("huge.jpg");
+    std::fs::File::create(&text).unwrap().set_len(gib).unwrap();
+    let err = fails(dir, &["photo", "add", &id, text.to_str().unwrap()]);
+    assert!(
+        err.contains("not a usable image (unrecognised file format)"),
+        "{err}"
+    );
+
+    let png = tmp.path().join("huge.png");
+    let f = std::fs::File::create(&png).unwrap();
+    std::io::Write::write_all(&mut &f, b"\x89PNG\r\n\x1a\n").unwrap();
+    f.set_len(gib).unwrap();
+    let err = fails(dir, &["photo", "add", &id, png.to_str().unwrap()]);
+    assert!(
+        err.contains("1024 MiB, more than the 64 MiB limit"),
+        "{err}"
+    );
+    assert!(
+        ok_json(dir, &["job", "show", &id])["photos"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}

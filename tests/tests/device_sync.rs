@@ -179,3 +179,107 @@ async fn a_session_that_connected_and_synced_starts_the_backoff_over() {
     );
     assert_eq!(a.replica.documents().unwrap().len(), 3);
 }
+
+fn shell(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(fieldsync_e2e::bin("mobile-shell"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn shell_ok(dir: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let out = shell(dir, &[args, &["--json"]].concat());
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Real processes only: the server binary, `mobile-shell sync` running live, one-shot
+/// `mobile-shell part add` beside it, then the server killed.
+#[test]
+fn one_shot_writes_beside_a_live_sync_reach_the_server_and_a_dead_server_is_offline() {
+    use std::io::Write;
+    let server_dir = tempfile::tempdir().unwrap();
+    let env = [("FIELDSYNC_DATA_DIR", server_dir.path().to_str().unwrap())];
+    fieldsync_e2e::add_user(&env, "acme", "ana", "technician");
+    fieldsync_e2e::add_user(&env, "acme", "dana", "dispatcher");
+    let mut server = fieldsync_e2e::ServerProcess::spawn(&env);
+    let bearer = format!("Bearer {}", fieldsync_e2e::http_login(&server.url, "dana"));
+    let job: serde_json::Value = ureq::post(format!("{}/api/v1/jobs", server.url))
+        .header("authorization", &bearer)
+        .send_json(serde_json::json!({"title": "Live job", "assignees": ["ana"]}))
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    let job = job["id"].as_str().unwrap().to_string();
+
+    let device = tempfile::tempdir().unwrap();
+    let dir = device.path();
+    let mut login = std::process::Command::new(fieldsync_e2e::bin("mobile-shell"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args([
+            "login",
+            "--server",
+            &server.url,
+            "--user",
+            "ana",
+            "--password-stdin",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    login
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(fieldsync_e2e::PASSWORD.as_bytes())
+        .unwrap();
+    assert!(login.wait().unwrap().success());
+    shell_ok(dir, &["sync", "--once"]);
+
+    let mut live = std::process::Command::new(fieldsync_e2e::bin("mobile-shell"))
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("sync")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for i in 0..10 {
+        shell_ok(dir, &["part", "add", &job, &format!("LIVE-{i}"), "1"]);
+    }
+    // The live sync picks the edits up from the replica and the server acknowledges them.
+    let mut waited = 0;
+    while !shell_ok(dir, &["pending"]).as_array().unwrap().is_empty() {
+        waited += 1;
+        assert!(waited < 600, "the live sync never uploaded the edits");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = live.kill();
+    let _ = live.wait();
+    assert_eq!(
+        shell_ok(dir, &["job", "show", &job])["parts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        10
+    );
+
+    let url = server.url.clone();
+    server.kill_dash_nine();
+    let out = shell(dir, &["sync", "--once", "--timeout", "30"]);
+    assert_eq!(out.status.code(), Some(1), "a dead server is not bad input");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("offline: cannot reach {url}")),
+        "{err}"
+    );
+}
