@@ -1,6 +1,7 @@
 //! The technician's actions. Each one checks its input against the documents first (so bad
 //! input changes nothing), then writes the documents directly and returns once the change is
-//! committed to the replica.
+//! committed to the replica. Each runs in one [`Replica::write`](crate::Replica) scope, so the
+//! documents it checks and edits are the latest on disk even with another process writing.
 
 use std::path::Path;
 

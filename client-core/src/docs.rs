@@ -80,11 +80,7 @@ impl Replica {
     /// the replica: SQLite's `data_version` tells. Then every cached document that is not in the
     /// middle of an edit is dropped and reloads from disk when next used, so no stale copy is
     /// written back or shown.
-    pub(crate) fn refresh_cache(&mut self) -> Result<()> {
-        self.forget_if_written_elsewhere()
-    }
-
-    fn forget_if_written_elsewhere(&mut self) -> Result<()> {
+    pub(crate) fn forget_if_written_elsewhere(&mut self) -> Result<()> {
         let version: i64 = self
             .conn
             .query_row("PRAGMA data_version", [], |r| r.get(0))?;

@@ -33,12 +33,15 @@ impl Replica {
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(|e| self.busy_or_db(e))?;
         self.in_write = true;
-        let result = self.refresh_cache().and_then(|()| f(self)).and_then(|v| {
-            self.conn
-                .execute_batch("COMMIT")
-                .map_err(|e| self.busy_or_db(e))?;
-            Ok(v)
-        });
+        let result = self
+            .forget_if_written_elsewhere()
+            .and_then(|()| f(self))
+            .and_then(|v| {
+                self.conn
+                    .execute_batch("COMMIT")
+                    .map_err(|e| self.busy_or_db(e))?;
+                Ok(v)
+            });
         self.in_write = false;
         match result {
             Ok(v) => {
