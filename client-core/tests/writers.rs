@@ -30,7 +30,7 @@ fn concurrent_writers_on_one_data_dir_are_serialized() {
         .unwrap()
         .id;
     let writers = 3;
-    let per_writer = 60;
+    let per_writer = 40;
     let start = Arc::new(Barrier::new(writers));
     let handles: Vec<_> = (0..writers)
         .map(|w| {
@@ -97,5 +97,30 @@ fn a_writer_kept_waiting_too_long_is_told_so_and_readers_go_on() {
 
     other.execute_batch("ROLLBACK").unwrap();
     second.add_part(job, line("Y".into())).unwrap();
+    assert_eq!(r.job(job).unwrap().parts.len(), 1);
+}
+
+#[test]
+fn a_writer_waiting_for_the_data_dirs_lock_too_long_is_told_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = Replica::open(dir.path()).unwrap();
+    let job = r
+        .create_job(
+            NewJob {
+                title: "Held".into(),
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap()
+        .id;
+    // Another process is in the middle of a write: it holds the data dir's lock.
+    let held = std::fs::File::open(dir.path().join("replica.lock")).unwrap();
+    held.lock().unwrap();
+    let err = r.add_part(job, line("X".into())).unwrap_err();
+    assert!(matches!(err, Error::Busy { .. }), "{err:?}");
+    assert_eq!(r.job(job).unwrap().parts.len(), 0, "reads go on");
+    held.unlock().unwrap();
+    r.add_part(job, line("Y".into())).unwrap();
     assert_eq!(r.job(job).unwrap().parts.len(), 1);
 }
