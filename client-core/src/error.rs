@@ -103,3 +103,39 @@ impl Error {
         )
     }
 }
+
+/// Why a connection failed, as a short lower-case phrase ("connection refused", "failed to
+/// lookup address information: …"), without the OS error number.
+pub(crate) fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(i) if text.ends_with(')') => &text[..i],
+        _ => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) if first.is_ascii_uppercase() => {
+            first.to_ascii_lowercase().to_string() + chars.as_str()
+        }
+        _ => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_reasons_are_short_phrases() {
+        // As the OS words it on Linux.
+        let refused = std::io::Error::other("Connection refused (os error 111)");
+        assert_eq!(io_reason(&refused), "connection refused");
+        let kind = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(io_reason(&kind), "connection refused");
+        let other = std::io::Error::other("failed to lookup address information: nope");
+        assert_eq!(
+            io_reason(&other),
+            "failed to lookup address information: nope"
+        );
+    }
+}

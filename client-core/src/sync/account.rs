@@ -44,7 +44,7 @@ fn http_error(server: &str, e: ureq::Error) -> Error {
         }
         ureq::Error::StatusCode(status) if status >= 500 => Error::ServerUnavailable { status },
         ureq::Error::StatusCode(status) => Error::Refused { status },
-        ureq::Error::Io(e) => offline(e.kind().to_string()),
+        ureq::Error::Io(e) => offline(crate::error::io_reason(&e)),
         ureq::Error::HostNotFound => offline("host not found".into()),
         ureq::Error::ConnectionFailed => offline("connection failed".into()),
         ureq::Error::Timeout(_) => offline("timed out".into()),

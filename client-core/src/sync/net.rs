@@ -184,7 +184,7 @@ async fn session(
         Err(tungstenite::Error::Io(e)) => {
             return Err(SyncError::Offline {
                 server: server.to_string(),
-                reason: e.kind().to_string(),
+                reason: crate::error::io_reason(&e),
             });
         }
         Err(e) => return Err(SyncError::Connect(e.to_string())),
