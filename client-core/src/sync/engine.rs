@@ -371,6 +371,19 @@ impl SyncEngine {
         Some(ClientMsg::Ping { id: self.next_ping })
     }
 
+    /// What to send: `out`, followed by a ping while the session is not quiet and none is in
+    /// flight. The ping goes behind frames too: the server answers in order, so its pong says it
+    /// handled them. Pinging only when there was nothing else to send stalled a one-shot sync
+    /// whenever this device's last frame needed no answer (Automerge's closing "I now have your
+    /// heads" message, as after receiving documents new to the device): no frame came back, so
+    /// no ping ever went out, and the sync waited for its time limit.
+    pub fn with_ping(&mut self, mut out: Vec<ClientMsg>) -> Vec<ClientMsg> {
+        if !self.quiet {
+            out.extend(self.ping());
+        }
+        out
+    }
+
     /// Offer every document of the set and every one being removed, then release what is done.
     fn sync_every_held(&mut self, r: &mut Replica) -> Result<Vec<ClientMsg>> {
         let docs: Vec<Uuid> = self
@@ -442,6 +455,85 @@ mod tests {
             set: vec![],
             removing: vec![],
         }
+    }
+
+    fn is_ping(m: &ClientMsg) -> bool {
+        matches!(m, ClientMsg::Ping { .. })
+    }
+
+    #[test]
+    fn a_ping_follows_frames_sent_until_a_pong_finds_the_session_quiet() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Replica::open(dir.path()).unwrap();
+        let job = r
+            .create_job(
+                schemas::job::NewJob {
+                    title: "Held".into(),
+                    ..Default::default()
+                },
+                None,
+            )
+            .unwrap();
+        let entries: Vec<DocEntry> = r
+            .documents()
+            .unwrap()
+            .iter()
+            .map(|d| DocEntry {
+                id: d.id,
+                kind: d.kind,
+                job_id: d.job_id,
+            })
+            .collect();
+        assert_eq!(entries.len(), 3, "{}", job.id);
+        let mut engine = SyncEngine::new("test");
+        // A device holding documents answers the welcome with sync frames: a ping goes behind
+        // them (before, none did, and a sync whose last frame needed no answer never ended).
+        let welcome = ServerMsg::Welcome {
+            protocol: PROTOCOL_VERSION,
+            user: "ana".into(),
+            device: None,
+            set: entries,
+            removing: vec![],
+        };
+        let out = engine.on_message(&mut r, welcome).unwrap();
+        assert!(!out.is_empty() && !out.iter().any(is_ping));
+        let out = engine.with_ping(out);
+        assert!(is_ping(out.last().unwrap()), "a ping follows the frames");
+        // Only one ping in flight.
+        assert!(!engine.with_ping(vec![]).iter().any(is_ping));
+        // Its pong: things were exchanged since, and local changes wait for their ack: not quiet,
+        // ping again.
+        let out = engine
+            .on_message(&mut r, ServerMsg::Pong { id: 1 })
+            .unwrap();
+        assert!(!engine.is_quiet());
+        assert!(engine.with_ping(out).iter().any(is_ping));
+    }
+
+    #[test]
+    fn a_pong_with_nothing_exchanged_since_its_ping_ends_the_pinging() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Replica::open(dir.path()).unwrap();
+        let mut engine = SyncEngine::new("test");
+        let out = engine.on_message(&mut r, welcome()).unwrap();
+        assert!(matches!(
+            engine.with_ping(out)[..],
+            [ClientMsg::Ping { id: 1 }]
+        ));
+        // The welcome itself was activity: one more round.
+        let out = engine
+            .on_message(&mut r, ServerMsg::Pong { id: 1 })
+            .unwrap();
+        assert!(matches!(
+            engine.with_ping(out)[..],
+            [ClientMsg::Ping { id: 2 }]
+        ));
+        assert!(!engine.has_synced());
+        let out = engine
+            .on_message(&mut r, ServerMsg::Pong { id: 2 })
+            .unwrap();
+        assert!(engine.is_quiet() && engine.has_synced());
+        assert!(engine.with_ping(out).is_empty());
     }
 
     #[test]

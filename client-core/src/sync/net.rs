@@ -239,14 +239,7 @@ async fn session(
             let _ = sink.send(Message::Close(None)).await;
             return Ok(());
         }
-        // Keep a ping in flight until quiet, also behind frames we send: the server answers in
-        // order, so its pong says it handled them. Pinging only when there was nothing else to
-        // send stalled a one-shot sync whenever our last frame needed no answer (Automerge's
-        // closing "I now have your heads" message, as after receiving documents new to this
-        // device): no frame came back, no ping went out, and the sync waited for its time limit.
-        if !engine.is_quiet() {
-            out.extend(engine.ping());
-        }
+        let out = engine.with_ping(out);
         for m in out {
             sink.feed(Message::Binary(wire::encode(&m).into()))
                 .await
