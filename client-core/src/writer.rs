@@ -74,13 +74,9 @@ impl Replica {
 
     /// The data dir's write lock, held until the returned file is dropped.
     fn lock_writes(&self) -> Result<File> {
-        let busy = || Error::Busy {
+        lock_file(&self.dir.join(LOCK_FILE), BUSY_TIMEOUT)?.ok_or_else(|| Error::Busy {
             dir: self.dir.display().to_string(),
-        };
-        match lock_file(&self.dir.join(LOCK_FILE), BUSY_TIMEOUT)? {
-            Some(file) => Ok(file),
-            None => Err(busy()),
-        }
+        })
     }
 
     /// SQLite's "database is locked" after the busy timeout means another process held the write
