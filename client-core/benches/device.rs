@@ -23,7 +23,13 @@ fn us(d: Duration) -> String {
 
 fn toggle() {
     let dir = tempfile::tempdir().unwrap();
-    let mut r = Replica::open(dir.path()).unwrap();
+    // The bench, like mobile-shell, maps FIELDSYNC_SYNCHRONOUS into the open options.
+    let sync = std::env::var("FIELDSYNC_SYNCHRONOUS").unwrap_or_else(|_| "FULL".into());
+    let options = client_core::Options {
+        synchronous: client_core::Synchronous::parse(&sync).unwrap_or_default(),
+        ..Default::default()
+    };
+    let mut r = Replica::open_with(dir.path(), options).unwrap();
     let job = r
         .create_job(
             NewJob {
@@ -43,7 +49,6 @@ fn toggle() {
         times.push(t.elapsed());
     }
     times.sort();
-    let sync = std::env::var("FIELDSYNC_SYNCHRONOUS").unwrap_or_else(|_| "FULL".into());
     println!(
         "checklist toggle, committed (synchronous={sync}, {n} toggles): p50 {}  p90 {}  p99 {}  p99.9 {}  max {}   goal p99 < 2 ms",
         us(percentile(&times, 0.5)),

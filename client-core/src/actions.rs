@@ -1,6 +1,7 @@
 //! The technician's actions. Each one checks its input against the documents first (so bad
 //! input changes nothing), then writes the documents directly and returns once the change is
-//! committed to the replica.
+//! committed to the replica. Each runs in one [`Replica::write`](crate::Replica) scope, so the
+//! documents it checks and edits are the latest on disk even with another process writing.
 
 use std::path::Path;
 
@@ -127,33 +128,29 @@ impl Replica {
 
     /// Create a job (with its checklist from `template` and an empty parts list) on the device.
     pub fn create_job(&mut self, mut new: NewJob, template_name: Option<&str>) -> Result<JobView> {
-        if new.title.trim().is_empty() {
-            return Err(Error::InvalidValue("a job needs a title".into()));
-        }
-        let name = template_name.unwrap_or(template::DEFAULT_TEMPLATE);
-        let tpl = template::find(name).ok_or_else(|| Error::UnknownTemplate(name.to_string()))?;
-        if new.assignees.is_empty() {
-            new.assignees.push(self.user.clone());
-        }
-        let (job_id, checklist_id, parts_id) =
-            (schemas::new_id(), schemas::new_id(), schemas::new_id());
-        let now = self.now();
-        let job_doc = job::create(
-            &self.actor,
-            job_id,
-            checklist_id,
-            parts_id,
-            &new,
-            &self.user,
-            now,
-        )?;
-        let checklist_doc = checklist::create(&self.actor, checklist_id, job_id, &tpl)?;
-        let parts_doc = parts::create(&self.actor, parts_id, job_id)?;
-        self.insert_new(job_id, DocKind::Job, job_id, job_doc);
-        self.insert_new(checklist_id, DocKind::Checklist, job_id, checklist_doc);
-        self.insert_new(parts_id, DocKind::Parts, job_id, parts_doc);
-        self.commit(&[job_id, checklist_id, parts_id], "create job")?;
-        self.job(job_id)
+        self.write(|r| {
+            if new.title.trim().is_empty() {
+                return Err(Error::InvalidValue("a job needs a title".into()));
+            }
+            let name = template_name.unwrap_or(template::DEFAULT_TEMPLATE);
+            let tpl =
+                template::find(name).ok_or_else(|| Error::UnknownTemplate(name.to_string()))?;
+            if new.assignees.is_empty() {
+                new.assignees.push(r.user.clone());
+            }
+            let (job_id, checklist_id, parts_id) =
+                (schemas::new_id(), schemas::new_id(), schemas::new_id());
+            let now = r.now();
+            let job_doc =
+                job::create(&r.actor, job_id, checklist_id, parts_id, &new, &r.user, now)?;
+            let checklist_doc = checklist::create(&r.actor, checklist_id, job_id, &tpl)?;
+            let parts_doc = parts::create(&r.actor, parts_id, job_id)?;
+            r.insert_new(job_id, DocKind::Job, job_id, job_doc);
+            r.insert_new(checklist_id, DocKind::Checklist, job_id, checklist_doc);
+            r.insert_new(parts_id, DocKind::Parts, job_id, parts_doc);
+            r.commit(&[job_id, checklist_id, parts_id], "create job")?;
+            r.job(job_id)
+        })
     }
 
     /// Create a follow-up job for the same customer, site and asset, assigned to this technician.
@@ -189,63 +186,71 @@ impl Replica {
 
     /// Move the job through its workflow, appending a history entry with who and when.
     pub fn set_status(&mut self, id: Uuid, to: JobStatus) -> Result<()> {
-        let job = self.header(id)?;
-        if !job.status.can_transition_to(to) {
-            return Err(Error::InvalidTransition {
-                from: job.status,
-                to,
-            });
-        }
-        if to == JobStatus::Completed {
-            ensure_complete(&self.read_checklist(job.checklist_id)?)?;
-        }
-        let (user, now) = (self.user.clone(), self.now());
-        self.edit(id, |d| job::set_status(d, job.status, to, &user, now))?;
-        self.commit(&[id], &format!("status {to}"))
+        self.write(|r| {
+            let job = r.header(id)?;
+            if !job.status.can_transition_to(to) {
+                return Err(Error::InvalidTransition {
+                    from: job.status,
+                    to,
+                });
+            }
+            if to == JobStatus::Completed {
+                ensure_complete(&r.read_checklist(job.checklist_id)?)?;
+            }
+            let (user, now) = (r.user.clone(), r.now());
+            r.edit(id, |d| job::set_status(d, job.status, to, &user, now))?;
+            r.commit(&[id], &format!("status {to}"))
+        })
     }
 
     pub fn set_notes(&mut self, id: Uuid, text: &str) -> Result<()> {
-        self.header(id)?;
-        self.edit(id, |d| job::set_notes(d, text))?;
-        self.commit(&[id], "notes")
+        self.write(|r| {
+            r.header(id)?;
+            r.edit(id, |d| job::set_notes(d, text))?;
+            r.commit(&[id], "notes")
+        })
     }
 
     /// Start timing work on the job; returns the time entry's id.
     pub fn start_time(&mut self, id: Uuid) -> Result<String> {
-        let job = self.read_job(id)?;
-        if job.status.is_terminal() {
-            return Err(Error::JobClosed {
-                job: id,
-                status: job.status,
-            });
-        }
-        if job
-            .time_entries
-            .iter()
-            .any(|t| t.by == self.user && t.stopped_at.is_none())
-        {
-            return Err(Error::TimeEntryRunning(self.user.clone()));
-        }
-        let entry = schemas::new_id().to_string();
-        let (user, now) = (self.user.clone(), self.now());
-        self.edit(id, |d| job::start_time_entry(d, &entry, &user, now))?;
-        self.commit(&[id], "start time")?;
-        Ok(entry)
+        self.write(|r| {
+            let job = r.read_job(id)?;
+            if job.status.is_terminal() {
+                return Err(Error::JobClosed {
+                    job: id,
+                    status: job.status,
+                });
+            }
+            if job
+                .time_entries
+                .iter()
+                .any(|t| t.by == r.user && t.stopped_at.is_none())
+            {
+                return Err(Error::TimeEntryRunning(r.user.clone()));
+            }
+            let entry = schemas::new_id().to_string();
+            let (user, now) = (r.user.clone(), r.now());
+            r.edit(id, |d| job::start_time_entry(d, &entry, &user, now))?;
+            r.commit(&[id], "start time")?;
+            Ok(entry)
+        })
     }
 
     /// Stop this technician's running time entry on the job.
     pub fn stop_time(&mut self, id: Uuid) -> Result<()> {
-        let job = self.read_job(id)?;
-        let entry = job
-            .time_entries
-            .iter()
-            .find(|t| t.by == self.user && t.stopped_at.is_none())
-            .ok_or_else(|| Error::NoRunningTimeEntry(self.user.clone()))?
-            .id
-            .clone();
-        let now = self.now();
-        self.edit(id, |d| job::stop_time_entry(d, &entry, now))?;
-        self.commit(&[id], "stop time")
+        self.write(|r| {
+            let job = r.read_job(id)?;
+            let entry = job
+                .time_entries
+                .iter()
+                .find(|t| t.by == r.user && t.stopped_at.is_none())
+                .ok_or_else(|| Error::NoRunningTimeEntry(r.user.clone()))?
+                .id
+                .clone();
+            let now = r.now();
+            r.edit(id, |d| job::stop_time_entry(d, &entry, now))?;
+            r.commit(&[id], "stop time")
+        })
     }
 
     /// Set (or clear, with `None`) a checklist item's value.
@@ -274,39 +279,43 @@ impl Replica {
         item_id: &str,
         value: impl FnOnce(&ChecklistItem) -> Result<Option<ItemValue>>,
     ) -> Result<()> {
-        let job = self.header(job_id)?;
-        self.ensure_work_editable(&job)?;
-        let checklist = self.read_checklist(job.checklist_id)?;
-        let item = checklist.item(item_id).ok_or_else(|| Error::UnknownItem {
-            job: job_id,
-            item: item_id.to_string(),
-        })?;
-        let value = value(item)?;
-        if let Some(v) = &value {
-            item.check_value(v).map_err(Error::InvalidValue)?;
-        }
-        let (user, now) = (self.user.clone(), self.now());
-        self.edit(job.checklist_id, |d| {
-            checklist::set_value(d, item_id, value.as_ref(), &user, now)
-        })?;
-        self.commit(&[job.checklist_id], &format!("check {item_id}"))
+        self.write(|r| {
+            let job = r.header(job_id)?;
+            r.ensure_work_editable(&job)?;
+            let checklist = r.read_checklist(job.checklist_id)?;
+            let item = checklist.item(item_id).ok_or_else(|| Error::UnknownItem {
+                job: job_id,
+                item: item_id.to_string(),
+            })?;
+            let value = value(item)?;
+            if let Some(v) = &value {
+                item.check_value(v).map_err(Error::InvalidValue)?;
+            }
+            let (user, now) = (r.user.clone(), r.now());
+            r.edit(job.checklist_id, |d| {
+                checklist::set_value(d, item_id, value.as_ref(), &user, now)
+            })?;
+            r.commit(&[job.checklist_id], &format!("check {item_id}"))
+        })
     }
 
     /// Record a part used; returns the new line's id.
     pub fn add_part(&mut self, job_id: Uuid, line: NewPartLine) -> Result<String> {
-        let job = self.header(job_id)?;
-        self.ensure_work_editable(&job)?;
-        if line.sku.trim().is_empty() {
-            return Err(Error::InvalidValue("a part line needs a SKU".into()));
-        }
-        parts::check_qty(line.qty).map_err(Error::InvalidValue)?;
-        let line_id = schemas::new_id().to_string();
-        let (user, now) = (self.user.clone(), self.now());
-        self.edit(job.parts_id, |d| {
-            parts::add_line(d, &line_id, &line, &user, now)
-        })?;
-        self.commit(&[job.parts_id], "add part")?;
-        Ok(line_id)
+        self.write(|r| {
+            let job = r.header(job_id)?;
+            r.ensure_work_editable(&job)?;
+            if line.sku.trim().is_empty() {
+                return Err(Error::InvalidValue("a part line needs a SKU".into()));
+            }
+            parts::check_qty(line.qty).map_err(Error::InvalidValue)?;
+            let line_id = schemas::new_id().to_string();
+            let (user, now) = (r.user.clone(), r.now());
+            r.edit(job.parts_id, |d| {
+                parts::add_line(d, &line_id, &line, &user, now)
+            })?;
+            r.commit(&[job.parts_id], "add part")?;
+            Ok(line_id)
+        })
     }
 
     /// A part line's id from its full form or a unique prefix or suffix.
@@ -328,33 +337,37 @@ impl Replica {
     }
 
     pub fn set_part_qty(&mut self, job_id: Uuid, line_id: &str, qty: f64) -> Result<()> {
-        let job = self.header(job_id)?;
-        self.ensure_work_editable(&job)?;
-        parts::check_qty(qty).map_err(Error::InvalidValue)?;
-        if !self.read_parts(job.parts_id)?.lines.contains_key(line_id) {
-            return Err(Error::UnknownPartLine {
-                job: job_id,
-                line: line_id.to_string(),
-            });
-        }
-        let (user, now) = (self.user.clone(), self.now());
-        self.edit(job.parts_id, |d| {
-            parts::set_qty(d, line_id, qty, &user, now)
-        })?;
-        self.commit(&[job.parts_id], "change part")
+        self.write(|r| {
+            let job = r.header(job_id)?;
+            r.ensure_work_editable(&job)?;
+            parts::check_qty(qty).map_err(Error::InvalidValue)?;
+            if !r.read_parts(job.parts_id)?.lines.contains_key(line_id) {
+                return Err(Error::UnknownPartLine {
+                    job: job_id,
+                    line: line_id.to_string(),
+                });
+            }
+            let (user, now) = (r.user.clone(), r.now());
+            r.edit(job.parts_id, |d| {
+                parts::set_qty(d, line_id, qty, &user, now)
+            })?;
+            r.commit(&[job.parts_id], "change part")
+        })
     }
 
     pub fn remove_part(&mut self, job_id: Uuid, line_id: &str) -> Result<()> {
-        let job = self.header(job_id)?;
-        self.ensure_work_editable(&job)?;
-        if !self.read_parts(job.parts_id)?.lines.contains_key(line_id) {
-            return Err(Error::UnknownPartLine {
-                job: job_id,
-                line: line_id.to_string(),
-            });
-        }
-        self.edit(job.parts_id, |d| parts::remove_line(d, line_id))?;
-        self.commit(&[job.parts_id], "remove part")
+        self.write(|r| {
+            let job = r.header(job_id)?;
+            r.ensure_work_editable(&job)?;
+            if !r.read_parts(job.parts_id)?.lines.contains_key(line_id) {
+                return Err(Error::UnknownPartLine {
+                    job: job_id,
+                    line: line_id.to_string(),
+                });
+            }
+            r.edit(job.parts_id, |d| parts::remove_line(d, line_id))?;
+            r.commit(&[job.parts_id], "remove part")
+        })
     }
 
     /// Attach a photo: the file is checked to be a whole image, copied into the data dir under its
@@ -367,52 +380,54 @@ impl Replica {
         item: Option<&str>,
         caption: &str,
     ) -> Result<Photo> {
-        let job = self.header(job_id)?;
-        self.ensure_work_editable(&job)?;
-        let answers_item = match item {
-            Some(item_id) => {
-                let checklist = self.read_checklist(job.checklist_id)?;
-                let item = checklist.item(item_id).ok_or_else(|| Error::UnknownItem {
-                    job: job_id,
-                    item: item_id.to_string(),
-                })?;
-                item.kind == ItemKind::PhotoRequired
-            }
-            None => false,
-        };
-        let not_image = |reason: String| Error::NotAnImage {
+        // Read and check the file before taking the write lock: a big photo must not hold up
+        // other writers, and a file that is not an image is refused from its first bytes.
+        let (bytes, info) = blobs::read_image(file).map_err(|reason| Error::NotAnImage {
             path: file.display().to_string(),
             reason,
-        };
-        let bytes = std::fs::read(file).map_err(|e| not_image(format!("cannot read: {e}")))?;
-        let info = blobs::inspect_image(&bytes).map_err(not_image)?;
-        let blob = blobs::store(&self.dir, &bytes)?;
-        let photo_id = schemas::new_id();
-        let new = NewPhoto {
-            job_id,
-            checklist_item: item.map(String::from),
-            sha256: blob.sha256,
-            size: blob.size,
-            mime: info.mime.to_string(),
-            width: info.width,
-            height: info.height,
-            taken_at: self.now(),
-            location: None,
-            caption: caption.to_string(),
-        };
-        let doc = photo::create(&self.actor, photo_id, &new, &self.user)?;
-        self.insert_new(photo_id, DocKind::Photo, job_id, doc);
-        let mut ids = vec![photo_id];
-        if let (true, Some(item_id)) = (answers_item, item) {
-            let (user, now) = (self.user.clone(), self.now());
-            let value = ItemValue::Text(photo_id.to_string());
-            self.edit(job.checklist_id, |d| {
-                checklist::set_value(d, item_id, Some(&value), &user, now)
-            })?;
-            ids.push(job.checklist_id);
-        }
-        self.commit(&ids, "attach photo")?;
-        Ok(photo::read(&self.loaded(photo_id)?.doc)?)
+        })?;
+        self.write(|r| {
+            let job = r.header(job_id)?;
+            r.ensure_work_editable(&job)?;
+            let answers_item = match item {
+                Some(item_id) => {
+                    let checklist = r.read_checklist(job.checklist_id)?;
+                    let item = checklist.item(item_id).ok_or_else(|| Error::UnknownItem {
+                        job: job_id,
+                        item: item_id.to_string(),
+                    })?;
+                    item.kind == ItemKind::PhotoRequired
+                }
+                None => false,
+            };
+            let blob = blobs::store(&r.dir, &bytes)?;
+            let photo_id = schemas::new_id();
+            let new = NewPhoto {
+                job_id,
+                checklist_item: item.map(String::from),
+                sha256: blob.sha256,
+                size: blob.size,
+                mime: info.mime.to_string(),
+                width: info.width,
+                height: info.height,
+                taken_at: r.now(),
+                location: None,
+                caption: caption.to_string(),
+            };
+            let doc = photo::create(&r.actor, photo_id, &new, &r.user)?;
+            r.insert_new(photo_id, DocKind::Photo, job_id, doc);
+            let mut ids = vec![photo_id];
+            if let (true, Some(item_id)) = (answers_item, item) {
+                let (user, now) = (r.user.clone(), r.now());
+                let value = ItemValue::Text(photo_id.to_string());
+                r.edit(job.checklist_id, |d| {
+                    checklist::set_value(d, item_id, Some(&value), &user, now)
+                })?;
+                ids.push(job.checklist_id);
+            }
+            r.commit(&ids, "attach photo")?;
+            Ok(photo::read(&r.loaded(photo_id)?.doc)?)
+        })
     }
 
     /// Record the customer's sign-off: the signer's name, their signature (a PNG, stored as a
@@ -424,44 +439,44 @@ impl Replica {
         signer_name: &str,
         signature_png: &Path,
     ) -> Result<Signoff> {
-        let job = self.header(job_id)?;
-        self.ensure_work_editable(&job)?;
-        if job.status != JobStatus::InProgress {
-            return Err(Error::InvalidValue(format!(
-                "a job is signed off while in progress (this one is {})",
-                job.status
-            )));
-        }
-        if signer_name.trim().is_empty() {
-            return Err(Error::InvalidValue("the signer's name is required".into()));
-        }
-        let checklist = self.read_checklist(job.checklist_id)?;
-        ensure_complete(&checklist)?;
-        let parts = self.read_parts(job.parts_id)?;
-        let not_image = |reason: String| Error::NotAnImage {
-            path: signature_png.display().to_string(),
-            reason,
-        };
-        let bytes =
-            std::fs::read(signature_png).map_err(|e| not_image(format!("cannot read: {e}")))?;
-        let info = blobs::inspect_image(&bytes).map_err(not_image)?;
-        if info.mime != "image/png" {
-            return Err(not_image(format!(
-                "a signature must be a PNG, this is {}",
-                info.mime
-            )));
-        }
-        let blob = blobs::store(&self.dir, &bytes)?;
-        let signoff = Signoff {
-            signer_name: signer_name.trim().to_string(),
-            signature_sha256: blob.sha256,
-            signed_at: self.now(),
-            summary_sha256: checklist::signoff_summary_hash(&checklist, &parts),
-            by: self.user.clone(),
-        };
-        self.edit(job_id, |d| job::set_signoff(d, &signoff))?;
-        self.commit(&[job_id], "sign-off")?;
-        Ok(signoff)
+        self.write(|r| {
+            let job = r.header(job_id)?;
+            r.ensure_work_editable(&job)?;
+            if job.status != JobStatus::InProgress {
+                return Err(Error::InvalidValue(format!(
+                    "a job is signed off while in progress (this one is {})",
+                    job.status
+                )));
+            }
+            if signer_name.trim().is_empty() {
+                return Err(Error::InvalidValue("the signer's name is required".into()));
+            }
+            let checklist = r.read_checklist(job.checklist_id)?;
+            ensure_complete(&checklist)?;
+            let parts = r.read_parts(job.parts_id)?;
+            let not_image = |reason: String| Error::NotAnImage {
+                path: signature_png.display().to_string(),
+                reason,
+            };
+            let (bytes, info) = blobs::read_image(signature_png).map_err(not_image)?;
+            if info.mime != "image/png" {
+                return Err(not_image(format!(
+                    "a signature must be a PNG, this is {}",
+                    info.mime
+                )));
+            }
+            let blob = blobs::store(&r.dir, &bytes)?;
+            let signoff = Signoff {
+                signer_name: signer_name.trim().to_string(),
+                signature_sha256: blob.sha256,
+                signed_at: r.now(),
+                summary_sha256: checklist::signoff_summary_hash(&checklist, &parts),
+                by: r.user.clone(),
+            };
+            r.edit(job_id, |d| job::set_signoff(d, &signoff))?;
+            r.commit(&[job_id], "sign-off")?;
+            Ok(signoff)
+        })
     }
 
     /// The photo document `id`, if the device holds it.

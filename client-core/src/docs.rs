@@ -80,7 +80,7 @@ impl Replica {
     /// the replica: SQLite's `data_version` tells. Then every cached document that is not in the
     /// middle of an edit is dropped and reloads from disk when next used, so no stale copy is
     /// written back or shown.
-    fn forget_if_written_elsewhere(&mut self) -> Result<()> {
+    pub(crate) fn forget_if_written_elsewhere(&mut self) -> Result<()> {
         let version: i64 = self
             .conn
             .query_row("PRAGMA data_version", [], |r| r.get(0))?;
@@ -157,27 +157,27 @@ impl Replica {
     /// Write whatever changed in documents `ids` since they were last written, in one
     /// transaction, with their query rows. `Origin::Local` records the new changes as not yet
     /// acknowledged by the server.
+    /// Runs inside the caller's write (see [`Replica::write`]) or takes one of its own.
     pub(crate) fn persist(&mut self, ids: &[Uuid], origin: Origin) -> Result<()> {
-        match self.persist_inner(ids, origin) {
+        self.write(|r| match r.persist_inner(ids, origin) {
             Ok(events) => {
-                for e in events {
-                    self.events.emit(e);
-                }
+                r.deferred_events.extend(events);
                 Ok(())
             }
             Err(e) => {
                 // Memory may now hold changes the disk does not: forget them.
                 for id in ids {
-                    self.docs.loaded.remove(id);
+                    r.docs.loaded.remove(id);
                 }
                 Err(e)
             }
-        }
+        })
     }
 
     fn persist_inner(&mut self, ids: &[Uuid], origin: Origin) -> Result<Vec<ChangeEvent>> {
         let now = schemas::job::ts(self.now());
-        let tx = self.conn.transaction()?;
+        // A savepoint inside the enclosing write: this persist is all or nothing on its own.
+        let tx = self.conn.savepoint()?;
         let mut updates = Vec::with_capacity(ids.len());
         let mut events = Vec::new();
         for id in ids {
@@ -285,6 +285,11 @@ impl Replica {
     /// if this device does not hold it yet. `bytes` is any mix of `save()` and change bytes.
     /// Returns false when the bytes brought nothing new.
     pub fn apply_remote(&mut self, info: DocInfo, bytes: &[u8]) -> Result<bool> {
+        // Merge into the latest state on disk, under the write lock.
+        self.write(|r| r.apply_remote_locked(info, bytes))
+    }
+
+    fn apply_remote_locked(&mut self, info: DocInfo, bytes: &[u8]) -> Result<bool> {
         let exists = self.docs.loaded.contains_key(&info.id) || self.has_document(info.id)?;
         if !exists {
             let mut doc = AutoCommit::new().with_actor(self.actor.clone());
@@ -395,20 +400,21 @@ impl Replica {
 
     /// Remove a document from the device (its job was unassigned and its changes are safe).
     pub fn remove_document(&mut self, id: Uuid) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        let sid = id.to_string();
-        tx.execute("DELETE FROM documents WHERE id = ?1", [&sid])?;
-        for sql in [
-            "DELETE FROM q_jobs WHERE id = ?1",
-            "DELETE FROM q_checklists WHERE checklist_id = ?1",
-            "DELETE FROM q_parts WHERE parts_id = ?1",
-            "DELETE FROM q_photos WHERE id = ?1",
-        ] {
-            tx.execute(sql, [&sid])?;
-        }
-        tx.commit()?;
-        self.docs.loaded.remove(&id);
-        Ok(())
+        self.write(|r| {
+            let sid = id.to_string();
+            r.conn
+                .execute("DELETE FROM documents WHERE id = ?1", [&sid])?;
+            for sql in [
+                "DELETE FROM q_jobs WHERE id = ?1",
+                "DELETE FROM q_checklists WHERE checklist_id = ?1",
+                "DELETE FROM q_parts WHERE parts_id = ?1",
+                "DELETE FROM q_photos WHERE id = ?1",
+            ] {
+                r.conn.execute(sql, [&sid])?;
+            }
+            r.docs.loaded.remove(&id);
+            Ok(())
+        })
     }
 
     /// The persisted sync state of document `id` with `peer`.
@@ -425,16 +431,19 @@ impl Replica {
 
     /// Save sync states in one transaction (documents no longer on the device are skipped).
     pub fn put_sync_states(&mut self, peer: &str, states: &[(Uuid, Vec<u8>)]) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        for (doc, state) in states {
-            tx.execute(
+        if states.is_empty() {
+            return Ok(());
+        }
+        self.write(|r| {
+            for (doc, state) in states {
+                r.conn.execute(
                 "INSERT INTO sync_states (doc_id, peer, state) SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM documents WHERE id = ?1)
                  ON CONFLICT (doc_id, peer) DO UPDATE SET state = excluded.state",
                 params![doc.to_string(), peer, state],
             )?;
-        }
-        tx.commit()?;
-        Ok(())
+            }
+            Ok(())
+        })
     }
 
     /// Local changes of document `id` not yet acknowledged.
@@ -494,6 +503,10 @@ impl Replica {
     /// The server has durably stored document `id` up to `heads`: every local change those heads
     /// include is now safe. Heads this device does not know yet are ignored.
     pub fn ack(&mut self, id: Uuid, heads: &[ChangeHash]) -> Result<usize> {
+        self.write(|r| r.ack_locked(id, heads))
+    }
+
+    fn ack_locked(&mut self, id: Uuid, heads: &[ChangeHash]) -> Result<usize> {
         let l = self.loaded(id)?;
         let known: Vec<ChangeHash> = heads
             .iter()
@@ -516,15 +529,13 @@ impl Replica {
             let rows = stmt.query_map([id.to_string()], |r| r.get::<_, String>(0))?;
             rows.collect::<rusqlite::Result<_>>()?
         };
-        let tx = self.conn.transaction()?;
         let mut acked = 0;
         for hash in pending.iter().filter(|h| !not_covered.contains(*h)) {
-            acked += tx.execute(
+            acked += self.conn.execute(
                 "DELETE FROM unacked WHERE doc_id = ?1 AND hash = ?2",
                 params![id.to_string(), hash],
             )?;
         }
-        tx.commit()?;
         Ok(acked)
     }
 }

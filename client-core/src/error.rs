@@ -47,6 +47,25 @@ pub enum Error {
     MigrationChanged { version: usize, name: String },
     #[error("replica was written by a newer version of the app (migration {0} is unknown)")]
     NewerReplica(usize),
+    #[error("cannot use {dir} as the data folder: {reason}")]
+    DataDir { dir: String, reason: String },
+    #[error(
+        "another Fieldsync process is using {dir}: it kept the replica busy for longer than {}s; try again",
+        crate::BUSY_TIMEOUT.as_secs()
+    )]
+    Busy { dir: String },
+    /// No answer from the server at all: no network, wrong address, server down.
+    #[error("offline: cannot reach {server} ({reason})")]
+    Offline { server: String, reason: String },
+    /// The server answered but cannot serve now (HTTP 5xx, its store unavailable).
+    #[error("the server is unavailable (HTTP {status}); try again later")]
+    ServerUnavailable { status: u16 },
+    /// HTTP 401: a wrong password, an expired sign-in or a revoked device.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The server refused the request as it stands (another HTTP 4xx).
+    #[error("the server refused the request (HTTP {status})")]
+    Refused { status: u16 },
     #[error("document {doc} is corrupt: {reason}")]
     Corrupt { doc: Uuid, reason: String },
     #[error(transparent)]
@@ -59,7 +78,7 @@ pub enum Error {
 
 impl Error {
     /// True when the caller's input was at fault (and retrying the same call cannot succeed);
-    /// false for storage failures.
+    /// false for storage failures, the network, the server and sign-in.
     pub fn is_bad_input(&self) -> bool {
         !matches!(
             self,
@@ -68,6 +87,55 @@ impl Error {
                 | Error::Corrupt { .. }
                 | Error::MigrationChanged { .. }
                 | Error::NewerReplica(_)
+                | Error::Busy { .. }
+                | Error::Offline { .. }
+                | Error::ServerUnavailable { .. }
+                | Error::Unauthorized(_)
         )
+    }
+
+    /// True when the same call may succeed later without anything changing on this device: the
+    /// network comes back, the server recovers, another process finishes its write.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Busy { .. } | Error::Offline { .. } | Error::ServerUnavailable { .. }
+        )
+    }
+}
+
+/// Why a connection failed, as a short lower-case phrase ("connection refused", "failed to
+/// lookup address information: …"), without the OS error number.
+pub(crate) fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(i) if text.ends_with(')') => &text[..i],
+        _ => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) if first.is_ascii_uppercase() => {
+            first.to_ascii_lowercase().to_string() + chars.as_str()
+        }
+        _ => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_reasons_are_short_phrases() {
+        // As the OS words it on Linux.
+        let refused = std::io::Error::other("Connection refused (os error 111)");
+        assert_eq!(io_reason(&refused), "connection refused");
+        let kind = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(io_reason(&kind), "connection refused");
+        let other = std::io::Error::other("failed to lookup address information: nope");
+        assert_eq!(
+            io_reason(&other),
+            "failed to lookup address information: nope"
+        );
     }
 }

@@ -222,18 +222,19 @@ impl Replica {
 
     /// Derive every query row again from the documents.
     pub fn rebuild_queries(&mut self) -> Result<()> {
-        let docs = self.documents()?;
-        for d in &docs {
-            self.loaded(d.id)?;
-        }
-        let tx = self.conn.transaction()?;
-        tx.execute_batch("DELETE FROM q_jobs; DELETE FROM q_checklists; DELETE FROM q_parts; DELETE FROM q_photos;")?;
-        for d in &docs {
-            let l = self.docs.loaded.get(&d.id).expect("loaded above");
-            update_for(&tx, d.id, d.kind, &l.doc)?;
-        }
-        tx.commit()?;
-        Ok(())
+        // Under the write lock, so the documents read are the ones the rows are written for.
+        self.write(|r| {
+            let docs = r.documents()?;
+            for d in &docs {
+                r.loaded(d.id)?;
+            }
+            r.conn.execute_batch("DELETE FROM q_jobs; DELETE FROM q_checklists; DELETE FROM q_parts; DELETE FROM q_photos;")?;
+            for d in &docs {
+                let l = r.docs.loaded.get(&d.id).expect("loaded above");
+                update_for(&r.conn, d.id, d.kind, &l.doc)?;
+            }
+            Ok(())
+        })
     }
 
     /// Every query row, in a stable order, for comparing a replica's tables with a rebuild.

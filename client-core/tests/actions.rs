@@ -14,6 +14,7 @@ fn fixed_clock() -> Options {
     let t: DateTime<Utc> = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
     Options {
         clock: Some(Arc::new(move || t)),
+        ..Options::default()
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use client_core::{Error, JobFilter, Replica};
+use client_core::{Error, JobFilter, Options, Replica, Synchronous};
 use schemas::JobStatus;
 use schemas::job::{Customer, NewJob, Site};
 use schemas::parts::NewPartLine;
@@ -29,6 +29,16 @@ struct Cli {
         default_value = "fieldsync-device"
     )]
     data_dir: PathBuf,
+    /// How each commit is made durable: FULL (survives a power cut) or NORMAL (faster; survives
+    /// a crash of the app, not of the device).
+    #[arg(
+        long,
+        global = true,
+        env = "FIELDSYNC_SYNCHRONOUS",
+        default_value = "FULL",
+        value_parser = parse_synchronous
+    )]
+    synchronous: Synchronous,
     /// Machine-readable output (JSON on stdout).
     #[arg(long, global = true)]
     json: bool,
@@ -202,14 +212,27 @@ fn main() -> ExitCode {
             } else {
                 eprintln!("error: {e}");
             }
-            let bad_input = e.downcast_ref::<Error>().is_some_and(Error::is_bad_input);
-            ExitCode::from(if bad_input { 2 } else { 1 })
+            ExitCode::from(if is_bad_input(&e) { 2 } else { 1 })
         }
     }
 }
 
+/// Exit status 2 is for input the user can fix; the network, the server, sign-in and storage
+/// failures exit 1.
+fn is_bad_input(e: &anyhow::Error) -> bool {
+    if let Some(e) = e.downcast_ref::<Error>() {
+        return e.is_bad_input();
+    }
+    e.downcast_ref::<client_core::sync::SyncError>()
+        .is_some_and(client_core::sync::SyncError::is_bad_input)
+}
+
 fn run(cli: &Cli) -> anyhow::Result<()> {
-    let mut r = Replica::open(&cli.data_dir)?;
+    let options = Options {
+        synchronous: cli.synchronous,
+        ..Options::default()
+    };
+    let mut r = Replica::open_with(&cli.data_dir, options)?;
     let out = output::Out { json: cli.json };
     match &cli.command {
         Command::Jobs {
@@ -415,13 +438,16 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             let last = r.meta("last_sync_at")?;
             let docs = r.documents()?.len();
             let server = r.meta("server")?;
+            let repairs = r.repairs()?;
+            let mut text = format!(
+                "{unacked} change(s) not yet acknowledged; last sync {}; {docs} document(s); server {}",
+                last.as_deref().unwrap_or("never"),
+                server.as_deref().unwrap_or("(not signed in)")
+            );
+            text.push_str(&output::repairs(&repairs));
             out.value(
-                serde_json::json!({"unacknowledged": unacked, "last_sync_at": last, "documents": docs, "server": server, "user": r.user()}),
-                &format!(
-                    "{unacked} change(s) not yet acknowledged; last sync {}; {docs} document(s); server {}",
-                    last.as_deref().unwrap_or("never"),
-                    server.as_deref().unwrap_or("(not signed in)")
-                ),
+                serde_json::json!({"unacknowledged": unacked, "last_sync_at": last, "documents": docs, "server": server, "user": r.user(), "repairs": repairs}),
+                &text,
             )
         }
         Command::Demo => {
@@ -429,6 +455,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             out.jobs(&r.list_jobs(JobFilter::All)?)
         }
     }
+}
+
+fn parse_synchronous(s: &str) -> Result<Synchronous, String> {
+    Synchronous::parse(s).ok_or_else(|| format!("`{s}` is not FULL or NORMAL"))
 }
 
 fn parse_status(s: &str) -> anyhow::Result<JobStatus> {

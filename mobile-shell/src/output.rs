@@ -1,6 +1,6 @@
 //! Presentation: JSON for scripts, short text for people.
 
-use client_core::{JobSummary, JobView};
+use client_core::{JobSummary, JobView, Repair};
 
 pub struct Out {
     pub json: bool,
@@ -117,4 +117,30 @@ impl Out {
 /// by everything made in the same millisecond). Commands accept it in place of the full id.
 fn short(id: &str) -> &str {
     &id[id.len().saturating_sub(8)..]
+}
+
+/// What the server repaired, one line per repair (empty when there is none).
+pub fn repairs(repairs: &[Repair]) -> String {
+    if repairs.is_empty() {
+        return String::new();
+    }
+    let mut text = format!(
+        "\nthe server repaired {} change(s) from this device:",
+        repairs.len()
+    );
+    for r in repairs {
+        text.push_str(&format!(
+            "\n  {}  job {} document {}{}: {}",
+            r.at.format("%Y-%m-%d %H:%M"),
+            short(&r.job_id.to_string()),
+            short(&r.doc_id.to_string()),
+            if r.after_unassign {
+                " (changed after the job was unassigned)"
+            } else {
+                ""
+            },
+            r.reasons.join("; ")
+        ));
+    }
+    text
 }

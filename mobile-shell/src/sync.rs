@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use client_core::Replica;
-use client_core::sync::{SyncError, account, sync_once};
+use client_core::sync::{LiveEvent, SyncError, account, sync_once};
 
 use crate::output::Out;
 
@@ -29,33 +29,21 @@ pub fn run(r: &mut Replica, out: &Out, once: bool, limit: Duration) -> anyhow::R
         );
         return out.value(serde_json::to_value(&stats)?, &text);
     }
-    // Continuous: stay connected, receive changes as they happen and send this device's edits
-    // (made by other commands meanwhile); reconnect with backoff when the connection drops.
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        let result =
-            account::credentials(r)
-                .map_err(SyncError::from)
-                .and_then(|(server, token)| {
-                    rt.block_on(client_core::sync::sync_until(
-                        r,
-                        &server,
-                        &token,
-                        Duration::from_secs(600),
-                        |_| false,
-                    ))
-                });
-        match result {
-            Ok(_) | Err(SyncError::Timeout(_)) => backoff = Duration::from_secs(1),
-            Err(SyncError::Unauthorized(m)) => anyhow::bail!("the server refused this device: {m}"),
-            Err(e) => {
-                eprintln!(
-                    "sync interrupted ({e}); reconnecting in {}s",
-                    backoff.as_secs()
-                );
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(60));
-            }
-        }
+    // Continuous: client-core's reconnect loop; this shell only says what happens.
+    let result = rt.block_on(client_core::sync::Reconnect::default().run(
+        r,
+        |_| false,
+        |LiveEvent::Retrying { error, delay }| {
+            eprintln!(
+                "sync interrupted ({error}); reconnecting in {}s",
+                delay.as_secs()
+            )
+        },
+        tokio::time::sleep,
+    ));
+    match result {
+        Ok(()) => Ok(()),
+        Err(SyncError::Unauthorized(m)) => anyhow::bail!("the server refused this device: {m}"),
+        Err(e) => Err(e.into()),
     }
 }

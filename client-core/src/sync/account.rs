@@ -31,16 +31,25 @@ struct RefreshReply {
     tokens: Tokens,
 }
 
-fn http_error(e: ureq::Error) -> Error {
+/// Keep the class of an HTTP failure: no answer at all (offline), the server failing (5xx),
+/// the sign-in refused (401), or the request refused as it stands (other 4xx).
+fn http_error(server: &str, e: ureq::Error) -> Error {
+    let offline = |reason: String| Error::Offline {
+        server: server.to_string(),
+        reason,
+    };
     match e {
         ureq::Error::StatusCode(401) => {
-            Error::InvalidValue("the server refused the user name or password".into())
+            Error::Unauthorized("the server refused the user name or password".into())
         }
-        ureq::Error::StatusCode(code) => {
-            Error::InvalidValue(format!("the server answered HTTP {code}"))
-        }
+        ureq::Error::StatusCode(status) if status >= 500 => Error::ServerUnavailable { status },
+        ureq::Error::StatusCode(status) => Error::Refused { status },
+        ureq::Error::Io(e) => offline(crate::error::io_reason(&e)),
+        ureq::Error::HostNotFound => offline("host not found".into()),
+        ureq::Error::ConnectionFailed => offline("connection failed".into()),
+        ureq::Error::Timeout(_) => offline("timed out".into()),
         e => Error::Io(std::io::Error::other(format!(
-            "cannot reach the server: {e}"
+            "unexpected answer from {server}: {e}"
         ))),
     }
 }
@@ -57,10 +66,10 @@ pub fn login(
     let body = serde_json::json!({"name": user, "password": password, "device_name": device_name});
     let reply: LoginReply = ureq::post(format!("{server}/api/v1/auth/login"))
         .send_json(&body)
-        .map_err(http_error)?
+        .map_err(|e| http_error(server, e))?
         .body_mut()
         .read_json()
-        .map_err(http_error)?;
+        .map_err(|e| http_error(server, e))?;
     let device = reply
         .device_id
         .ok_or_else(|| Error::InvalidValue("the server registered no device".into()))?;
@@ -98,14 +107,14 @@ pub fn credentials(r: &mut Replica) -> Result<(String, String)> {
     let reply: RefreshReply = ureq::post(format!("{server}/api/v1/auth/refresh"))
         .send_json(serde_json::json!({"refresh_token": refresh}))
         .map_err(|e| match e {
-            ureq::Error::StatusCode(401) => Error::InvalidValue(
+            ureq::Error::StatusCode(401) => Error::Unauthorized(
                 "the sign-in expired or the device was revoked: run `login` again".into(),
             ),
-            e => http_error(e),
+            e => http_error(&server, e),
         })?
         .body_mut()
         .read_json()
-        .map_err(http_error)?;
+        .map_err(|e| http_error(&server, e))?;
     save_tokens(r, &reply.tokens)?;
     Ok((server, reply.tokens.access_token))
 }

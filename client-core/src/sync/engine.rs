@@ -23,6 +23,8 @@ pub struct SyncStats {
     pub acknowledged: usize,
     /// Documents removed because their job was unassigned.
     pub removed: usize,
+    /// Repairs the server reported (each recorded in the replica; see `Replica::repairs`).
+    pub repaired: usize,
     /// Errors the server reported, as `code: message`.
     pub errors: Vec<String>,
 }
@@ -44,6 +46,10 @@ pub struct SyncEngine {
     /// Set when the server cannot go on with this session (it failed before the welcome, or
     /// its store is down): the connection should end and be retried later.
     failed: Option<String>,
+    /// The session has been quiet at least once: everything was exchanged and acknowledged.
+    synced: bool,
+    /// The failure is the server's store being down (worth retrying soon, not a refusal).
+    store_unavailable: bool,
     pub stats: SyncStats,
 }
 
@@ -70,6 +76,8 @@ impl SyncEngine {
             activity: false,
             quiet: false,
             failed: None,
+            store_unavailable: false,
+            synced: false,
             stats: SyncStats::default(),
         }
     }
@@ -84,6 +92,17 @@ impl SyncEngine {
     /// Why the server cannot go on with this session, if it cannot.
     pub fn failed(&self) -> Option<&str> {
         self.failed.as_deref()
+    }
+
+    /// The session connected and synced: after the welcome it was quiet at least once (what
+    /// ends a one-shot sync). A reconnect loop starts its backoff over after such a session.
+    pub fn has_synced(&self) -> bool {
+        self.synced
+    }
+
+    /// The session failed because the server's store is unavailable.
+    pub fn store_unavailable(&self) -> bool {
+        self.store_unavailable
     }
 
     /// True once a ping came back with nothing exchanged since it was sent and every local change
@@ -218,50 +237,9 @@ impl SyncEngine {
             }
             ServerMsg::Sync { docs } => {
                 self.activity = true;
-                let mut reply_for = Vec::new();
-                let mut changed = Vec::new();
-                let mut heads = Vec::new();
-                for DocMessage { doc, data } in docs {
-                    self.stats.received += 1;
-                    let Some(entry) = self
-                        .set
-                        .get(&doc)
-                        .or_else(|| self.removing.get(&doc))
-                        .copied()
-                    else {
-                        continue;
-                    };
-                    let Ok(msg) = sync::Message::decode(&data) else {
-                        self.stats
-                            .errors
-                            .push(format!("undecodable sync message for {doc}"));
-                        continue;
-                    };
-                    // The server only shows heads it has stored: they acknowledge what they cover
-                    // (this also settles acks lost with a dropped connection).
-                    let server_heads = msg.heads.clone();
-                    let state = Self::state(&mut self.states, r, &self.peer, doc)?;
-                    match r.apply_sync_message(info(&entry), state, msg) {
-                        Ok(true) => changed.push(doc),
-                        Ok(false) => {}
-                        Err(e) => {
-                            self.refused.insert(doc);
-                            self.stats.errors.push(e.to_string());
-                            continue;
-                        }
-                    }
-                    self.dirty.insert(doc);
-                    heads.push((doc, server_heads));
-                    reply_for.push(doc);
-                }
-                // One transaction for the whole frame, then the acks it implies.
-                r.persist_remote(&changed)?;
-                self.stats.docs_updated += changed.len();
-                for (doc, server_heads) in heads {
-                    if r.has_document(doc)? {
-                        self.stats.acknowledged += r.ack(doc, &server_heads)?;
-                    }
-                }
+                // Apply, persist and settle acks under the replica's write lock, so the changes
+                // merge into the latest state on disk (another process may be writing it too).
+                let reply_for = r.write(|r| self.apply_frame(r, docs))?;
                 out.extend(self.generate(r, &reply_for)?);
                 out.extend(self.release_done(r)?);
             }
@@ -279,14 +257,21 @@ impl SyncEngine {
                     self.awaiting_pong = None;
                     let waiting = self.unacked_offered(r)?;
                     self.quiet = !self.activity && waiting == 0;
+                    self.synced |= self.quiet && self.welcomed;
                     self.activity = false;
                 }
             }
-            // Recorded for `status` by the device-side work on repairs; for now only counted.
-            ServerMsg::Repaired { doc, reasons, .. } => {
-                self.stats
-                    .errors
-                    .push(format!("repaired {doc}: {}", reasons.join("; ")));
+            // The server kept this device's changes but fixed the document: record it for the
+            // technician (`status`). The fix itself arrives as ordinary sync changes.
+            ServerMsg::Repaired {
+                doc,
+                job_id,
+                reasons,
+                after_unassign,
+            } => {
+                self.activity = true;
+                r.record_repair(doc, job_id, &reasons, after_unassign)?;
+                self.stats.repaired += 1;
             }
             ServerMsg::Error { code, doc, message } => {
                 self.stats
@@ -294,6 +279,7 @@ impl SyncEngine {
                     .push(format!("{}: {message}", code.as_str()));
                 if !self.welcomed || (code == ErrorCode::StoreUnavailable && doc.is_none()) {
                     self.failed = Some(format!("{}: {message}", code.as_str()));
+                    self.store_unavailable = code == ErrorCode::StoreUnavailable;
                 }
                 match (code, doc) {
                     // Not stored: start over for that document so its changes are sent again.
@@ -314,6 +300,57 @@ impl SyncEngine {
         Ok(out)
     }
 
+    /// The documents of a server `sync` frame: apply each message, persist what changed in one
+    /// transaction (one fsync for the frame), then the acks the server's heads imply. Returns
+    /// the documents to answer.
+    fn apply_frame(&mut self, r: &mut Replica, docs: Vec<DocMessage>) -> Result<Vec<Uuid>> {
+        let mut reply_for = Vec::new();
+        let mut changed = Vec::new();
+        let mut heads = Vec::new();
+        for DocMessage { doc, data } in docs {
+            self.stats.received += 1;
+            let Some(entry) = self
+                .set
+                .get(&doc)
+                .or_else(|| self.removing.get(&doc))
+                .copied()
+            else {
+                continue;
+            };
+            let Ok(msg) = sync::Message::decode(&data) else {
+                self.stats
+                    .errors
+                    .push(format!("undecodable sync message for {doc}"));
+                continue;
+            };
+            // The server only shows heads it has stored: they acknowledge what they cover
+            // (this also settles acks lost with a dropped connection).
+            let server_heads = msg.heads.clone();
+            let state = Self::state(&mut self.states, r, &self.peer, doc)?;
+            match r.apply_sync_message(info(&entry), state, msg) {
+                Ok(true) => changed.push(doc),
+                Ok(false) => {}
+                Err(e) => {
+                    self.refused.insert(doc);
+                    self.stats.errors.push(e.to_string());
+                    continue;
+                }
+            }
+            self.dirty.insert(doc);
+            heads.push((doc, server_heads));
+            reply_for.push(doc);
+        }
+        // One transaction for the whole frame, then the acks it implies.
+        r.persist_remote(&changed)?;
+        self.stats.docs_updated += changed.len();
+        for (doc, server_heads) in heads {
+            if r.has_document(doc)? {
+                self.stats.acknowledged += r.ack(doc, &server_heads)?;
+            }
+        }
+        Ok(reply_for)
+    }
+
     /// Local changes still waiting for an ack, on documents the server has not refused.
     fn unacked_offered(&self, r: &Replica) -> Result<usize> {
         Ok(r.unacked()?
@@ -331,6 +368,19 @@ impl SyncEngine {
         self.next_ping += 1;
         self.awaiting_pong = Some(self.next_ping);
         Some(ClientMsg::Ping { id: self.next_ping })
+    }
+
+    /// What to send: `out`, followed by a ping while the session is not quiet and none is in
+    /// flight. The ping goes behind frames too: the server answers in order, so its pong says it
+    /// handled them. Pinging only when there was nothing else to send stalled a one-shot sync
+    /// whenever this device's last frame needed no answer (Automerge's closing "I now have your
+    /// heads" message, as after receiving documents new to the device): no frame came back, so
+    /// no ping ever went out, and the sync waited for its time limit.
+    pub fn with_ping(&mut self, mut out: Vec<ClientMsg>) -> Vec<ClientMsg> {
+        if !self.quiet {
+            out.extend(self.ping());
+        }
+        out
     }
 
     /// Offer every document of the set and every one being removed, then release what is done.
@@ -386,4 +436,135 @@ fn chunk(docs: Vec<DocMessage>) -> Vec<ClientMsg> {
         .into_iter()
         .map(|docs| ClientMsg::Sync { docs })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn welcome() -> ServerMsg {
+        ServerMsg::Welcome {
+            protocol: PROTOCOL_VERSION,
+            user: "ana".into(),
+            device: None,
+            set: vec![],
+            removing: vec![],
+        }
+    }
+
+    fn is_ping(m: &ClientMsg) -> bool {
+        matches!(m, ClientMsg::Ping { .. })
+    }
+
+    #[test]
+    fn a_ping_follows_frames_sent_until_a_pong_finds_the_session_quiet() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Replica::open(dir.path()).unwrap();
+        let job = r
+            .create_job(
+                schemas::job::NewJob {
+                    title: "Held".into(),
+                    ..Default::default()
+                },
+                None,
+            )
+            .unwrap();
+        let entries: Vec<DocEntry> = r
+            .documents()
+            .unwrap()
+            .iter()
+            .map(|d| DocEntry {
+                id: d.id,
+                kind: d.kind,
+                job_id: d.job_id,
+            })
+            .collect();
+        assert_eq!(entries.len(), 3, "{}", job.id);
+        let mut engine = SyncEngine::new("test");
+        // A device holding documents answers the welcome with sync frames: a ping goes behind
+        // them (before, none did, and a sync whose last frame needed no answer never ended).
+        let welcome = ServerMsg::Welcome {
+            protocol: PROTOCOL_VERSION,
+            user: "ana".into(),
+            device: None,
+            set: entries,
+            removing: vec![],
+        };
+        let out = engine.on_message(&mut r, welcome).unwrap();
+        assert!(!out.is_empty() && !out.iter().any(is_ping));
+        let out = engine.with_ping(out);
+        assert!(is_ping(out.last().unwrap()), "a ping follows the frames");
+        // Only one ping in flight.
+        assert!(!engine.with_ping(vec![]).iter().any(is_ping));
+        // Its pong: things were exchanged since, and local changes wait for their ack: not quiet,
+        // ping again.
+        let out = engine
+            .on_message(&mut r, ServerMsg::Pong { id: 1 })
+            .unwrap();
+        assert!(!engine.is_quiet());
+        assert!(engine.with_ping(out).iter().any(is_ping));
+    }
+
+    #[test]
+    fn a_pong_with_nothing_exchanged_since_its_ping_ends_the_pinging() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Replica::open(dir.path()).unwrap();
+        let mut engine = SyncEngine::new("test");
+        let out = engine.on_message(&mut r, welcome()).unwrap();
+        assert!(matches!(
+            engine.with_ping(out)[..],
+            [ClientMsg::Ping { id: 1 }]
+        ));
+        // The welcome itself was activity: one more round.
+        let out = engine
+            .on_message(&mut r, ServerMsg::Pong { id: 1 })
+            .unwrap();
+        assert!(matches!(
+            engine.with_ping(out)[..],
+            [ClientMsg::Ping { id: 2 }]
+        ));
+        assert!(!engine.has_synced());
+        let out = engine
+            .on_message(&mut r, ServerMsg::Pong { id: 2 })
+            .unwrap();
+        assert!(engine.is_quiet() && engine.has_synced());
+        assert!(engine.with_ping(out).is_empty());
+    }
+
+    #[test]
+    fn a_repair_reported_by_the_server_is_recorded_in_the_replica() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Replica::open(dir.path()).unwrap();
+        let mut engine = SyncEngine::new("test");
+        engine.on_message(&mut r, welcome()).unwrap();
+        let (doc, job) = (schemas::new_id(), schemas::new_id());
+        let reasons = vec!["status: `teleported` is not a job status; kept `en_route`".to_string()];
+        let out = engine
+            .on_message(
+                &mut r,
+                ServerMsg::Repaired {
+                    doc,
+                    job_id: job,
+                    reasons: reasons.clone(),
+                    after_unassign: true,
+                },
+            )
+            .unwrap();
+        assert!(out.is_empty());
+        assert_eq!(engine.stats.repaired, 1);
+        assert!(engine.stats.errors.is_empty(), "a repair is not an error");
+        let repairs = r.repairs().unwrap();
+        assert_eq!(repairs.len(), 1);
+        assert_eq!(
+            (repairs[0].doc_id, repairs[0].job_id, &repairs[0].reasons),
+            (doc, job, &reasons)
+        );
+        assert!(repairs[0].after_unassign);
+        // Kept across a reopen.
+        drop(r);
+        assert_eq!(
+            Replica::open(dir.path()).unwrap().repairs().unwrap(),
+            repairs
+        );
+    }
 }

@@ -2,12 +2,14 @@
 //!
 //! [`engine::SyncEngine`] is the protocol state machine: server messages in, client messages
 //! out, documents read and written through the [`Replica`](crate::Replica); it opens no socket.
-//! [`net`] is the thin tokio-tungstenite loop around it, and [`account`] signs in and keeps the
-//! tokens in the replica.
+//! [`net`] is the thin tokio-tungstenite loop around it, [`live`] keeps a device in sync with
+//! reconnects and backoff, and [`account`] signs in and keeps the tokens in the replica.
 
 pub mod account;
 pub mod engine;
+pub mod live;
 pub mod net;
 
 pub use engine::{SyncEngine, SyncStats};
+pub use live::{Backoff, LiveEvent, Reconnect};
 pub use net::{SyncError, sync_once, sync_until};

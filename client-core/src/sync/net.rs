@@ -15,7 +15,15 @@ use crate::Replica;
 pub enum SyncError {
     #[error("the server refused the sign-in token ({0}); sign in again")]
     Unauthorized(String),
-    #[error("cannot reach the server: {0}")]
+    /// No answer at all: no network, a wrong address, the server down.
+    #[error("offline: cannot reach {server} ({reason})")]
+    Offline { server: String, reason: String },
+    /// The server answered but cannot serve now: an HTTP 5xx on connect, or its store is down.
+    #[error("the server is unavailable ({0}); try again later")]
+    Unavailable(String),
+    /// The connection could not even be attempted or was refused as it stands (a bad URL, an
+    /// HTTP 4xx other than 401).
+    #[error("cannot connect to the server: {0}")]
     Connect(String),
     #[error("connection lost: {0}")]
     Disconnected(String),
@@ -25,6 +33,29 @@ pub enum SyncError {
     Timeout(Duration),
     #[error(transparent)]
     Replica(#[from] crate::Error),
+}
+
+impl SyncError {
+    /// True when trying again later may succeed with nothing changed on this device.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SyncError::Offline { .. }
+            | SyncError::Unavailable(_)
+            | SyncError::Disconnected(_)
+            | SyncError::Closed(_)
+            | SyncError::Timeout(_) => true,
+            SyncError::Unauthorized(_) | SyncError::Connect(_) => false,
+            SyncError::Replica(e) => e.is_retryable(),
+        }
+    }
+
+    /// True when the caller's input was at fault.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            SyncError::Replica(e) => e.is_bad_input(),
+            _ => false,
+        }
+    }
 }
 
 /// The WebSocket URL of a server given as `http(s)://host:port`.
@@ -67,26 +98,58 @@ enum Stop<'a> {
     When(Box<dyn FnMut(&mut Replica) -> bool + Send + 'a>),
 }
 
+/// How one connection ended, and whether it got as far as syncing (see
+/// [`SyncEngine::has_synced`]): a reconnect loop resets its backoff after such a session.
+pub(crate) struct Outcome {
+    pub result: Result<SyncStats, SyncError>,
+    pub synced: bool,
+}
+
 async fn run(
     r: &mut Replica,
     server: &str,
     token: &str,
     limit: Duration,
-    mut stop: Stop<'_>,
+    stop: Stop<'_>,
 ) -> Result<SyncStats, SyncError> {
+    run_session(r, server, token, limit, stop).await.result
+}
+
+/// One live session: stay connected until `done` holds or `limit` passes.
+pub(crate) async fn live_session(
+    r: &mut Replica,
+    server: &str,
+    token: &str,
+    limit: Duration,
+    done: &mut (dyn FnMut(&mut Replica) -> bool + Send),
+) -> Outcome {
+    run_session(r, server, token, limit, Stop::When(Box::new(done))).await
+}
+
+async fn run_session(
+    r: &mut Replica,
+    server: &str,
+    token: &str,
+    limit: Duration,
+    mut stop: Stop<'_>,
+) -> Outcome {
     let mut engine = SyncEngine::new(server);
     let result =
         tokio::time::timeout(limit, session(r, &mut engine, server, token, &mut stop)).await;
+    let synced = engine.has_synced();
     // Whatever happened, keep what was learned about the server's state.
-    engine.save_states(r)?;
-    match result {
-        Ok(Ok(())) => {
-            r.set_meta("last_sync_at", &schemas::job::ts(chrono::Utc::now()))?;
-            Ok(engine.stats)
-        }
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(SyncError::Timeout(limit)),
-    }
+    let result = engine
+        .save_states(r)
+        .map_err(SyncError::from)
+        .and_then(|()| match result {
+            Ok(Ok(())) => {
+                r.set_meta("last_sync_at", &schemas::job::ts(chrono::Utc::now()))?;
+                Ok(engine.stats)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(SyncError::Timeout(limit)),
+        });
+    Outcome { result, synced }
 }
 
 async fn session(
@@ -112,6 +175,18 @@ async fn session(
                 .unwrap_or_default();
             return Err(SyncError::Unauthorized(body));
         }
+        Err(tungstenite::Error::Http(resp)) if resp.status().is_server_error() => {
+            return Err(SyncError::Unavailable(format!(
+                "HTTP {}",
+                resp.status().as_u16()
+            )));
+        }
+        Err(tungstenite::Error::Io(e)) => {
+            return Err(SyncError::Offline {
+                server: server.to_string(),
+                reason: crate::error::io_reason(&e),
+            });
+        }
         Err(e) => return Err(SyncError::Connect(e.to_string())),
     };
     let (mut sink, mut stream) = ws.split();
@@ -121,6 +196,7 @@ async fn session(
         .map_err(disconnected)?;
     // In live mode, local edits are picked up from the replica on a short tick.
     let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut marked_synced = false;
     loop {
         let mut out: Vec<ClientMsg> = Vec::new();
         tokio::select! {
@@ -143,8 +219,17 @@ async fn session(
                 }
             }
         }
+        // Once in sync, say so: `status` shows it, and a live session may last for hours.
+        if engine.has_synced() && !marked_synced {
+            r.set_meta("last_sync_at", &schemas::job::ts(chrono::Utc::now()))?;
+            marked_synced = true;
+        }
         if let Some(why) = engine.failed() {
-            return Err(SyncError::Closed(why.to_string()));
+            return Err(if engine.store_unavailable() {
+                SyncError::Unavailable(why.to_string())
+            } else {
+                SyncError::Closed(why.to_string())
+            });
         }
         let finished = match stop {
             Stop::WhenQuiet => engine.is_quiet(),
@@ -154,9 +239,7 @@ async fn session(
             let _ = sink.send(Message::Close(None)).await;
             return Ok(());
         }
-        if out.is_empty() && !engine.is_quiet() {
-            out.extend(engine.ping());
-        }
+        let out = engine.with_ping(out);
         for m in out {
             sink.feed(Message::Binary(wire::encode(&m).into()))
                 .await
