@@ -60,6 +60,22 @@ impl Replica {
         }
     }
 
+    /// `e` as [`Error::Broken`] when it is a document that does not decode.
+    fn broken(&mut self, job: Uuid, doc: Uuid, kind: DocKind, e: Error) -> Error {
+        if !matches!(e, Error::Doc(_)) {
+            return e;
+        }
+        let json = match self.loaded(doc) {
+            Ok(l) => schemas::read_json(&l.doc),
+            Err(_) => return e,
+        };
+        let mut reasons = schemas::validate::diagnose(kind, &json);
+        if reasons.is_empty() {
+            reasons.push(e.to_string());
+        }
+        Error::Broken { job, kind, reasons }
+    }
+
     fn read_checklist(&mut self, id: Uuid) -> Result<Checklist> {
         Ok(checklist::read(&self.loaded(id)?.doc)?)
     }
@@ -176,10 +192,18 @@ impl Replica {
     }
 
     /// The job with its checklist, parts, photos and sign-off.
+    /// The whole job. A document of it that cannot be read gives [`Error::Broken`] with the
+    /// reasons, for the app to show in its place.
     pub fn job(&mut self, id: Uuid) -> Result<JobView> {
-        let job = self.read_job(id)?;
-        let checklist = self.read_checklist(job.checklist_id)?;
-        let parts = self.read_parts(job.parts_id)?;
+        let job = self
+            .read_job(id)
+            .map_err(|e| self.broken(id, id, DocKind::Job, e))?;
+        let checklist = self
+            .read_checklist(job.checklist_id)
+            .map_err(|e| self.broken(id, job.checklist_id, DocKind::Checklist, e))?;
+        let parts = self
+            .read_parts(job.parts_id)
+            .map_err(|e| self.broken(id, job.parts_id, DocKind::Parts, e))?;
         let photos = self.job_photos(id)?;
         Ok(JobView::assemble(job, checklist, parts, photos))
     }

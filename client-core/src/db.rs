@@ -19,6 +19,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0002_repairs",
         include_str!("../migrations/0002_repairs.sql"),
     ),
+    (
+        "0003_broken_jobs",
+        include_str!("../migrations/0003_broken_jobs.sql"),
+    ),
 ];
 
 /// How hard a commit is made durable (SQLite's `synchronous`).

@@ -70,6 +70,14 @@ pub enum Error {
     Corrupt { doc: Uuid, reason: String },
     #[error(transparent)]
     Doc(#[from] schemas::DocError),
+    /// A document of the job cannot be read as its kind (a peer wrote something invalid): the
+    /// reasons, to show in its place. The server repairs such documents when it receives them.
+    #[error("job {job} cannot be shown: its {kind} is broken ({})", .reasons.join("; "))]
+    Broken {
+        job: uuid::Uuid,
+        kind: schemas::DocKind,
+        reasons: Vec<String>,
+    },
     #[error("database: {0}")]
     Db(#[from] rusqlite::Error),
     #[error("io: {0}")]
@@ -91,6 +99,7 @@ impl Error {
                 | Error::Offline { .. }
                 | Error::ServerUnavailable { .. }
                 | Error::Unauthorized(_)
+                | Error::Broken { .. }
         )
     }
 

@@ -27,10 +27,8 @@ pub(crate) fn update_for(
             conn.prepare_cached("DELETE FROM q_jobs WHERE id = ?1")?
                 .execute([&sid])?;
             let Ok(job) = schemas::job::read(doc) else {
-                return {
-                    warn_undecodable(id, kind);
-                    Ok(())
-                };
+                warn_undecodable(id, kind);
+                return insert_broken_job(conn, &sid, doc);
             };
             conn.prepare_cached(
                 "INSERT INTO q_jobs (id, title, status, priority, scheduled_start, customer, site, assignees, signed_off)
@@ -108,6 +106,36 @@ pub(crate) fn update_for(
     Ok(())
 }
 
+/// A job row for a job document that does not decode: what can be read of it, and why the rest
+/// cannot, so the job stays in the list (marked broken) instead of disappearing.
+fn insert_broken_job(conn: &Connection, sid: &str, doc: &AutoCommit) -> Result<()> {
+    let json = schemas::read_json(doc);
+    let text = |k: &str| json[k].as_str().unwrap_or_default().to_string();
+    let title = Some(text("title"))
+        .filter(|t| !t.trim().is_empty())
+        .unwrap_or_else(|| "(unreadable job)".into());
+    let status = JobStatus::parse(&text("status")).unwrap_or(JobStatus::OnHold);
+    let priority = Priority::parse(&text("priority")).unwrap_or_default();
+    let mut reasons = schemas::validate::diagnose(DocKind::Job, &json);
+    if reasons.is_empty() {
+        reasons.push("the document does not decode".into());
+    }
+    conn.prepare_cached(
+        "INSERT INTO q_jobs (id, title, status, priority, scheduled_start, customer, site, assignees, signed_off, broken)
+         VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, '', 0, ?7)",
+    )?
+    .execute(params![
+        sid,
+        title,
+        status.as_str(),
+        priority.as_str(),
+        json["customer"]["name"].as_str().unwrap_or_default(),
+        json["site"]["name"].as_str().unwrap_or_default(),
+        reasons.join("; "),
+    ])?;
+    Ok(())
+}
+
 fn warn_undecodable(id: Uuid, kind: DocKind) {
     tracing::warn!(%id, %kind, "document does not decode; its query rows are left out");
 }
@@ -143,6 +171,10 @@ pub struct JobSummary {
     pub checklist_total: u32,
     pub parts_lines: u32,
     pub signed_off: bool,
+    /// Set when the job's document cannot be read: why. The server repairs such documents; the
+    /// job stays listed meanwhile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broken: Option<String>,
 }
 
 impl Replica {
@@ -162,7 +194,7 @@ impl Replica {
         let sql = format!(
             "SELECT j.id, j.title, j.status, j.priority, j.scheduled_start, j.customer, j.site, j.signed_off,
                     coalesce(c.done, 0), coalesce(c.total, 0),
-                    (SELECT count(*) FROM q_parts p WHERE p.job_id = j.id)
+                    (SELECT count(*) FROM q_parts p WHERE p.job_id = j.id), j.broken
              FROM q_jobs j LEFT JOIN q_checklists c ON c.job_id = j.id
              WHERE {clause}
              ORDER BY j.scheduled_start IS NULL, j.scheduled_start,
@@ -182,6 +214,7 @@ impl Replica {
                 r.get::<_, u32>(8)?,
                 r.get::<_, u32>(9)?,
                 r.get::<_, u32>(10)?,
+                r.get::<_, Option<String>>(11)?,
             ))
         })?;
         let bad = |what: &str| Error::InvalidValue(format!("query table holds a bad {what}"));
@@ -199,6 +232,7 @@ impl Replica {
                 done,
                 total,
                 lines,
+                broken,
             ) = row?;
             out.push(JobSummary {
                 id: Uuid::parse_str(&id).map_err(|_| bad("id"))?,
@@ -215,6 +249,7 @@ impl Replica {
                 checklist_total: total,
                 parts_lines: lines,
                 signed_off,
+                broken,
             });
         }
         Ok(out)

@@ -407,3 +407,44 @@ fn many_edits_compact_and_reload_identically() {
     assert_eq!(r.job(id).unwrap(), view);
     assert_eq!(r.integrity_check().unwrap(), "ok");
 }
+
+/// A job document a peer made unreadable (written before the server repaired such changes) stays
+/// in the job list marked broken, and `job` names why instead of a bare decode error.
+#[test]
+fn a_job_a_peer_broke_is_listed_as_broken_with_the_reason() {
+    use automerge::transaction::Transactable;
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = open(a_dir.path());
+    let mut b = open(b_dir.path());
+    let id = new_job(&mut a, "general");
+    for d in a.documents().unwrap() {
+        let bytes = a.save_document(d.id).unwrap();
+        b.apply_remote(d, &bytes).unwrap();
+    }
+    // A peer with its own copy writes a status that is not one.
+    let mut peer = automerge::AutoCommit::load(&a.save_document(id).unwrap()).unwrap();
+    peer.put(automerge::ROOT, "status", 42).unwrap();
+    peer.commit();
+    let info = a
+        .documents()
+        .unwrap()
+        .into_iter()
+        .find(|d| d.id == id)
+        .unwrap();
+    b.apply_remote(info, &peer.save()).unwrap();
+
+    let listed = b.list_jobs(JobFilter::All).unwrap();
+    let row = listed.iter().find(|j| j.id == id).expect("still listed");
+    assert_eq!(row.title, "Service RTU-2");
+    assert!(row.broken.as_deref().unwrap().contains("status"), "{row:?}");
+    match b.job(id) {
+        Err(Error::Broken { job, kind, reasons }) => {
+            assert_eq!((job, kind), (id, schemas::DocKind::Job));
+            assert!(
+                reasons.iter().any(|r| r.starts_with("status")),
+                "{reasons:?}"
+            );
+        }
+        other => panic!("expected a broken job, got {other:?}"),
+    }
+}

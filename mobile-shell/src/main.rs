@@ -281,7 +281,13 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             }
             JobCommand::Show { id } => {
                 let id = r.resolve_job(id)?;
-                out.job(&r.job(id)?)
+                match r.job(id) {
+                    // Shown, with why, rather than failing: the server repairs it on the next sync.
+                    Err(client_core::Error::Broken { job, kind, reasons }) => {
+                        out.broken(&job.to_string(), kind, &reasons)
+                    }
+                    other => out.job(&other?),
+                }
             }
             JobCommand::Status { id, status } => {
                 let id = r.resolve_job(id)?;

@@ -45,7 +45,31 @@ impl Out {
                 j.parts_lines,
                 if j.signed_off { "  signed" } else { "" }
             );
+            if let Some(why) = &j.broken {
+                println!("          BROKEN: {why}");
+            }
         }
+        Ok(())
+    }
+
+    /// A job that cannot be shown: which of its documents is broken, and why.
+    pub fn broken(
+        &self,
+        job: &str,
+        kind: schemas::DocKind,
+        reasons: &[String],
+    ) -> anyhow::Result<()> {
+        if self.json {
+            let v =
+                serde_json::json!({"id": job, "broken": {"document": kind, "reasons": reasons}});
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            return Ok(());
+        }
+        println!("{job}  BROKEN: its {kind} cannot be read");
+        for r in reasons {
+            println!("  {r}");
+        }
+        println!("The server repairs it when this device syncs.");
         Ok(())
     }
 

@@ -305,3 +305,12 @@ impl Checker {
         }
     }
 }
+
+/// Why a document cannot be read as its kind, one sentence per problem (empty when it can):
+/// what a reader shows in place of a document it cannot show.
+pub fn diagnose(kind: DocKind, doc: &Value) -> Vec<String> {
+    validate(kind, doc)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
