@@ -38,6 +38,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("too many failed sign-ins: try again in {} s", retry_after_secs(*.0))]
+    Throttled(std::time::Duration),
     #[error("the store is unavailable")]
     Store(#[source] StoreError),
     #[error("internal error")]
@@ -70,6 +72,18 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Throttled(wait) => {
+                let body = json!({"error": "too-many-attempts", "message": self.to_string()});
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(
+                        axum::http::header::RETRY_AFTER,
+                        retry_after_secs(*wait).to_string(),
+                    )],
+                    Json(body),
+                )
+                    .into_response();
+            }
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "store error");
                 (StatusCode::SERVICE_UNAVAILABLE, "store-unavailable")
@@ -85,6 +99,11 @@ impl IntoResponse for ApiError {
         )
             .into_response()
     }
+}
+
+/// Whole seconds to wait, rounded up so that a client waiting that long is let in.
+fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
@@ -163,10 +182,40 @@ pub struct Login {
     pub device_name: Option<String>,
 }
 
+/// The client's address, when the server was started with connection info (`serve` does).
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// The name a login without `device_name` registers its session under.
+pub const SESSION_DEVICE_NAME: &str = "session";
+
+/// Sign in. Every sign-in registers a device (named `device_name`, or a session), so that every
+/// token issued can be revoked. Repeated failures for one name or from one address are refused
+/// for growing intervals (see [`crate::throttle`]); unknown names get the same answers, at the
+/// same cost, as known ones.
 pub async fn login(
     State(app): State<Arc<AppState>>,
+    ClientAddr(addr): ClientAddr,
     Json(body): Json<Login>,
 ) -> ApiResult<serde_json::Value> {
+    if let Err(wait) = app
+        .throttle
+        .check(&body.name, addr, std::time::Instant::now())
+    {
+        return Err(ApiError::Throttled(wait));
+    }
     let user = app.store.user_by_name(&body.name).await?;
     // Verify against a dummy hash for unknown users too, so timing does not reveal names.
     let hash = user
@@ -179,17 +228,20 @@ pub async fn login(
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let user = match (user, ok) {
         (Some(u), true) => u,
-        _ => return Err(ApiError::BadCredentials),
+        _ => {
+            app.throttle
+                .failed(&body.name, addr, std::time::Instant::now());
+            return Err(ApiError::BadCredentials);
+        }
     };
-    let device = match body
+    app.throttle.succeeded(&body.name);
+    let device_name = body
         .device_name
         .as_deref()
         .map(str::trim)
         .filter(|n| !n.is_empty())
-    {
-        Some(name) => Some(app.store.register_device(user.id, name).await?.id),
-        None => None,
-    };
+        .unwrap_or(SESSION_DEVICE_NAME);
+    let device = Some(app.store.register_device(user.id, device_name).await?.id);
     let issued = auth::issue(
         app.store.as_ref(),
         &user,
@@ -234,7 +286,10 @@ pub async fn refresh(
         Ok(p) => p,
         Err(e) => return Err(ApiError::Unauthorized(e)),
     };
-    app.store.delete_token(&principal.token_hash).await?;
+    // Single use: of concurrent refreshes with one token only the one that deletes it goes on.
+    if !app.store.delete_token(&principal.token_hash).await? {
+        return Err(ApiError::Unauthorized(AuthError::Invalid));
+    }
     let issued = auth::issue(
         app.store.as_ref(),
         &principal.user,
@@ -526,33 +581,82 @@ async fn change_assignment(
             )));
         }
     };
-    if assign {
-        app.store.assign(id, user.id).await?;
-    } else {
-        app.store.unassign(id, user.id).await?;
-    }
-    let current = read(app, &meta, job::read).await?;
+    // Everything that can be refused is checked, and the document edit made (not yet committed),
+    // before anything changes: a request that fails changes neither the assignment nor the job.
+    // The job document stays locked throughout, so assignments of one job run one at a time.
+    let mut sd = app.docs.lock(&meta).await?;
+    let current = job::read(&sd.doc)?;
     let mut names = current.assignees.clone();
     names.retain(|n| n != &user.name);
     if assign {
         names.push(user.name.clone());
     }
-    if names != current.assignees {
-        let by = me.name.clone();
-        edit_doc(
-            app,
-            &meta,
-            if assign { "assign" } else { "unassign" },
-            |d| {
-                job::set_assignees(d, &names)?;
-                // A pending job becomes assigned with its first technician.
-                if assign && current.status == JobStatus::Pending {
-                    job::set_status(d, JobStatus::Pending, JobStatus::Assigned, &by, Utc::now())?;
+    let edit = names != current.assignees;
+    let before = sd.doc.get_heads();
+    if edit {
+        let edited = (|| -> Result<(), schemas::DocError> {
+            job::set_assignees(&mut sd.doc, &names)?;
+            // A pending job becomes assigned with its first technician.
+            if assign && current.status == JobStatus::Pending {
+                job::set_status(
+                    &mut sd.doc,
+                    JobStatus::Pending,
+                    JobStatus::Assigned,
+                    &me.name,
+                    Utc::now(),
+                )?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = edited {
+            sd.doc.rollback();
+            return Err(e.into());
+        }
+    }
+    let stored = if assign {
+        app.store.assign(id, user.id).await
+    } else {
+        app.store.unassign(id, user.id).await
+    };
+    let store_changed = match stored {
+        Ok(changed) => changed,
+        Err(e) => {
+            sd.doc.rollback();
+            return Err(e.into());
+        }
+    };
+    if edit {
+        sd.doc.commit_with(
+            CommitOptions::default()
+                .with_message(if assign { "assign" } else { "unassign" })
+                .with_time(Utc::now().timestamp()),
+        );
+        match app.docs.persist(&mut sd, &before).await {
+            Ok(Some(seq)) => {
+                drop(sd);
+                app.hub.doc_changed(meta.id, None);
+                app.publish(meta.id, seq).await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                app.docs.discard(sd);
+                // Put the assignment back as it was: the job document still says so.
+                if store_changed {
+                    let undone = if assign {
+                        app.store.unassign(id, user.id).await
+                    } else {
+                        app.store.assign(id, user.id).await
+                    };
+                    if let Err(undo) = undone {
+                        tracing::error!(job = %id, user = %user.id, error = %undo,
+                            "could not undo an assignment change whose job edit failed");
+                    }
                 }
-                Ok(())
-            },
-        )
-        .await?;
+                return Err(e.into());
+            }
+        }
+    } else {
+        drop(sd);
     }
     app.hub.sets_changed(&[user.id], me.org_id);
     app.publish_sets_changed(&[user.id], me.org_id).await;

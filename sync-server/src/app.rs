@@ -24,6 +24,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// This process's id in change notices, so it can skip its own.
     pub node: Uuid,
+    /// Failed sign-ins of this node, for backoff.
+    pub throttle: crate::throttle::Throttle,
 }
 
 /// Open the configured store and bring its schema up to date.
@@ -44,6 +46,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 impl AppState {
     pub fn new(config: Config, store: Arc<dyn Store>) -> Arc<AppState> {
         let metrics = Arc::new(Metrics::default());
+        let throttle = crate::throttle::Throttle::new(config.login_throttle);
         let docs = DocCache::new(
             store.clone(),
             config.doc_cache_bytes,
@@ -57,6 +60,7 @@ impl AppState {
             hub: Hub::default(),
             metrics,
             node: Uuid::now_v7(),
+            throttle,
         })
     }
 
@@ -152,7 +156,8 @@ pub async fn serve(
         });
     }
     tracing::info!(addr = %listener.local_addr()?, database = ?state.config.database, "serving");
-    axum::serve(listener, router(state))
+    let service = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())

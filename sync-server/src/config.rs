@@ -62,6 +62,8 @@ pub struct Config {
     pub doc_cache_bytes: usize,
     /// A document is compacted into a new snapshot after this many appended changes.
     pub compact_every: usize,
+    /// Backoff after failed sign-ins, per user name and per client address.
+    pub login_throttle: crate::throttle::LoginThrottle,
 }
 
 impl Config {
@@ -77,6 +79,7 @@ impl Config {
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
             doc_cache_bytes: 256 * 1024 * 1024,
             compact_every: 256,
+            login_throttle: crate::throttle::LoginThrottle::default(),
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod hub;
 pub mod metrics;
 pub mod protocol;
 pub mod store;
+pub mod throttle;
 pub mod ws;
 
 pub use app::{AppState, SET_CHANGED_SEQ, launch, open_store, router, serve};

@@ -177,6 +177,7 @@ backend_tests! {
         orgs_and_users,
         devices_and_revocation,
         tokens,
+        concurrent_token_deletes,
         document_registry,
         append_is_idempotent_by_hash,
         concurrent_appends,
@@ -410,13 +411,37 @@ async fn tokens(store: &dyn Store) {
         "token of an unknown user: {err:?}"
     );
 
-    store.delete_token(&device_token.hash).await.unwrap();
+    assert!(store.delete_token(&device_token.hash).await.unwrap());
     assert_eq!(store.token(&device_token.hash).await.unwrap(), None);
-    store
-        .delete_token(&device_token.hash)
-        .await
-        .expect("deleting a missing token is fine");
+    assert!(
+        !store
+            .delete_token(&device_token.hash)
+            .await
+            .expect("deleting a missing token is fine"),
+        "a second delete deletes nothing"
+    );
     assert!(store.token(&browser_token.hash).await.unwrap().is_some());
+}
+
+/// Refresh-token rotation relies on this: of many concurrent deletes of one token, exactly one
+/// reports that it deleted it.
+async fn concurrent_token_deletes(store: &dyn Store) {
+    let (_, user_id) = org_with_user(store).await;
+    let token = TokenRecord {
+        hash: "contested".into(),
+        kind: TokenKind::Refresh,
+        user_id,
+        device_id: None,
+        expires_at: now_micros() + Duration::days(1),
+    };
+    store.insert_token(&token).await.unwrap();
+    let deletes = (0..20).map(|_| store.delete_token(&token.hash));
+    let won: Vec<bool> = futures_util::future::join_all(deletes)
+        .await
+        .into_iter()
+        .map(|r| r.expect("delete"))
+        .collect();
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
 }
 
 async fn document_registry(store: &dyn Store) {

@@ -169,7 +169,7 @@ impl Store for FaultyStore {
         self.inner.token(hash).await
     }
 
-    async fn delete_token(&self, hash: &str) -> StoreResult<()> {
+    async fn delete_token(&self, hash: &str) -> StoreResult<bool> {
         self.inner.delete_token(hash).await
     }
 

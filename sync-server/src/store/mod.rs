@@ -182,7 +182,10 @@ pub trait Store: Send + Sync + 'static {
 
     async fn insert_token(&self, token: &TokenRecord) -> StoreResult<()>;
     async fn token(&self, hash: &str) -> StoreResult<Option<TokenInfo>>;
-    async fn delete_token(&self, hash: &str) -> StoreResult<()>;
+    /// Delete a token. Returns true when this call deleted it, false when it was not there
+    /// (already deleted, by a concurrent call too): exactly one of several concurrent calls for
+    /// one token gets true, which is what makes refresh-token rotation single-use.
+    async fn delete_token(&self, hash: &str) -> StoreResult<bool>;
 
     /// Register a document; registering the same id again is a no-op.
     async fn create_document(&self, meta: &DocMeta) -> StoreResult<()>;

@@ -437,12 +437,14 @@ impl Store for PgStore {
         .transpose()
     }
 
-    async fn delete_token(&self, hash: &str) -> StoreResult<()> {
-        sqlx::query!("DELETE FROM tokens WHERE hash = $1", hash)
+    async fn delete_token(&self, hash: &str) -> StoreResult<bool> {
+        // One statement: of concurrent deletes of one row, Postgres lets exactly one delete it
+        // (the others wait on the row lock, then find it gone and affect no row).
+        let done = sqlx::query!("DELETE FROM tokens WHERE hash = $1", hash)
             .execute(&self.pool)
             .await
             .map_err(db_error)?;
-        Ok(())
+        Ok(done.rows_affected() > 0)
     }
 
     async fn create_document(&self, meta: &DocMeta) -> StoreResult<()> {

@@ -465,13 +465,10 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete_token(&self, hash: &str) -> StoreResult<()> {
+    async fn delete_token(&self, hash: &str) -> StoreResult<bool> {
         let hash = hash.to_owned();
-        self.call(move |conn| {
-            conn.execute("DELETE FROM tokens WHERE hash = ?1", [hash])?;
-            Ok(())
-        })
-        .await
+        self.call(move |conn| Ok(conn.execute("DELETE FROM tokens WHERE hash = ?1", [hash])? > 0))
+            .await
     }
 
     async fn create_document(&self, meta: &DocMeta) -> StoreResult<()> {
