@@ -12,10 +12,13 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use schemas::job::{Customer, NewJob, Schedule, Site};
+use schemas::api::{
+    AssignRequest, CreateJob, LoginReply, LoginRequest, LoginUser, PatchJob, RefreshReply,
+    RefreshRequest, RevokeReply, Validate,
+};
+use schemas::job::NewJob;
 use schemas::view::JobView;
-use schemas::{DocKind, JobStatus, Priority, checklist, job, parts, photo, template};
-use serde::Deserialize;
+use schemas::{DocKind, JobStatus, checklist, job, parts, photo, template};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -38,6 +41,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     Conflict(String),
+    /// A request axum could not take apart (body, path): its status, a stable code, the reason.
+    #[error("{2}")]
+    Rejected(StatusCode, &'static str, String),
     #[error("too many failed sign-ins: try again in {} s", retry_after_secs(*.0))]
     Throttled(std::time::Duration),
     #[error("the store is unavailable")]
@@ -72,6 +78,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Rejected(status, code, _) => (*status, *code),
             ApiError::Throttled(wait) => {
                 let body = json!({"error": "too-many-attempts", "message": self.to_string()});
                 return (
@@ -104,6 +111,82 @@ impl IntoResponse for ApiError {
 /// Whole seconds to wait, rounded up so that a client waiting that long is let in.
 fn retry_after_secs(wait: std::time::Duration) -> u64 {
     wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+/// A JSON body of type `T`, checked by its [`Validate`] rules. Every way it can be wrong is
+/// answered with the JSON error body: not JSON (400 `bad-json`), not declared as JSON (415
+/// `unsupported-media-type`), the wrong shape, a missing or unknown field (422 `invalid-body`),
+/// too large (413 `body-too-large`), text that breaks the rules (400 `bad-request`).
+pub struct Body<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for Body<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned + Validate,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        use axum::extract::rejection::JsonRejection;
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(body)) => {
+                body.validate()
+                    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+                Ok(Body(body))
+            }
+            Err(rejection) => {
+                let status = rejection.status();
+                let code = match &rejection {
+                    JsonRejection::JsonDataError(_) => "invalid-body",
+                    JsonRejection::JsonSyntaxError(_) => "bad-json",
+                    JsonRejection::MissingJsonContentType(_) => "unsupported-media-type",
+                    _ if status == StatusCode::PAYLOAD_TOO_LARGE => "body-too-large",
+                    _ => "bad-request",
+                };
+                Err(ApiError::Rejected(status, code, rejection.body_text()))
+            }
+        }
+    }
+}
+
+/// Path parameters; a malformed one (a job id that is not a UUID) is a 400 with the JSON body.
+pub struct PathParam<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for PathParam<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(PathParam(v)),
+            Err(rejection) => Err(ApiError::Rejected(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                rejection.body_text(),
+            )),
+        }
+    }
+}
+
+/// Unknown routes.
+pub async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::Rejected(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        format!("no such endpoint: {}", uri.path()),
+    )
+}
+
+/// Known routes called with a method they do not have.
+pub async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::Rejected(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        format!("this endpoint does not take {method}"),
+    )
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
@@ -173,15 +256,6 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-#[derive(Deserialize)]
-pub struct Login {
-    pub name: String,
-    pub password: String,
-    /// Registers a device; its tokens can later be revoked by an admin.
-    #[serde(default)]
-    pub device_name: Option<String>,
-}
-
 /// The client's address, when the server was started with connection info (`serve` does).
 pub struct ClientAddr(pub Option<std::net::IpAddr>);
 
@@ -208,8 +282,8 @@ pub const SESSION_DEVICE_NAME: &str = "session";
 pub async fn login(
     State(app): State<Arc<AppState>>,
     ClientAddr(addr): ClientAddr,
-    Json(body): Json<Login>,
-) -> ApiResult<serde_json::Value> {
+    Body(body): Body<LoginRequest>,
+) -> ApiResult<LoginReply> {
     if let Err(wait) = app
         .throttle
         .check(&body.name, addr, std::time::Instant::now())
@@ -251,11 +325,16 @@ pub async fn login(
         ttl(app.config.refresh_ttl),
     )
     .await?;
-    Ok(Json(json!({
-        "user": {"id": user.id, "name": user.name, "role": user.role, "org_id": user.org_id},
-        "device_id": device,
-        "tokens": issued,
-    })))
+    Ok(Json(LoginReply {
+        user: LoginUser {
+            id: user.id,
+            name: user.name,
+            role: user.role,
+            org_id: user.org_id,
+        },
+        device_id: device,
+        tokens: issued,
+    }))
 }
 
 static DUMMY_HASH: std::sync::LazyLock<String> =
@@ -265,16 +344,11 @@ fn ttl(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::minutes(15))
 }
 
-#[derive(Deserialize)]
-pub struct Refresh {
-    pub refresh_token: String,
-}
-
 /// Trade a refresh token for new tokens; the old refresh token stops working (rotation).
 pub async fn refresh(
     State(app): State<Arc<AppState>>,
-    Json(body): Json<Refresh>,
-) -> ApiResult<serde_json::Value> {
+    Body(body): Body<RefreshRequest>,
+) -> ApiResult<RefreshReply> {
     let principal = match auth::authenticate(
         app.store.as_ref(),
         Some(&body.refresh_token),
@@ -299,16 +373,17 @@ pub async fn refresh(
         ttl(app.config.refresh_ttl),
     )
     .await?;
-    Ok(Json(
-        json!({"device_id": principal.device, "tokens": issued}),
-    ))
+    Ok(Json(RefreshReply {
+        device_id: principal.device,
+        tokens: issued,
+    }))
 }
 
 pub async fn revoke_device(
     State(app): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<Uuid>,
-) -> ApiResult<serde_json::Value> {
+    PathParam(id): PathParam<Uuid>,
+) -> ApiResult<RevokeReply> {
     let admin = caller.require(&[Role::Admin], "admin")?;
     let device = app
         .store
@@ -326,33 +401,13 @@ pub async fn revoke_device(
     app.store.revoke_device(id).await?;
     // Connections on this node close now; other nodes notice within their token recheck.
     app.hub.device_revoked(id);
-    Ok(Json(json!({"revoked": id})))
-}
-
-#[derive(Deserialize, Default)]
-pub struct CreateJob {
-    pub title: String,
-    #[serde(default)]
-    pub description: String,
-    #[serde(default)]
-    pub template: Option<String>,
-    #[serde(default)]
-    pub priority: Option<Priority>,
-    #[serde(default)]
-    pub customer: Option<Customer>,
-    #[serde(default)]
-    pub site: Option<Site>,
-    #[serde(default)]
-    pub schedule: Option<Schedule>,
-    /// User names of technicians to assign.
-    #[serde(default)]
-    pub assignees: Vec<String>,
+    Ok(Json(RevokeReply { revoked: id }))
 }
 
 pub async fn create_job(
     State(app): State<Arc<AppState>>,
     caller: Caller,
-    Json(body): Json<CreateJob>,
+    Body(body): Body<CreateJob>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
     let me = caller.dispatcher()?.clone();
     if body.title.trim().is_empty() {
@@ -532,7 +587,7 @@ pub async fn job_view(app: &AppState, org: Uuid, id: Uuid) -> Result<JobView, Ap
 pub async fn get_job(
     State(app): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    PathParam(id): PathParam<Uuid>,
 ) -> ApiResult<JobView> {
     let me = caller.require(
         &[Role::Dispatcher, Role::Admin, Role::BackOffice],
@@ -541,16 +596,11 @@ pub async fn get_job(
     Ok(Json(job_view(&app, me.org_id, id).await?))
 }
 
-#[derive(Deserialize)]
-pub struct Assign {
-    pub user: String,
-}
-
 pub async fn assign(
     State(app): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<Uuid>,
-    Json(body): Json<Assign>,
+    PathParam(id): PathParam<Uuid>,
+    Body(body): Body<AssignRequest>,
 ) -> ApiResult<JobView> {
     change_assignment(&app, &caller, id, &body.user, true).await
 }
@@ -558,8 +608,8 @@ pub async fn assign(
 pub async fn unassign(
     State(app): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<Uuid>,
-    Json(body): Json<Assign>,
+    PathParam(id): PathParam<Uuid>,
+    Body(body): Body<AssignRequest>,
 ) -> ApiResult<JobView> {
     change_assignment(&app, &caller, id, &body.user, false).await
 }
@@ -663,37 +713,13 @@ async fn change_assignment(
     Ok(Json(job_view(app, me.org_id, id).await?))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PatchJob {
-    #[serde(default)]
-    pub title: Option<String>,
-    #[serde(default)]
-    pub priority: Option<Priority>,
-    #[serde(default, with = "double_option")]
-    pub schedule: Option<Option<Schedule>>,
-    #[serde(default)]
-    pub notes: Option<String>,
-    #[serde(default)]
-    pub status: Option<JobStatus>,
-}
-
-mod double_option {
-    use serde::{Deserialize, Deserializer};
-    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-        d: D,
-    ) -> Result<Option<Option<T>>, D::Error> {
-        Option::<T>::deserialize(d).map(Some)
-    }
-}
-
 /// A dispatcher's edit. Any status may be set (dispatchers override the technician's workflow,
 /// e.g. to cancel or reopen), and it is recorded in the status history like any other.
 pub async fn patch_job(
     State(app): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<Uuid>,
-    Json(body): Json<PatchJob>,
+    PathParam(id): PathParam<Uuid>,
+    Body(body): Body<PatchJob>,
 ) -> ApiResult<JobView> {
     let me = caller.dispatcher()?.clone();
     let meta = job_meta(&app, me.org_id, id).await?;

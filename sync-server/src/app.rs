@@ -114,6 +114,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/jobs/{id}", get(api::get_job).patch(api::patch_job))
         .route("/api/v1/jobs/{id}/assign", post(api::assign))
         .route("/api/v1/jobs/{id}/unassign", post(api::unassign))
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

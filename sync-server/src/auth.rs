@@ -9,7 +9,6 @@
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -48,13 +47,7 @@ pub fn token_hash(token: &str) -> String {
 }
 
 /// Tokens handed to a client after sign-in or refresh.
-#[derive(Clone, Debug, Serialize)]
-pub struct Issued {
-    pub access_token: String,
-    pub access_expires_at: DateTime<Utc>,
-    pub refresh_token: String,
-    pub refresh_expires_at: DateTime<Utc>,
-}
+pub type Issued = schemas::api::Tokens;
 
 pub async fn issue(
     store: &dyn Store,

@@ -35,6 +35,7 @@ on_both_stores! {
     unassign_that_fails_changes_nothing,
     concurrent_refreshes_with_one_token_let_exactly_one_through,
     every_login_makes_a_revocable_device,
+    invalid_text_is_refused_before_the_store,
 }
 
 // ---- helpers --------------------------------------------------------------------------------
@@ -405,4 +406,183 @@ async fn many_names_from_one_address_are_throttled() {
     let reply = login(&server, &team.techs[0].name, PASSWORD, None).await;
     assert_error(&reply, 429, "too-many-attempts");
     assert!(reply.retry_after.is_some());
+}
+
+// ---- input the store must never see --------------------------------------------------------
+
+/// NUL (which Postgres cannot store in text and answered with 503), other control characters
+/// and over-long text are refused with 400 and the JSON body, on every store alike.
+async fn invalid_text_is_refused_before_the_store(backend: Backend) {
+    let (_home, server, team) = start(backend).await;
+    let ana = &team.techs[0];
+    let job = team.job(&server, "Boiler", "general", &[]).await;
+    let token = token_of(&server, &team.dispatcher).await;
+    let url = &server.url;
+
+    for (name, device) in [
+        ("ana\0".to_string(), None),
+        (format!("{}\u{1b}[2J", ana.name), None),
+        ("a".repeat(101), None),
+        (ana.name.clone(), Some("phone\0")),
+        (ana.name.clone(), Some("phone\n2")),
+    ] {
+        let reply = login(&server, &name, PASSWORD, device).await;
+        assert_error(&reply, 400, "bad-request");
+    }
+    let reply = send(
+        "POST",
+        format!("{url}/api/v1/auth/refresh"),
+        None,
+        json!({"refresh_token": "fsr_\0"}),
+    )
+    .await;
+    assert_error(&reply, 400, "bad-request");
+
+    for path in ["assign", "unassign"] {
+        let reply = send(
+            "POST",
+            format!("{url}/api/v1/jobs/{job}/{path}"),
+            Some(&token),
+            json!({"user": format!("{}\0", ana.name)}),
+        )
+        .await;
+        assert_error(&reply, 400, "bad-request");
+    }
+    for body in [
+        json!({"title": "Leak\0"}),
+        json!({"title": "Leak", "assignees": [format!("{}\0", ana.name)]}),
+        json!({"title": "Leak", "description": "bell\u{7}"}),
+        json!({"title": "x".repeat(201)}),
+        json!({"title": "Leak", "template": "general\0"}),
+        json!({"title": "Leak", "customer": {"name": "Bob\0"}}),
+        json!({"title": "Leak", "site": {"name": "Depot", "address": "1 Road\0"}}),
+    ] {
+        let reply = send("POST", format!("{url}/api/v1/jobs"), Some(&token), body).await;
+        assert_error(&reply, 400, "bad-request");
+    }
+    for body in [json!({"title": "Leak\0"}), json!({"notes": "a\0b"})] {
+        let reply = send(
+            "PATCH",
+            format!("{url}/api/v1/jobs/{job}"),
+            Some(&token),
+            body,
+        )
+        .await;
+        assert_error(&reply, 400, "bad-request");
+    }
+    // Multi-line text keeps its line breaks; nothing above changed the job.
+    let reply = send(
+        "PATCH",
+        format!("{url}/api/v1/jobs/{job}"),
+        Some(&token),
+        json!({"notes": "line one\nline two\ttab"}),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let meta = server.store().document(job).await.unwrap().unwrap();
+    assert_eq!(server.doc_json(&meta).await["title"], json!("Boiler"));
+    assert!(server.store().job_assignees(job).await.unwrap().is_empty());
+}
+
+// ---- JSON errors for every rejection -------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rejection_has_the_json_error_body() {
+    let (_home, server, team) = start(Backend::Sqlite).await;
+    let job = team.job(&server, "Boiler", "general", &[]).await;
+    let token = token_of(&server, &team.dispatcher).await;
+    let url = &server.url;
+    let login_url = format!("{url}/api/v1/auth/login");
+
+    let reply = request(
+        "POST",
+        login_url.clone(),
+        None,
+        Some("application/json"),
+        Some(b"{not json".to_vec()),
+    )
+    .await;
+    assert_error(&reply, 400, "bad-json");
+    let reply = request(
+        "POST",
+        login_url.clone(),
+        None,
+        Some("text/plain"),
+        Some(br#"{"name":"a","password":"b"}"#.to_vec()),
+    )
+    .await;
+    assert_error(&reply, 415, "unsupported-media-type");
+    let reply = request("POST", login_url.clone(), None, None, Some(b"{}".to_vec())).await;
+    assert_error(&reply, 415, "unsupported-media-type");
+    let reply = send(
+        "POST",
+        login_url.clone(),
+        None,
+        json!({"name": 5, "password": "x"}),
+    )
+    .await;
+    assert_error(&reply, 422, "invalid-body");
+    let reply = send("POST", login_url.clone(), None, json!({"name": "a"})).await;
+    assert_error(&reply, 422, "invalid-body");
+    let reply = send(
+        "POST",
+        login_url.clone(),
+        None,
+        json!({"name": "a", "password": "b", "remember_me": true}),
+    )
+    .await;
+    assert_error(&reply, 422, "invalid-body");
+    let huge = json!({"name": "a", "password": "x".repeat(3 * 1024 * 1024)});
+    let reply = send("POST", login_url.clone(), None, huge).await;
+    assert_error(&reply, 413, "body-too-large");
+
+    let reply = request(
+        "GET",
+        format!("{url}/api/v1/nothing-here"),
+        None,
+        None,
+        None,
+    )
+    .await;
+    assert_error(&reply, 404, "not-found");
+    let reply = request("DELETE", login_url.clone(), None, None, None).await;
+    assert_error(&reply, 405, "method-not-allowed");
+    let reply = request(
+        "GET",
+        format!("{url}/api/v1/jobs/not-a-uuid"),
+        Some(&token),
+        None,
+        None,
+    )
+    .await;
+    assert_error(&reply, 400, "bad-request");
+
+    // Unknown fields are refused on job creation as on PATCH.
+    let reply = send(
+        "POST",
+        format!("{url}/api/v1/jobs"),
+        Some(&token),
+        json!({"title": "Leak", "colour": "red"}),
+    )
+    .await;
+    assert_error(&reply, 422, "invalid-body");
+    let reply = send(
+        "PATCH",
+        format!("{url}/api/v1/jobs/{job}"),
+        Some(&token),
+        json!({"colour": "red"}),
+    )
+    .await;
+    assert_error(&reply, 422, "invalid-body");
+    let reply = send(
+        "POST",
+        format!("{url}/api/v1/jobs/{job}/assign"),
+        Some(&token),
+        json!({"user": 1}),
+    )
+    .await;
+    assert_error(&reply, 422, "invalid-body");
+    // Without a token: the JSON body too.
+    let reply = request("GET", format!("{url}/api/v1/jobs/{job}"), None, None, None).await;
+    assert_error(&reply, 401, "unauthorized");
 }

@@ -37,35 +37,8 @@ pub enum StoreError {
     Database(String),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Technician,
-    Dispatcher,
-    BackOffice,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Technician => "technician",
-            Role::Dispatcher => "dispatcher",
-            Role::BackOffice => "back_office",
-            Role::Admin => "admin",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Role> {
-        [
-            Role::Technician,
-            Role::Dispatcher,
-            Role::BackOffice,
-            Role::Admin,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == s)
-    }
-}
+/// A user's role, part of the HTTP API's contract (`schemas::api`).
+pub use schemas::api::Role;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Org {
