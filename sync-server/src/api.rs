@@ -13,8 +13,8 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use schemas::api::{
-    AssignRequest, CreateJob, LoginReply, LoginRequest, LoginUser, PatchJob, RefreshReply,
-    RefreshRequest, RevokeReply, Validate,
+    AssignRequest, CreateJob, ErrorBody, LoginReply, LoginRequest, LoginUser, PatchJob,
+    RefreshReply, RefreshRequest, RevokeReply, Validate,
 };
 use schemas::job::NewJob;
 use schemas::view::JobView;
@@ -26,7 +26,9 @@ use crate::app::AppState;
 use crate::auth::{self, AuthError, Principal};
 use crate::store::{DocMeta, Role, StoreError, TokenKind, User};
 
-/// Errors of the HTTP API: a stable code and a short message; internal causes are logged.
+/// Errors of the HTTP API (and of the sync endpoint before the upgrade): a status, a stable
+/// code and a short message in the body `{"error", "message"}`. Internal causes are logged with
+/// their whole chain of sources, never sent.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -46,10 +48,12 @@ pub enum ApiError {
     Rejected(StatusCode, &'static str, String),
     #[error("too many failed sign-ins: try again in {} s", retry_after_secs(*.0))]
     Throttled(std::time::Duration),
-    #[error("the store is unavailable")]
-    Store(#[source] StoreError),
+    /// The store failed in a way that may pass: 503 with `Retry-After`.
+    #[error("the store is unavailable: try again shortly")]
+    Unavailable(#[source] StoreError),
+    /// Anything else that is not the caller's fault: 500.
     #[error("internal error")]
-    Internal(String),
+    Internal(#[source] crate::store::BoxError),
 }
 
 impl From<StoreError> for ApiError {
@@ -57,15 +61,45 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Conflict(m) => ApiError::Conflict(m),
             StoreError::NotFound(m) => ApiError::NotFound(m),
-            e => ApiError::Store(e),
+            StoreError::Invalid(m) => ApiError::BadRequest(m),
+            e if e.is_retryable() => ApiError::Unavailable(e),
+            e => ApiError::Internal(Box::new(e)),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Store(e) => e.into(),
+            e => ApiError::Unauthorized(e),
         }
     }
 }
 
 impl From<schemas::DocError> for ApiError {
     fn from(e: schemas::DocError) -> Self {
-        ApiError::Internal(e.to_string())
+        ApiError::Internal(Box::new(e))
     }
+}
+
+impl ApiError {
+    /// Something failed that is nobody's input: 500, the cause logged.
+    pub fn internal(cause: impl Into<crate::store::BoxError>) -> ApiError {
+        ApiError::Internal(cause.into())
+    }
+}
+
+/// `error: cause: cause's cause...`, for logs.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
 }
 
 impl IntoResponse for ApiError {
@@ -79,32 +113,34 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Rejected(status, code, _) => (*status, *code),
-            ApiError::Throttled(wait) => {
-                let body = json!({"error": "too-many-attempts", "message": self.to_string()});
-                return (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    [(
-                        axum::http::header::RETRY_AFTER,
-                        retry_after_secs(*wait).to_string(),
-                    )],
-                    Json(body),
-                )
-                    .into_response();
-            }
-            ApiError::Store(e) => {
-                tracing::error!(error = %e, "store error");
+            ApiError::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "too-many-attempts"),
+            ApiError::Unavailable(e) => {
+                tracing::warn!(error = %error_chain(e), "store unavailable");
                 (StatusCode::SERVICE_UNAVAILABLE, "store-unavailable")
             }
             ApiError::Internal(e) => {
-                tracing::error!(error = %e, "internal error");
+                tracing::error!(error = %error_chain(e.as_ref()), "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
         };
-        (
-            status,
-            Json(json!({"error": code, "message": self.to_string()})),
-        )
-            .into_response()
+        let body = Json(ErrorBody {
+            error: code.to_owned(),
+            message: self.to_string(),
+        });
+        let retry_after = match &self {
+            ApiError::Throttled(wait) => Some(retry_after_secs(*wait)),
+            ApiError::Unavailable(_) => Some(1),
+            _ => None,
+        };
+        match retry_after {
+            Some(secs) => (
+                status,
+                [(axum::http::header::RETRY_AFTER, secs.to_string())],
+                body,
+            )
+                .into_response(),
+            None => (status, body).into_response(),
+        }
     }
 }
 
@@ -205,17 +241,14 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        match auth::authenticate(
+        let principal = auth::authenticate(
             app.store.as_ref(),
             auth::bearer(header),
             TokenKind::Access,
             Utc::now(),
         )
-        .await?
-        {
-            Ok(p) => Ok(Caller(p)),
-            Err(e) => Err(ApiError::Unauthorized(e)),
-        }
+        .await?;
+        Ok(Caller(principal))
     }
 }
 
@@ -233,14 +266,22 @@ impl Caller {
     }
 }
 
+/// Readiness: 200 `{"status": "ready"}` when the store answers, else 503 with the error body.
+/// The store's error goes to the log only: it may name hosts, users or databases.
 pub async fn readyz(State(app): State<Arc<AppState>>) -> Response {
     match app.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("store unavailable: {e}"),
-        )
-            .into_response(),
+        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %error_chain(&e), "readiness check: the store does not answer");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(ErrorBody {
+                    error: "store-unavailable".into(),
+                    message: "the store does not answer".into(),
+                }),
+            )
+                .into_response()
+        }
     }
 }
 
@@ -299,7 +340,7 @@ pub async fn login(
     let password = body.password.clone();
     let ok = tokio::task::spawn_blocking(move || auth::verify_password(&hash, &password))
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(ApiError::internal)?;
     let user = match (user, ok) {
         (Some(u), true) => u,
         _ => {
@@ -349,17 +390,13 @@ pub async fn refresh(
     State(app): State<Arc<AppState>>,
     Body(body): Body<RefreshRequest>,
 ) -> ApiResult<RefreshReply> {
-    let principal = match auth::authenticate(
+    let principal = auth::authenticate(
         app.store.as_ref(),
         Some(&body.refresh_token),
         TokenKind::Refresh,
         Utc::now(),
     )
-    .await?
-    {
-        Ok(p) => p,
-        Err(e) => return Err(ApiError::Unauthorized(e)),
-    };
+    .await?;
     // Single use: of concurrent refreshes with one token only the one that deletes it goes on.
     if !app.store.delete_token(&principal.token_hash).await? {
         return Err(ApiError::Unauthorized(AuthError::Invalid));
@@ -497,9 +534,7 @@ pub async fn create_job_documents(
         app.store.create_document(&meta).await?;
         let mut sd = app.docs.lock(&meta).await?;
         let before = sd.doc.get_heads();
-        sd.doc
-            .merge(&mut doc)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        sd.doc.merge(&mut doc).map_err(ApiError::internal)?;
         if let Err(e) = app.docs.persist(&mut sd, &before).await {
             app.docs.discard(sd);
             return Err(e.into());
@@ -731,7 +766,7 @@ pub async fn patch_job(
         use automerge::transaction::Transactable;
         if let Some(t) = &body.title {
             d.put(automerge::ROOT, "title", t.trim())
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
+                .map_err(ApiError::internal)?;
         }
         if let Some(p) = body.priority {
             job::set_priority(d, p)?;

@@ -92,7 +92,8 @@ pub struct Principal {
     pub expires_at: DateTime<Utc>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+/// Why a token was not accepted, or that the store could not tell.
+#[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("no token: send `Authorization: Bearer <access token>`")]
     Missing,
@@ -104,23 +105,33 @@ pub enum AuthError {
     Revoked,
     #[error("a refresh token cannot be used here")]
     WrongKind,
+    /// The store failed while checking: not the caller's fault.
+    #[error("could not check the token: {0}")]
+    Store(#[from] StoreError),
 }
 
-/// Check a token of `kind` at `now`. Any store failure is reported as the store's.
+impl AuthError {
+    /// True when the token itself was refused (401), false when the store failed.
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, AuthError::Store(_))
+    }
+}
+
+/// Check a token of `kind` at `now`. A store failure is [`AuthError::Store`].
 pub async fn authenticate(
     store: &dyn Store,
     token: Option<&str>,
     kind: TokenKind,
     now: DateTime<Utc>,
-) -> Result<Result<Principal, AuthError>, StoreError> {
+) -> Result<Principal, AuthError> {
     let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) else {
-        return Ok(Err(AuthError::Missing));
+        return Err(AuthError::Missing);
     };
     let hash = token_hash(token);
     let Some(info) = store.token(&hash).await? else {
-        return Ok(Err(AuthError::Invalid));
+        return Err(AuthError::Invalid);
     };
-    Ok(if info.token.kind != kind {
+    if info.token.kind != kind {
         Err(AuthError::WrongKind)
     } else if info.device_revoked {
         Err(AuthError::Revoked)
@@ -133,7 +144,7 @@ pub async fn authenticate(
             token_hash: hash,
             expires_at: info.token.expires_at,
         })
-    })
+    }
 }
 
 /// The bearer token of an `Authorization` header value.

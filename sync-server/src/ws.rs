@@ -54,8 +54,7 @@ pub async fn handler(
     )
     .await
     {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) => return ApiError::Unauthorized(e).into_response(),
+        Ok(p) => p,
         Err(e) => return ApiError::from(e).into_response(),
     };
     // Frames up to twice the limit are read and refused with an error frame; beyond that the

@@ -178,6 +178,7 @@ backend_tests! {
         devices_and_revocation,
         tokens,
         concurrent_token_deletes,
+        errors_are_classified,
         document_registry,
         append_is_idempotent_by_hash,
         concurrent_appends,
@@ -442,6 +443,51 @@ async fn concurrent_token_deletes(store: &dyn Store) {
         .map(|r| r.expect("delete"))
         .collect();
     assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+}
+
+/// The caller's mistakes come back as caller errors, never as retryable failures; text a backend
+/// cannot store (NUL on Postgres) is `Invalid`, not a database failure.
+async fn errors_are_classified(store: &dyn Store) {
+    let (org_id, user_id) = org_with_user(store).await;
+    let err = store
+        .create_user(org_id, "tess", Role::Technician, "h")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert!(err.is_caller_error() && !err.is_retryable());
+    let err = store
+        .assign(Uuid::now_v7(), Uuid::now_v7())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert!(err.is_caller_error() && !err.is_retryable());
+
+    match store.user_by_name("nul\0name").await {
+        Ok(found) => assert_eq!(found, None, "a backend that stores NUL finds nobody"),
+        Err(err) => {
+            assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+            assert!(err.is_caller_error() && !err.is_retryable());
+        }
+    }
+    match store.register_device(user_id, "phone\0").await {
+        Ok(_) => {}
+        Err(err) => {
+            assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+            assert!(err.is_caller_error() && !err.is_retryable());
+        }
+    }
+}
+
+/// A database that cannot be reached is a failure worth retrying, and keeps its cause.
+#[tokio::test]
+async fn unreachable_postgres_is_retryable_and_keeps_its_cause() {
+    let err = match PgStore::connect("postgres://postgres@127.0.0.1:1/nowhere").await {
+        Ok(_) => panic!("nothing listens on port 1"),
+        Err(err) => err,
+    };
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(!err.is_caller_error());
+    assert!(std::error::Error::source(&err).is_some(), "{err:?}");
 }
 
 async fn document_registry(store: &dyn Store) {

@@ -586,3 +586,37 @@ async fn every_rejection_has_the_json_error_body() {
     let reply = request("GET", format!("{url}/api/v1/jobs/{job}"), None, None, None).await;
     assert_error(&reply, 401, "unauthorized");
 }
+
+// ---- errors keep their class, not their details --------------------------------------------
+
+/// `/readyz` used to send the store's raw error (host, user, database) to anyone; now a short
+/// JSON body, the cause in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_answers_json_without_the_store_error() {
+    let home = ServerHome::new(Backend::Postgres).await;
+    let server = TestServer::start(&home).await;
+    let reply = request("GET", format!("{}/readyz", server.url), None, None, None).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body, json!({"status": "ready"}));
+
+    let sync_server::config::Database::Postgres(url) = &home.config.database else {
+        unreachable!()
+    };
+    let (server_url, database) = url.rsplit_once('/').unwrap();
+    {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&format!("{server_url}/postgres"))
+            .await
+            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE {database} WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+    let reply = request("GET", format!("{}/readyz", server.url), None, None, None).await;
+    assert_error(&reply, 503, "store-unavailable");
+    assert!(!reply.raw.contains(database), "{}", reply.raw);
+    assert!(!reply.raw.contains("postgres"), "{}", reply.raw);
+}

@@ -2,8 +2,8 @@
 //!
 //! HTTP goes through `ureq` (small, blocking, no async runtime needed for two requests).
 
-use schemas::api::{LoginReply, LoginRequest, RefreshReply, RefreshRequest};
 pub use schemas::api::Tokens;
+use schemas::api::{LoginReply, LoginRequest, RefreshReply, RefreshRequest};
 
 use crate::{Error, Replica, Result};
 

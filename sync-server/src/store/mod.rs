@@ -24,6 +24,13 @@ pub mod sqlite;
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The cause of a database failure, kept for logs and `Error::source`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What a store call fails with, in classes a caller can act on: the caller's fault (conflict,
+/// not found, invalid input: a 4xx, never retried), a failure that may pass
+/// ([`StoreError::is_retryable`]: the database unreachable, a timeout, a serialization failure,
+/// a busy SQLite file), or one that will not.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A uniqueness rule was broken (a user name taken, an org name taken).
@@ -32,9 +39,36 @@ pub enum StoreError {
     /// A referenced row does not exist (assigning an unknown user, a change for an unknown doc).
     #[error("not found: {0}")]
     NotFound(String),
-    /// The database failed; retrying may help.
+    /// The database refused a value (text it cannot hold, a check constraint): the input is at
+    /// fault, and sending it again fails again.
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    /// The database could not be reached or did not answer in time, or aborted a transaction
+    /// that may succeed when tried again (serialization failure, deadlock, SQLite busy).
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    /// The database failed in a way that trying again will not fix.
+    #[error("database: {0}")]
+    Failed(#[source] BoxError),
+    /// A failure known only by its message (a stored document that does not load, a row with a
+    /// value this build does not know, an injected fault); not retryable.
     #[error("database: {0}")]
     Database(String),
+}
+
+impl StoreError {
+    /// True when the same call may succeed later (503 rather than 4xx/500 over HTTP).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+
+    /// True when the caller's input is at fault (409, 404, 400 over HTTP).
+    pub fn is_caller_error(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Conflict(_) | StoreError::NotFound(_) | StoreError::Invalid(_)
+        )
+    }
 }
 
 /// A user's role, part of the HTTP API's contract (`schemas::api`).

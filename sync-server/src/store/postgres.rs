@@ -73,16 +73,45 @@ impl PgStore {
     }
 }
 
-/// Map a sqlx error onto the store's three kinds.
+/// Map a sqlx error onto the store's classes, keeping it as the source of the failures.
 fn db_error(err: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &err {
-        match db.kind() {
-            ErrorKind::UniqueViolation => return StoreError::Conflict(db.message().to_owned()),
-            ErrorKind::ForeignKeyViolation => return StoreError::NotFound(db.message().to_owned()),
-            _ => {}
+    match &err {
+        sqlx::Error::Database(db) => {
+            let message = db.message().to_owned();
+            match db.kind() {
+                ErrorKind::UniqueViolation => return StoreError::Conflict(message),
+                ErrorKind::ForeignKeyViolation => return StoreError::NotFound(message),
+                ErrorKind::NotNullViolation | ErrorKind::CheckViolation => {
+                    return StoreError::Invalid(message);
+                }
+                _ => {}
+            }
+            match db.code().as_deref() {
+                // Class 22, data exception: a value the column cannot hold (NUL in text,
+                // invalid encoding, out of range, too long).
+                Some(code) if code.starts_with("22") => StoreError::Invalid(message),
+                Some(code) if is_transient_sqlstate(code) => StoreError::Unavailable(err.into()),
+                _ => StoreError::Failed(err.into()),
+            }
         }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed => StoreError::Unavailable(err.into()),
+        _ => StoreError::Failed(err.into()),
     }
-    StoreError::Database(err.to_string())
+}
+
+/// SQLSTATEs after which the same statement may succeed: serialization failure and deadlock
+/// (40001, 40P01), connection exceptions (08), insufficient resources (53), operator
+/// intervention such as a shutdown or a cancelled statement (57), a lock not available (55P03).
+fn is_transient_sqlstate(code: &str) -> bool {
+    matches!(code, "40001" | "40P01" | "55P03")
+        || code.starts_with("08")
+        || code.starts_with("53")
+        || code.starts_with("57")
 }
 
 /// True for the errors Postgres asks the client to retry: serialization failure (40001) and
@@ -254,7 +283,7 @@ impl Store for PgStore {
         sqlx::migrate!("../migrations/postgres")
             .run(&self.pool)
             .await
-            .map_err(|err| StoreError::Database(format!("migrating: {err}")))
+            .map_err(|err| StoreError::Failed(Box::new(err)))
     }
 
     async fn create_org(&self, name: &str) -> StoreResult<Org> {

@@ -82,12 +82,16 @@ impl SqliteStore {
             f(&mut conn)
         })
         .await
-        .map_err(|err| StoreError::Database(format!("SQLite task failed: {err}")))?
+        .map_err(|err| StoreError::Failed(Box::new(err)))?
     }
 }
 
 impl From<rusqlite::Error> for StoreError {
+    /// Constraint violations are the caller's (conflict, not found, invalid); a busy or locked
+    /// database, a full disk or an I/O error may pass; anything else will not. The rusqlite
+    /// error is kept as the source.
     fn from(err: rusqlite::Error) -> StoreError {
+        use rusqlite::ErrorCode;
         if let rusqlite::Error::SqliteFailure(failure, message) = &err {
             let message = message.clone().unwrap_or_else(|| err.to_string());
             match failure.extended_code {
@@ -98,10 +102,24 @@ impl From<rusqlite::Error> for StoreError {
                 rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
                     return StoreError::NotFound(message);
                 }
+                rusqlite::ffi::SQLITE_CONSTRAINT_CHECK
+                | rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL => {
+                    return StoreError::Invalid(message);
+                }
+                _ => {}
+            }
+            match failure.code {
+                ErrorCode::TooBig => return StoreError::Invalid(message),
+                ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::DiskFull
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::CannotOpen
+                | ErrorCode::OutOfMemory => return StoreError::Unavailable(Box::new(err)),
                 _ => {}
             }
         }
-        StoreError::Database(err.to_string())
+        StoreError::Failed(Box::new(err))
     }
 }
 
@@ -780,6 +798,27 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_are_classified_and_keep_their_source() {
+        let sqlite = |code: i32| {
+            StoreError::from(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                Some("message".into()),
+            ))
+        };
+        for code in [rusqlite::ffi::SQLITE_BUSY, rusqlite::ffi::SQLITE_LOCKED] {
+            let err = sqlite(code);
+            assert!(err.is_retryable(), "{err:?}");
+            assert!(std::error::Error::source(&err).is_some());
+        }
+        let err = sqlite(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE);
+        assert!(matches!(err, StoreError::Conflict(_)) && !err.is_retryable());
+        let err = sqlite(rusqlite::ffi::SQLITE_CONSTRAINT_CHECK);
+        assert!(matches!(err, StoreError::Invalid(_)) && err.is_caller_error());
+        let err = sqlite(rusqlite::ffi::SQLITE_CORRUPT);
+        assert!(matches!(err, StoreError::Failed(_)) && !err.is_retryable());
+    }
 
     /// The checksum guard: a database whose applied migration no longer matches its file (here,
     /// the recorded sha256 is altered instead of the embedded file) is refused, not migrated.
