@@ -498,28 +498,11 @@ pub async fn create_job_documents(
     new: &NewJob,
     tpl: &template::Template,
 ) -> Result<Uuid, ApiError> {
-    let (job_id, checklist_id, parts_id) =
-        (schemas::new_id(), schemas::new_id(), schemas::new_id());
     let actor = automerge::ActorId::random();
     let now = Utc::now();
-    let docs: Vec<(Uuid, DocKind, AutoCommit)> = vec![
-        (
-            job_id,
-            DocKind::Job,
-            job::create(&actor, job_id, checklist_id, parts_id, new, &by.name, now)?,
-        ),
-        (
-            checklist_id,
-            DocKind::Checklist,
-            checklist::create(&actor, checklist_id, job_id, tpl)?,
-        ),
-        (
-            parts_id,
-            DocKind::Parts,
-            parts::create(&actor, parts_id, job_id)?,
-        ),
-    ];
-    for (id, kind, mut doc) in docs {
+    let bundle = job::new_bundle(&actor, new, tpl, &by.name, now)?;
+    let job_id = bundle.job_id;
+    for (id, kind, mut doc) in bundle.into_docs() {
         doc.commit_with(
             CommitOptions::default()
                 .with_message("create job")
@@ -763,10 +746,8 @@ pub async fn patch_job(
     }
     let current = read(&app, &meta, job::read).await?;
     edit_doc(&app, &meta, "dispatcher edit", |d| {
-        use automerge::transaction::Transactable;
         if let Some(t) = &body.title {
-            d.put(automerge::ROOT, "title", t.trim())
-                .map_err(ApiError::internal)?;
+            job::set_title(d, t.trim())?;
         }
         if let Some(p) = body.priority {
             job::set_priority(d, p)?;
