@@ -13,7 +13,7 @@ use crate::docs::DocCache;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::store::{ChangeNotice, Store, postgres::PgStore, sqlite::SqliteStore};
-use crate::{api, ws};
+use crate::{http, ws};
 
 /// What every request handler and connection shares.
 pub struct AppState {
@@ -104,18 +104,21 @@ impl AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(api::readyz))
-        .route("/metrics", get(api::metrics))
+        .route("/readyz", get(http::readyz))
+        .route("/metrics", get(http::metrics))
         .route("/sync", get(ws::handler))
-        .route("/api/v1/auth/login", post(api::login))
-        .route("/api/v1/auth/refresh", post(api::refresh))
-        .route("/api/v1/devices/{id}/revoke", post(api::revoke_device))
-        .route("/api/v1/jobs", post(api::create_job))
-        .route("/api/v1/jobs/{id}", get(api::get_job).patch(api::patch_job))
-        .route("/api/v1/jobs/{id}/assign", post(api::assign))
-        .route("/api/v1/jobs/{id}/unassign", post(api::unassign))
-        .fallback(api::not_found)
-        .method_not_allowed_fallback(api::method_not_allowed)
+        .route("/api/v1/auth/login", post(http::login))
+        .route("/api/v1/auth/refresh", post(http::refresh))
+        .route("/api/v1/devices/{id}/revoke", post(http::revoke_device))
+        .route("/api/v1/jobs", post(http::create_job))
+        .route(
+            "/api/v1/jobs/{id}",
+            get(http::get_job).patch(http::patch_job),
+        )
+        .route("/api/v1/jobs/{id}/assign", post(http::assign))
+        .route("/api/v1/jobs/{id}/unassign", post(http::unassign))
+        .fallback(http::not_found)
+        .method_not_allowed_fallback(http::method_not_allowed)
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -5,8 +5,8 @@
 //! change goes into an append-only change log ([`store`], Postgres or embedded SQLite) before it
 //! is acknowledged; documents are loaded on demand into a bounded cache ([`docs`]); changes fan
 //! out to the other connections holding the same document ([`hub`]), and to other nodes through
-//! Postgres LISTEN/NOTIFY. [`api`] is the JSON API (sign-in, dispatcher actions), [`auth`] the
-//! passwords and tokens. [`launch`] runs it all; the binary only parses flags.
+//! Postgres LISTEN/NOTIFY. [`http`] is the JSON API (sign-in, dispatcher actions) over the job
+//! service [`jobs`], [`auth`] the passwords and tokens. [`launch`] runs it all; the binary only parses flags.
 
 pub mod api;
 mod app;
@@ -14,7 +14,9 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod docs;
+pub mod http;
 pub mod hub;
+pub mod jobs;
 pub mod metrics;
 pub mod protocol;
 pub mod store;

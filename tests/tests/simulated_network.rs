@@ -206,7 +206,7 @@ async fn state_machines_converge_over_a_lossy_simulated_network() {
         );
         assert_device_matches_server(d, &server).await;
     }
-    let view = sync_server::api::job_view(&server.app, team.org.id, shared)
+    let view = sync_server::jobs::job_view(&server.app, team.org.id, shared)
         .await
         .unwrap();
     for d in devices.iter_mut() {
@@ -215,7 +215,7 @@ async fn state_machines_converge_over_a_lossy_simulated_network() {
     let mut on_server: Vec<String> = Vec::new();
     for job in jobs.iter().flatten() {
         on_server.extend(
-            sync_server::api::job_view(&server.app, team.org.id, *job)
+            sync_server::jobs::job_view(&server.app, team.org.id, *job)
                 .await
                 .unwrap()
                 .parts
