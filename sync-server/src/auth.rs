@@ -105,6 +105,8 @@ pub enum AuthError {
     Revoked,
     #[error("a refresh token cannot be used here")]
     WrongKind,
+    #[error("this refresh token was used already: sign in again")]
+    Reused,
     /// The store failed while checking: not the caller's fault.
     #[error("could not check the token: {0}")]
     Store(#[from] StoreError),

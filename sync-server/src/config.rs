@@ -58,6 +58,9 @@ pub struct Config {
     pub max_messages_per_second: u32,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
+    /// A used refresh token presented again later than this after its use revokes its device
+    /// (taken as stolen); sooner, it is only refused (a client's own concurrent retry).
+    pub refresh_reuse_grace: Duration,
     /// Memory budget for loaded documents; least recently used ones are unloaded beyond it.
     pub doc_cache_bytes: usize,
     /// A document is compacted into a new snapshot after this many appended changes.
@@ -77,6 +80,7 @@ impl Config {
             max_messages_per_second: 500,
             access_ttl: Duration::from_secs(15 * 60),
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            refresh_reuse_grace: Duration::from_secs(10),
             doc_cache_bytes: 256 * 1024 * 1024,
             compact_every: 256,
             login_throttle: crate::throttle::LoginThrottle::default(),

@@ -14,7 +14,8 @@ use chrono::{DateTime, Duration, Utc};
 use sync_server::store::postgres::PgStore;
 use sync_server::store::sqlite::SqliteStore;
 use sync_server::store::{
-    ChangeNotice, ChangeRecord, DocMeta, Role, Store, StoreError, StoredDoc, TokenKind, TokenRecord,
+    ChangeNotice, ChangeRecord, DocMeta, Role, Rotation, Store, StoreError, StoredDoc, TokenKind,
+    TokenRecord,
 };
 use uuid::Uuid;
 
@@ -178,6 +179,7 @@ backend_tests! {
         devices_and_revocation,
         tokens,
         concurrent_token_deletes,
+        refresh_token_use_is_single,
         errors_are_classified,
         document_registry,
         append_is_idempotent_by_hash,
@@ -447,6 +449,57 @@ async fn concurrent_token_deletes(store: &dyn Store) {
 
 /// The caller's mistakes come back as caller errors, never as retryable failures; text a backend
 /// cannot store (NUL on Postgres) is `Invalid`, not a database failure.
+/// Of 20 concurrent uses of one refresh token exactly one rotates it; the others, and later uses,
+/// see it reused, with its device and when it was used.
+async fn refresh_token_use_is_single(store: &dyn Store) {
+    let (_, user_id) = org_with_user(store).await;
+    let phone = store.register_device(user_id, "phone").await.unwrap();
+    let token = TokenRecord {
+        hash: "refresh-once".into(),
+        kind: TokenKind::Refresh,
+        user_id,
+        device_id: Some(phone.id),
+        expires_at: now_micros() + Duration::days(1),
+    };
+    store.insert_token(&token).await.unwrap();
+    let access = TokenRecord {
+        hash: "access".into(),
+        kind: TokenKind::Access,
+        ..token.clone()
+    };
+    store.insert_token(&access).await.unwrap();
+    let at = now_micros();
+    let uses = (0..20).map(|_| store.use_refresh_token(&token.hash, at));
+    let results: Vec<Rotation> = futures_util::future::join_all(uses)
+        .await
+        .into_iter()
+        .map(|r| r.expect("use"))
+        .collect();
+    assert_eq!(
+        results.iter().filter(|r| **r == Rotation::Rotated).count(),
+        1,
+        "{results:?}"
+    );
+    let reused = Rotation::Reused {
+        device_id: Some(phone.id),
+        used_at: at,
+    };
+    assert_eq!(results.iter().filter(|r| **r == reused).count(), 19);
+    assert_eq!(
+        store.use_refresh_token(&token.hash, at).await.unwrap(),
+        reused
+    );
+    assert_eq!(
+        store.use_refresh_token("nothing", at).await.unwrap(),
+        Rotation::Unknown
+    );
+    assert_eq!(
+        store.use_refresh_token(&access.hash, at).await.unwrap(),
+        Rotation::Unknown,
+        "access tokens are not rotated"
+    );
+}
+
 async fn errors_are_classified(store: &dyn Store) {
     let (org_id, user_id) = org_with_user(store).await;
     let err = store

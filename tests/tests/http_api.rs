@@ -35,6 +35,7 @@ on_both_stores! {
     unassign_that_fails_changes_nothing,
     concurrent_refreshes_with_one_token_let_exactly_one_through,
     every_login_makes_a_revocable_device,
+    a_reused_refresh_token_revokes_its_device,
     invalid_text_is_refused_before_the_store,
 }
 
@@ -250,7 +251,11 @@ async fn unassign_that_fails_changes_nothing(backend: Backend) {
 /// Rotation is single use: of 20 concurrent refreshes with one refresh token exactly one gets
 /// new tokens (on Postgres several used to, each starting its own line of tokens).
 async fn concurrent_refreshes_with_one_token_let_exactly_one_through(backend: Backend) {
-    let (_home, server, team) = start(backend).await;
+    // A long grace period: the losers' concurrent uses are refused, never taken as theft.
+    let mut home = ServerHome::new(backend).await;
+    home.config.refresh_reuse_grace = Duration::from_secs(3600);
+    let server = TestServer::start(&home).await;
+    let team = Team::create(server.store(), &["ana"]).await;
     let ana = &team.techs[0];
     let reply = login(&server, &ana.name, PASSWORD, Some("phone")).await;
     assert_eq!(reply.status, 200, "{reply:?}");
@@ -296,6 +301,41 @@ async fn concurrent_refreshes_with_one_token_let_exactly_one_through(backend: Ba
     let next = ok[0].body["tokens"]["refresh_token"].as_str().unwrap();
     let reply = send("POST", url, None, json!({"refresh_token": next})).await;
     assert_eq!(reply.status, 200, "{reply:?}");
+}
+
+/// A rotated refresh token presented again (after the grace period, here none) is taken as
+/// stolen: the device is revoked, so the tokens the rotation issued stop working too.
+async fn a_reused_refresh_token_revokes_its_device(backend: Backend) {
+    let mut home = ServerHome::new(backend).await;
+    home.config.refresh_reuse_grace = Duration::ZERO;
+    let server = TestServer::start(&home).await;
+    let team = Team::create(server.store(), &["ana"]).await;
+    let ana = &team.techs[0];
+    let reply = login(&server, &ana.name, PASSWORD, Some("phone")).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let first = reply.body["tokens"]["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = format!("{}/api/v1/auth/refresh", server.url);
+    let rotated = send("POST", url.clone(), None, json!({"refresh_token": first})).await;
+    assert_eq!(rotated.status, 200, "{rotated:?}");
+    let second = rotated.body["tokens"]["refresh_token"].as_str().unwrap();
+    let access = rotated.body["tokens"]["access_token"].as_str().unwrap();
+
+    let replay = send("POST", url.clone(), None, json!({"refresh_token": first})).await;
+    assert_error(&replay, 401, "unauthorized");
+    let after = send("POST", url, None, json!({"refresh_token": second})).await;
+    assert_error(&after, 401, "unauthorized");
+    assert!(
+        after.body["message"].as_str().unwrap().contains("revoked"),
+        "{after:?}"
+    );
+    let (status, _) = fieldsync_e2e::raw::connect(&server.url, Some(access))
+        .await
+        .err()
+        .expect("the device's access token is refused too");
+    assert_eq!(status, 401);
 }
 
 /// A login without a device name still registers a device (a session), so an admin can revoke

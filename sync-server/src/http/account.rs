@@ -15,7 +15,7 @@ use super::error::ApiError;
 use super::extract::{Body, ClientAddr, PathParam};
 use crate::app::AppState;
 use crate::auth::{self, AuthError};
-use crate::store::{Role, TokenKind};
+use crate::store::{Role, Rotation, TokenKind};
 use uuid::Uuid;
 
 /// The name a login without `device_name` registers its session under.
@@ -102,9 +102,29 @@ pub async fn refresh(
         Utc::now(),
     )
     .await?;
-    // Single use: of concurrent refreshes with one token only the one that deletes it goes on.
-    if !app.store.delete_token(&principal.token_hash).await? {
-        return Err(ApiError::Unauthorized(AuthError::Invalid));
+    // Single use: of concurrent refreshes with one token only the one that marks it used goes
+    // on. A token used before is refused; used again after the grace period (so not a client's
+    // own concurrent retry), it is taken as stolen and its device revoked, which ends the
+    // thief's tokens and the owner's alike.
+    let now = Utc::now();
+    match app
+        .store
+        .use_refresh_token(&principal.token_hash, now)
+        .await?
+    {
+        Rotation::Rotated => {}
+        Rotation::Unknown => return Err(ApiError::Unauthorized(AuthError::Invalid)),
+        Rotation::Reused { device_id, used_at } => {
+            let grace = chrono::Duration::from_std(app.config.refresh_reuse_grace)
+                .unwrap_or(chrono::Duration::zero());
+            if let Some(device) = device_id.filter(|_| now - used_at > grace) {
+                tracing::warn!(%device, user = %principal.user.id,
+                    "a used refresh token was presented again: revoking the device");
+                app.store.revoke_device(device).await?;
+                app.hub.device_revoked(device);
+            }
+            return Err(ApiError::Unauthorized(AuthError::Reused));
+        }
     }
     let issued = auth::issue(
         app.store.as_ref(),

@@ -173,6 +173,14 @@ impl Store for FaultyStore {
         self.inner.delete_token(hash).await
     }
 
+    async fn use_refresh_token(
+        &self,
+        hash: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<super::Rotation> {
+        self.inner.use_refresh_token(hash, now).await
+    }
+
     async fn create_document(&self, meta: &DocMeta) -> StoreResult<()> {
         self.check()?;
         self.inner.create_document(meta).await

@@ -124,6 +124,20 @@ pub struct TokenInfo {
     pub device_revoked: bool,
 }
 
+/// What marking a refresh token used found ([`Store::use_refresh_token`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// This call marked it used: it may be traded for new tokens, once.
+    Rotated,
+    /// It had been used already, at `used_at`: a replay, or a copy in someone else's hands.
+    Reused {
+        device_id: Option<Uuid>,
+        used_at: DateTime<Utc>,
+    },
+    /// No refresh token has this hash.
+    Unknown,
+}
+
 /// A document in the registry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DocMeta {
@@ -193,6 +207,9 @@ pub trait Store: Send + Sync + 'static {
     /// (already deleted, by a concurrent call too): exactly one of several concurrent calls for
     /// one token gets true, which is what makes refresh-token rotation single-use.
     async fn delete_token(&self, hash: &str) -> StoreResult<bool>;
+    /// Mark a refresh token used at `now`, in one statement: of concurrent calls for one token
+    /// exactly one gets [`Rotation::Rotated`], the others (and every later call) `Reused`.
+    async fn use_refresh_token(&self, hash: &str, now: DateTime<Utc>) -> StoreResult<Rotation>;
 
     /// Register a document; registering the same id again is a no-op.
     async fn create_document(&self, meta: &DocMeta) -> StoreResult<()>;

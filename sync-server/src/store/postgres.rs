@@ -32,6 +32,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use rand::Rng;
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, error::ErrorKind};
@@ -39,8 +40,8 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{
-    ChangeNotice, ChangeRecord, Device, DocMeta, Org, Role, Store, StoreError, StoreResult,
-    StoredDoc, TokenInfo, TokenKind, TokenRecord, User,
+    ChangeNotice, ChangeRecord, Device, DocMeta, Org, Role, Rotation, Store, StoreError,
+    StoreResult, StoredDoc, TokenInfo, TokenKind, TokenRecord, User,
 };
 
 /// How often a transaction that Postgres aborted as a serialization failure or deadlock is tried
@@ -474,6 +475,36 @@ impl Store for PgStore {
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn use_refresh_token(&self, hash: &str, now: DateTime<Utc>) -> StoreResult<Rotation> {
+        // The UPDATE decides: concurrent ones for one row wait on its lock and, once the first
+        // committed, find `used_at` set and change nothing.
+        let rotated = sqlx::query_scalar!(
+            "UPDATE tokens SET used_at = $2 WHERE hash = $1 AND kind = 'refresh' AND used_at IS NULL RETURNING hash",
+            hash,
+            now
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        if rotated.is_some() {
+            return Ok(Rotation::Rotated);
+        }
+        let used = sqlx::query!(
+            "SELECT device_id, used_at FROM tokens WHERE hash = $1 AND kind = 'refresh'",
+            hash
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(match used {
+            Some(row) => Rotation::Reused {
+                device_id: row.device_id,
+                used_at: row.used_at.unwrap_or(now),
+            },
+            None => Rotation::Unknown,
+        })
     }
 
     async fn create_document(&self, meta: &DocMeta) -> StoreResult<()> {

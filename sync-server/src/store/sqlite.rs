@@ -23,8 +23,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{
-    ChangeNotice, ChangeRecord, Device, DocMeta, Org, Role, Store, StoreError, StoreResult,
-    StoredDoc, TokenInfo, TokenKind, TokenRecord, User,
+    ChangeNotice, ChangeRecord, Device, DocMeta, Org, Role, Rotation, Store, StoreError,
+    StoreResult, StoredDoc, TokenInfo, TokenKind, TokenRecord, User,
 };
 
 /// The migrations, in the order they apply, embedded so the binary carries its schema. Append new
@@ -39,6 +39,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0002_documents_by_org.sql",
         include_str!("../../../migrations/sqlite/0002_documents_by_org.sql"),
+    ),
+    (
+        "0003_refresh_token_reuse.sql",
+        include_str!("../../../migrations/sqlite/0003_refresh_token_reuse.sql"),
     ),
 ];
 
@@ -487,6 +491,36 @@ impl Store for SqliteStore {
         let hash = hash.to_owned();
         self.call(move |conn| Ok(conn.execute("DELETE FROM tokens WHERE hash = ?1", [hash])? > 0))
             .await
+    }
+
+    async fn use_refresh_token(&self, hash: &str, now: DateTime<Utc>) -> StoreResult<Rotation> {
+        let hash = hash.to_owned();
+        self.call(move |conn| {
+            let rotated = conn.execute(
+                "UPDATE tokens SET used_at = ?2 WHERE hash = ?1 AND kind = 'refresh' AND used_at IS NULL",
+                params![hash, now.timestamp_micros()],
+            )?;
+            if rotated > 0 {
+                return Ok(Rotation::Rotated);
+            }
+            let used: Option<(Option<Id>, Option<i64>)> = conn
+                .query_row(
+                    "SELECT device_id, used_at FROM tokens WHERE hash = ?1 AND kind = 'refresh'",
+                    [&hash],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            Ok(match used {
+                Some((device_id, used_at)) => Rotation::Reused {
+                    device_id: device_id.map(|Id(id)| id),
+                    used_at: used_at
+                        .and_then(DateTime::from_timestamp_micros)
+                        .unwrap_or(now),
+                },
+                None => Rotation::Unknown,
+            })
+        })
+        .await
     }
 
     async fn create_document(&self, meta: &DocMeta) -> StoreResult<()> {
