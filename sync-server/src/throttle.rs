@@ -56,9 +56,12 @@ enum Key {
     Address(IpAddr),
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 struct Entry {
     failures: u32,
+    /// Attempts begun and not finished: they count against the free failures, so a burst of
+    /// concurrent guesses cannot all slip in before the first failure is counted.
+    in_flight: u32,
     blocked_until: Option<Instant>,
 }
 
@@ -81,6 +84,13 @@ impl Throttle {
         std::iter::once(Key::User(name.to_owned())).chain(address.map(Key::Address))
     }
 
+    fn free(&self, key: &Key) -> u32 {
+        match key {
+            Key::User(_) => self.settings.free_failures,
+            Key::Address(_) => self.settings.free_failures_per_address,
+        }
+    }
+
     /// `Err(wait)` when sign-ins for `name` or from `address` are blocked at `now` for `wait`.
     pub fn check(&self, name: &str, address: Option<IpAddr>, now: Instant) -> Result<(), Duration> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
@@ -95,18 +105,54 @@ impl Throttle {
         }
     }
 
+    /// Start a sign-in attempt: `Err(wait)` when it is blocked, or when as many attempts are
+    /// already under way as failures are still free (then `wait` is the base interval). Finish
+    /// it with [`Attempt::failed`] or [`Attempt::succeeded`]; dropping it (the store failed)
+    /// counts neither.
+    pub fn begin(
+        &self,
+        name: &str,
+        address: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<Attempt<'_>, Duration> {
+        self.check(name, address, now)?;
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let keys: Vec<Key> = Self::keys(name, address).collect();
+        for key in &keys {
+            if let Some(e) = entries.get(key)
+                && e.failures.saturating_add(e.in_flight) >= self.free(key)
+            {
+                return Err(self.settings.base);
+            }
+        }
+        for key in &keys {
+            entries
+                .get_or_insert_mut(key.clone(), Entry::default)
+                .in_flight += 1;
+        }
+        Ok(Attempt {
+            throttle: self,
+            name: name.to_owned(),
+            address,
+            done: false,
+        })
+    }
+
+    fn finish(&self, name: &str, address: Option<IpAddr>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        for key in Self::keys(name, address) {
+            if let Some(e) = entries.peek_mut(&key) {
+                e.in_flight = e.in_flight.saturating_sub(1);
+            }
+        }
+    }
+
     /// Count a failed sign-in for `name` from `address` at `now`.
     pub fn failed(&self, name: &str, address: Option<IpAddr>, now: Instant) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         for key in Self::keys(name, address) {
-            let free = match key {
-                Key::User(_) => self.settings.free_failures,
-                Key::Address(_) => self.settings.free_failures_per_address,
-            };
-            let entry = entries.get_or_insert_mut(key, || Entry {
-                failures: 0,
-                blocked_until: None,
-            });
+            let free = self.free(&key);
+            let entry = entries.get_or_insert_mut(key, Entry::default);
             entry.failures = entry.failures.saturating_add(1);
             if entry.failures >= free {
                 let doublings = (entry.failures - free).min(30);
@@ -120,10 +166,45 @@ impl Throttle {
         }
     }
 
-    /// A successful sign-in clears the user name's count (not the address's).
+    /// A successful sign-in clears the user name's failures (not the address's).
     pub fn succeeded(&self, name: &str) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.pop(&Key::User(name.to_owned()));
+        if let Some(e) = entries.peek_mut(&Key::User(name.to_owned())) {
+            e.failures = 0;
+            e.blocked_until = None;
+        }
+    }
+}
+
+/// A sign-in attempt under way ([`Throttle::begin`]).
+pub struct Attempt<'a> {
+    throttle: &'a Throttle,
+    name: String,
+    address: Option<IpAddr>,
+    done: bool,
+}
+
+impl Attempt<'_> {
+    /// The password was wrong (or the user unknown).
+    pub fn failed(mut self, now: Instant) {
+        self.throttle.finish(&self.name, self.address);
+        self.throttle.failed(&self.name, self.address, now);
+        self.done = true;
+    }
+
+    /// The password was right.
+    pub fn succeeded(mut self) {
+        self.throttle.finish(&self.name, self.address);
+        self.throttle.succeeded(&self.name);
+        self.done = true;
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.throttle.finish(&self.name, self.address);
+        }
     }
 }
 
@@ -183,6 +264,26 @@ mod tests {
             Err(Duration::from_secs(1))
         );
         assert_eq!(t.check("someone-else", None, now), Ok(()));
+    }
+
+    #[test]
+    fn concurrent_attempts_count_against_the_free_failures() {
+        let t = throttle();
+        let now = Instant::now();
+        let a = t.begin("ana", None, now).unwrap();
+        let b = t.begin("ana", None, now).unwrap();
+        let c = t.begin("ana", None, now).unwrap();
+        assert_eq!(
+            t.begin("ana", None, now).err(),
+            Some(Duration::from_secs(1)),
+            "a fourth concurrent guess waits"
+        );
+        a.failed(now);
+        drop(b); // the store failed: neither a failure nor a success
+        c.succeeded();
+        let d = t.begin("ana", None, now).expect("free again");
+        d.failed(now);
+        assert!(t.begin("ana", None, now).is_ok());
     }
 
     #[test]

@@ -30,12 +30,10 @@ pub async fn login(
     ClientAddr(addr): ClientAddr,
     Body(body): Body<LoginRequest>,
 ) -> ApiResult<LoginReply> {
-    if let Err(wait) = app
+    let attempt = app
         .throttle
-        .check(&body.name, addr, std::time::Instant::now())
-    {
-        return Err(ApiError::Throttled(wait));
-    }
+        .begin(&body.name, addr, std::time::Instant::now())
+        .map_err(ApiError::Throttled)?;
     let user = app.store.user_by_name(&body.name).await?;
     // Verify against a dummy hash for unknown users too, so timing does not reveal names.
     let hash = user
@@ -49,12 +47,11 @@ pub async fn login(
     let user = match (user, ok) {
         (Some(u), true) => u,
         _ => {
-            app.throttle
-                .failed(&body.name, addr, std::time::Instant::now());
+            attempt.failed(std::time::Instant::now());
             return Err(ApiError::BadCredentials);
         }
     };
-    app.throttle.succeeded(&body.name);
+    attempt.succeeded();
     let device_name = body
         .device_name
         .as_deref()
