@@ -12,7 +12,7 @@ use crate::DocError;
 use crate::doc::{self, DocKind, get_obj, put_json};
 use crate::job::ts;
 use crate::parts::Parts;
-use crate::template::{ItemKind, Template};
+use crate::template::{ItemKind, Template, TemplateItem};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Checklist {
@@ -27,21 +27,14 @@ pub struct Checklist {
     pub items: Vec<ChecklistItem>,
 }
 
+/// A checklist item: the template's item it was made from, and its answer, in one flat map.
+// The template's fields are flattened, so the document format is what it was before the item
+// embedded them, and a field added to `TemplateItem` reaches every checklist without being
+// repeated here. `item.label` reads through `Deref`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChecklistItem {
-    pub id: String,
-    pub label: String,
-    pub kind: ItemKind,
-    #[serde(default)]
-    pub required: bool,
-    #[serde(default)]
-    pub unit: Option<String>,
-    #[serde(default)]
-    pub min: Option<f64>,
-    #[serde(default)]
-    pub max: Option<f64>,
-    #[serde(default)]
-    pub choices: Vec<String>,
+    #[serde(flatten)]
+    pub template: TemplateItem,
     #[serde(default)]
     pub value: Option<ItemValue>,
     #[serde(default)]
@@ -84,7 +77,24 @@ impl ItemValue {
 
 pub const PASS_FAIL_VALUES: [&str; 3] = ["pass", "fail", "na"];
 
+impl std::ops::Deref for ChecklistItem {
+    type Target = TemplateItem;
+    fn deref(&self) -> &TemplateItem {
+        &self.template
+    }
+}
+
 impl ChecklistItem {
+    /// A fresh, unanswered item made from a template's item.
+    pub fn new(template: TemplateItem) -> ChecklistItem {
+        ChecklistItem {
+            template,
+            value: None,
+            by: None,
+            at: None,
+        }
+    }
+
     /// Whether `value` is an acceptable answer for this item; the message says why not.
     pub fn check_value(&self, value: &ItemValue) -> Result<(), String> {
         match (self.kind, value) {
@@ -170,17 +180,11 @@ pub fn create(
     template: &Template,
 ) -> Result<AutoCommit, DocError> {
     let mut d = doc::new_doc(DocKind::Checklist, id, actor)?;
-    let items: Vec<serde_json::Value> = template
+    let items = template
         .items
         .iter()
-        .map(|t| {
-            serde_json::json!({
-                "id": t.id, "label": t.label, "kind": t.kind, "required": t.required,
-                "unit": t.unit, "min": t.min, "max": t.max, "choices": t.choices,
-                "value": null, "by": null, "at": null,
-            })
-        })
-        .collect();
+        .map(|t| serde_json::to_value(ChecklistItem::new(t.clone())))
+        .collect::<Result<Vec<_>, _>>()?;
     d.put(ROOT, "job_id", job_id.to_string())?;
     d.put(ROOT, "template", template.name.as_str())?;
     d.put(ROOT, "title", template.title.as_str())?;

@@ -209,6 +209,54 @@ pub fn create(
     Ok(d)
 }
 
+/// A new job's three documents: the job, its checklist made from a template, and its empty
+/// parts list, linked by their ids. Made the same way on a device and on the server.
+pub struct JobBundle {
+    pub job_id: Uuid,
+    pub checklist_id: Uuid,
+    pub parts_id: Uuid,
+    pub job: AutoCommit,
+    pub checklist: AutoCommit,
+    pub parts: AutoCommit,
+}
+
+impl JobBundle {
+    /// The documents with their ids and kinds, the job first.
+    pub fn into_docs(self) -> [(Uuid, DocKind, AutoCommit); 3] {
+        [
+            (self.job_id, DocKind::Job, self.job),
+            (self.checklist_id, DocKind::Checklist, self.checklist),
+            (self.parts_id, DocKind::Parts, self.parts),
+        ]
+    }
+}
+
+/// Make a new job's documents (uncommitted) with fresh ids, written by `actor`, created by `by`
+/// at `at`.
+pub fn new_bundle(
+    actor: &automerge::ActorId,
+    new: &NewJob,
+    template: &crate::template::Template,
+    by: &str,
+    at: DateTime<Utc>,
+) -> Result<JobBundle, DocError> {
+    let (job_id, checklist_id, parts_id) = (crate::new_id(), crate::new_id(), crate::new_id());
+    Ok(JobBundle {
+        job_id,
+        checklist_id,
+        parts_id,
+        job: create(actor, job_id, checklist_id, parts_id, new, by, at)?,
+        checklist: crate::checklist::create(actor, checklist_id, job_id, template)?,
+        parts: crate::parts::create(actor, parts_id, job_id)?,
+    })
+}
+
+/// Replace the job's title.
+pub fn set_title(doc: &mut AutoCommit, title: &str) -> Result<(), DocError> {
+    doc.put(ROOT, "title", title)?;
+    Ok(())
+}
+
 /// Move the job to `to`, appending a history entry. The workflow check is the caller's
 /// (a dispatcher may override what a technician may not).
 pub fn set_status(

@@ -7,12 +7,14 @@
 //! - checklist templates ([`template`]), made from the seeds' businesses;
 //! - validation of a document's state ([`validate`]), returning every violation with its path;
 //! - JSON Schemas for clients in other languages ([`json_schema`], committed in `schemas/json/`);
-//! - the sync protocol's messages and their CBOR codec ([`wire`]).
+//! - the sync protocol's messages and their CBOR codec ([`wire`]);
+//! - the HTTP API's request and reply bodies and their text rules ([`api`]).
 //!
 //! Edits use `put`/`insert` on the document, never a whole-struct reconcile: a direct write costs
 //! microseconds, a reconcile milliseconds. Reading goes the other way, through
 //! [`doc::read_state`], which turns the document into JSON and then into the typed struct.
 
+pub mod api;
 pub mod checklist;
 pub mod doc;
 pub mod error;

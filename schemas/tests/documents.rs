@@ -280,3 +280,77 @@ fn the_signoff_hash_changes_when_what_was_signed_changes() {
         checklist::signoff_summary_hash(&checklist::read(&c).unwrap(), &parts::read(&p).unwrap())
     );
 }
+
+/// One helper makes a job's three documents for both sides, linked by their ids.
+#[test]
+fn a_job_bundle_is_three_linked_documents() {
+    let tpl = template::find("hvac_maintenance").unwrap();
+    let new = NewJob {
+        title: "Rooftop unit".into(),
+        ..Default::default()
+    };
+    let bundle = job::new_bundle(&actor(), &new, &tpl, "dispatch", at(0)).unwrap();
+    let (job_id, checklist_id, parts_id) = (bundle.job_id, bundle.checklist_id, bundle.parts_id);
+    let docs = bundle.into_docs();
+    let kinds: Vec<DocKind> = docs.iter().map(|(_, k, _)| *k).collect();
+    assert_eq!(kinds, [DocKind::Job, DocKind::Checklist, DocKind::Parts]);
+    let [(_, _, mut j), (_, _, c), (_, _, p)] = docs;
+    let read = job::read(&j).unwrap();
+    assert_eq!(
+        (read.id, read.checklist_id, read.parts_id),
+        (job_id, checklist_id, parts_id)
+    );
+    let cl = checklist::read(&c).unwrap();
+    assert_eq!((cl.id, cl.job_id), (checklist_id, job_id));
+    assert_eq!(cl.items.len(), tpl.items.len());
+    for (item, t) in cl.items.iter().zip(&tpl.items) {
+        assert_eq!(
+            &item.template, t,
+            "every template field reaches the checklist"
+        );
+        assert_eq!(item.value, None);
+    }
+    assert_eq!(parts::read(&p).unwrap().job_id, job_id);
+    for (kind, doc) in [
+        (DocKind::Job, &j),
+        (DocKind::Checklist, &c),
+        (DocKind::Parts, &p),
+    ] {
+        assert_eq!(validate(kind, &read_json(doc)), vec![], "{kind}");
+    }
+
+    job::set_title(&mut j, "Rooftop unit, second visit").unwrap();
+    assert_eq!(job::read(&j).unwrap().title, "Rooftop unit, second visit");
+}
+
+/// A checklist item is still one flat map in the document: the template's fields sit next to
+/// the answer, as documents written before the item embedded its template item have them.
+#[test]
+fn checklist_items_stay_flat_maps() {
+    let tpl = template::find("general").unwrap();
+    let c = checklist::create(&actor(), schemas::new_id(), schemas::new_id(), &tpl).unwrap();
+    let json = read_json(&c);
+    let first = &json["items"][0];
+    let keys: std::collections::BTreeSet<&str> = first
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let want: std::collections::BTreeSet<&str> = [
+        "id", "label", "kind", "required", "unit", "min", "max", "choices", "value", "by", "at",
+    ]
+    .into();
+    assert_eq!(keys, want);
+    // An item as older code wrote it decodes.
+    let old = serde_json::json!({
+        "id": "temp", "label": "Temperature", "kind": "number", "required": true,
+        "unit": "°C", "min": 0, "max": 100, "choices": [], "value": 21.5, "by": "ana",
+        "at": "2026-11-22T09:00:00.000Z"
+    });
+    let item: checklist::ChecklistItem = serde_json::from_value(old).unwrap();
+    assert_eq!(
+        (item.id.as_str(), item.min, item.value.clone()),
+        ("temp", Some(0.0), Some(ItemValue::Number(21.5)))
+    );
+}

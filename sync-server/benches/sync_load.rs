@@ -234,9 +234,14 @@ impl Seeder {
             priority: Priority::Medium,
             follow_up_of: None,
         };
-        let job = sync_server::api::create_job_documents(&self.app, &self.dispatcher, &new, &tpl)
-            .await
-            .expect("create job");
+        let job = sync_server::jobs::create_job_documents(
+            &self.app,
+            &sync_server::jobs::Actor::from(&self.dispatcher),
+            &new,
+            &tpl,
+        )
+        .await
+        .expect("create job");
         for u in assignees {
             self.app.store.assign(job, u.id).await.expect("assign");
         }

@@ -9,7 +9,6 @@
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -48,13 +47,7 @@ pub fn token_hash(token: &str) -> String {
 }
 
 /// Tokens handed to a client after sign-in or refresh.
-#[derive(Clone, Debug, Serialize)]
-pub struct Issued {
-    pub access_token: String,
-    pub access_expires_at: DateTime<Utc>,
-    pub refresh_token: String,
-    pub refresh_expires_at: DateTime<Utc>,
-}
+pub type Issued = schemas::api::Tokens;
 
 pub async fn issue(
     store: &dyn Store,
@@ -99,7 +92,8 @@ pub struct Principal {
     pub expires_at: DateTime<Utc>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+/// Why a token was not accepted, or that the store could not tell.
+#[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("no token: send `Authorization: Bearer <access token>`")]
     Missing,
@@ -111,23 +105,35 @@ pub enum AuthError {
     Revoked,
     #[error("a refresh token cannot be used here")]
     WrongKind,
+    #[error("this refresh token was used already: sign in again")]
+    Reused,
+    /// The store failed while checking: not the caller's fault.
+    #[error("could not check the token: {0}")]
+    Store(#[from] StoreError),
 }
 
-/// Check a token of `kind` at `now`. Any store failure is reported as the store's.
+impl AuthError {
+    /// True when the token itself was refused (401), false when the store failed.
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, AuthError::Store(_))
+    }
+}
+
+/// Check a token of `kind` at `now`. A store failure is [`AuthError::Store`].
 pub async fn authenticate(
     store: &dyn Store,
     token: Option<&str>,
     kind: TokenKind,
     now: DateTime<Utc>,
-) -> Result<Result<Principal, AuthError>, StoreError> {
+) -> Result<Principal, AuthError> {
     let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) else {
-        return Ok(Err(AuthError::Missing));
+        return Err(AuthError::Missing);
     };
     let hash = token_hash(token);
     let Some(info) = store.token(&hash).await? else {
-        return Ok(Err(AuthError::Invalid));
+        return Err(AuthError::Invalid);
     };
-    Ok(if info.token.kind != kind {
+    if info.token.kind != kind {
         Err(AuthError::WrongKind)
     } else if info.device_revoked {
         Err(AuthError::Revoked)
@@ -140,7 +146,7 @@ pub async fn authenticate(
             token_hash: hash,
             expires_at: info.token.expires_at,
         })
-    })
+    }
 }
 
 /// The bearer token of an `Authorization` header value.

@@ -67,6 +67,9 @@ pub struct Config {
     pub max_messages_per_second: u32,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
+    /// A used refresh token presented again later than this after its use revokes its device
+    /// (taken as stolen); sooner, it is only refused (a client's own concurrent retry).
+    pub refresh_reuse_grace: Duration,
     /// Memory budget for loaded documents; least recently used ones are unloaded beyond it.
     pub doc_cache_bytes: usize,
     /// A document is compacted into a new snapshot after this many appended changes.
@@ -77,6 +80,8 @@ pub struct Config {
     pub max_bytes_per_second: usize,
     /// Document messages (one per document in a `sync` frame) a connection may send per second.
     pub max_doc_messages_per_second: u32,
+    /// Backoff after failed sign-ins, per user name and per client address.
+    pub login_throttle: crate::throttle::LoginThrottle,
 }
 
 impl Config {
@@ -92,11 +97,13 @@ impl Config {
             max_messages_per_second: 500,
             access_ttl: Duration::from_secs(15 * 60),
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            refresh_reuse_grace: Duration::from_secs(10),
             doc_cache_bytes: 256 * 1024 * 1024,
             compact_every: 256,
             limits: crate::sync::bounds::Limits::default(),
             max_bytes_per_second: 16 * 1024 * 1024,
             max_doc_messages_per_second: 2_000,
+            login_throttle: crate::throttle::LoginThrottle::default(),
         }
     }
 }

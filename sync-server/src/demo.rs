@@ -4,8 +4,8 @@ use chrono::{Duration, Timelike, Utc};
 use schemas::job::NewJob;
 use schemas::{Priority, template};
 
-use crate::api::create_job_documents;
 use crate::auth;
+use crate::jobs::{Actor, create_job_documents};
 use crate::state::AppState;
 use crate::store::Role;
 
@@ -138,7 +138,7 @@ pub async fn ensure(app: &AppState) -> anyhow::Result<Vec<String>> {
         let mut new = NewJob::at_site(title, customer, site, Some(start), priority);
         new.assignees = vec![tech.name.clone()];
         let tpl = template::find(tpl).expect("demo templates are built in");
-        let job = create_job_documents(app, &dispatcher, &new, &tpl).await?;
+        let job = create_job_documents(app, &Actor::from(&dispatcher), &new, &tpl).await?;
         app.store.assign(job, tech.id).await?;
     }
     Ok(lines)

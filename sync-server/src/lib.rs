@@ -6,20 +6,25 @@
 //! embedded SQLite) before it is acknowledged, after the server checked it against the contract
 //! and the writer's role; documents are loaded on demand into a bounded cache; changes fan out to
 //! the other connections holding the same document, and to other nodes through Postgres
-//! LISTEN/NOTIFY ([`state::AppState::publish`]). [`api`] is the JSON API (sign-in, dispatcher
-//! actions), [`auth`] the passwords and tokens. [`launch`] runs it all; the binary only parses
-//! flags.
+//! LISTEN/NOTIFY ([`state::AppState::doc_changed`]). [`http`] is the JSON API (sign-in,
+//! dispatcher actions) over the job service [`jobs`]; [`auth`] holds passwords and tokens,
+//! [`throttle`] the sign-in backoff. [`server::launch`] runs it all; the binary only parses flags.
 //!
-//! Modules depend downwards only: `api` and `sync` use `state`, which uses `store`.
+//! Modules depend downwards only: `server` uses `http` and `sync`, which use `jobs` and `state`,
+//! which use `store`.
 
-pub mod api;
 pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod http;
+pub mod jobs;
 pub mod metrics;
+pub mod server;
 pub mod state;
 pub mod store;
 pub mod sync;
+pub mod throttle;
 
 pub use config::Config;
-pub use state::{AppState, launch, open_store, router, serve};
+pub use server::{launch, open_store, router, serve};
+pub use state::AppState;

@@ -1,20 +1,15 @@
-//! The server as a library: the state every request and connection shares, the router, and
-//! `launch`.
+//! The state every request and connection shares, and the calls that tell this node's
+//! connections and the other nodes about a change.
 
-use std::future::Future;
 use std::sync::Arc;
 
-use axum::Router;
-use axum::routing::{get, post};
-use tokio::net::TcpListener;
 use uuid::Uuid;
 
-use crate::config::{Config, Database};
+use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::store::{ChangeNotice, Notified, Store, postgres::PgStore, sqlite::SqliteStore};
+use crate::store::{ChangeNotice, Notified, Store};
 use crate::sync::docs::DocCache;
 use crate::sync::hub::{ConnId, Hub};
-use crate::{api, sync};
 
 /// What every request handler and connection shares.
 pub struct AppState {
@@ -25,26 +20,14 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// This process's id in change notices, so it can skip its own.
     pub node: Uuid,
-}
-
-/// Open the configured store and bring its schema up to date.
-pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let store: Arc<dyn Store> = match &config.database {
-        Database::Sqlite(path) => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
-            Arc::new(SqliteStore::open(path)?)
-        }
-        Database::Postgres(url) => Arc::new(PgStore::connect_with(url, config.pg_pool_size).await?),
-    };
-    store.migrate().await?;
-    Ok(store)
+    /// Failed sign-ins of this node, for backoff.
+    pub throttle: crate::throttle::Throttle,
 }
 
 impl AppState {
     pub fn new(config: Config, store: Arc<dyn Store>) -> Arc<AppState> {
         let metrics = Arc::new(Metrics::default());
+        let throttle = crate::throttle::Throttle::new(config.login_throttle);
         let docs = DocCache::new(
             store.clone(),
             config.doc_cache_bytes,
@@ -58,6 +41,7 @@ impl AppState {
             hub: Hub::default(),
             metrics,
             node: Uuid::now_v7(),
+            throttle,
         })
     }
 }
@@ -92,7 +76,7 @@ impl AppState {
 
     /// A notice from another node: catch up and tell this node's connections (only these: the
     /// other nodes heard it too).
-    async fn on_remote_notice(&self, notice: ChangeNotice) {
+    pub(crate) async fn on_remote_notice(&self, notice: ChangeNotice) {
         match notice.what {
             // The id is a user's or an org's; the hub matches whichever it is.
             Notified::Sets { of } => self.hub.sets_changed(&[of], of),
@@ -104,63 +88,4 @@ impl AppState {
             },
         }
     }
-}
-
-pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(api::readyz))
-        .route("/metrics", get(api::metrics))
-        .route("/sync", get(sync::socket::handler))
-        .route("/api/v1/auth/login", post(api::login))
-        .route("/api/v1/auth/refresh", post(api::refresh))
-        .route("/api/v1/devices/{id}/revoke", post(api::revoke_device))
-        .route("/api/v1/jobs", post(api::create_job))
-        .route("/api/v1/jobs/{id}", get(api::get_job).patch(api::patch_job))
-        .route("/api/v1/jobs/{id}/assign", post(api::assign))
-        .route("/api/v1/jobs/{id}/unassign", post(api::unassign))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
-}
-
-/// Run the server on `listener` until `shutdown` resolves: open (and migrate) the store, add the
-/// demo data when `config.demo` says so, and serve.
-pub async fn launch(
-    config: Config,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let store = open_store(&config).await?;
-    let demo = config.demo;
-    let state = AppState::new(config, store);
-    if demo {
-        for line in crate::demo::ensure(&state).await? {
-            println!("{line}");
-        }
-    }
-    println!("listening on http://{}", listener.local_addr()?);
-    serve(state, listener, shutdown).await
-}
-
-/// Run an already built state (tests use this to put a faulty store in).
-pub async fn serve(
-    state: Arc<AppState>,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    if let Some(mut feed) = state.store.subscribe_changes().await? {
-        let state = state.clone();
-        tokio::spawn(async move {
-            while let Some(notice) = feed.recv().await {
-                if notice.node != state.node {
-                    state.on_remote_notice(notice).await;
-                }
-            }
-        });
-    }
-    tracing::info!(addr = %listener.local_addr()?, database = ?state.config.database, "serving");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    Ok(())
 }

@@ -14,8 +14,8 @@ use chrono::{DateTime, Duration, Utc};
 use sync_server::store::postgres::PgStore;
 use sync_server::store::sqlite::SqliteStore;
 use sync_server::store::{
-    ChangeNotice, ChangeRecord, DocMeta, Notified, Role, Store, StoreError, StoredDoc, TokenKind,
-    TokenRecord,
+    ChangeNotice, ChangeRecord, DocMeta, Notified, Role, Rotation, Store, StoreError, StoredDoc,
+    TokenKind, TokenRecord,
 };
 use uuid::Uuid;
 
@@ -178,6 +178,9 @@ backend_tests! {
         orgs_and_users,
         devices_and_revocation,
         tokens,
+        concurrent_token_deletes,
+        refresh_token_use_is_single,
+        errors_are_classified,
         document_registry,
         append_is_idempotent_by_hash,
         concurrent_appends,
@@ -411,13 +414,133 @@ async fn tokens(store: &dyn Store) {
         "token of an unknown user: {err:?}"
     );
 
-    store.delete_token(&device_token.hash).await.unwrap();
+    assert!(store.delete_token(&device_token.hash).await.unwrap());
     assert_eq!(store.token(&device_token.hash).await.unwrap(), None);
-    store
-        .delete_token(&device_token.hash)
-        .await
-        .expect("deleting a missing token is fine");
+    assert!(
+        !store
+            .delete_token(&device_token.hash)
+            .await
+            .expect("deleting a missing token is fine"),
+        "a second delete deletes nothing"
+    );
     assert!(store.token(&browser_token.hash).await.unwrap().is_some());
+}
+
+/// Refresh-token rotation relies on this: of many concurrent deletes of one token, exactly one
+/// reports that it deleted it.
+async fn concurrent_token_deletes(store: &dyn Store) {
+    let (_, user_id) = org_with_user(store).await;
+    let token = TokenRecord {
+        hash: "contested".into(),
+        kind: TokenKind::Refresh,
+        user_id,
+        device_id: None,
+        expires_at: now_micros() + Duration::days(1),
+    };
+    store.insert_token(&token).await.unwrap();
+    let deletes = (0..20).map(|_| store.delete_token(&token.hash));
+    let won: Vec<bool> = futures_util::future::join_all(deletes)
+        .await
+        .into_iter()
+        .map(|r| r.expect("delete"))
+        .collect();
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+}
+
+/// The caller's mistakes come back as caller errors, never as retryable failures; text a backend
+/// cannot store (NUL on Postgres) is `Invalid`, not a database failure.
+/// Of 20 concurrent uses of one refresh token exactly one rotates it; the others, and later uses,
+/// see it reused, with its device and when it was used.
+async fn refresh_token_use_is_single(store: &dyn Store) {
+    let (_, user_id) = org_with_user(store).await;
+    let phone = store.register_device(user_id, "phone").await.unwrap();
+    let token = TokenRecord {
+        hash: "refresh-once".into(),
+        kind: TokenKind::Refresh,
+        user_id,
+        device_id: Some(phone.id),
+        expires_at: now_micros() + Duration::days(1),
+    };
+    store.insert_token(&token).await.unwrap();
+    let access = TokenRecord {
+        hash: "access".into(),
+        kind: TokenKind::Access,
+        ..token.clone()
+    };
+    store.insert_token(&access).await.unwrap();
+    let at = now_micros();
+    let uses = (0..20).map(|_| store.use_refresh_token(&token.hash, at));
+    let results: Vec<Rotation> = futures_util::future::join_all(uses)
+        .await
+        .into_iter()
+        .map(|r| r.expect("use"))
+        .collect();
+    assert_eq!(
+        results.iter().filter(|r| **r == Rotation::Rotated).count(),
+        1,
+        "{results:?}"
+    );
+    let reused = Rotation::Reused {
+        device_id: Some(phone.id),
+        used_at: at,
+    };
+    assert_eq!(results.iter().filter(|r| **r == reused).count(), 19);
+    assert_eq!(
+        store.use_refresh_token(&token.hash, at).await.unwrap(),
+        reused
+    );
+    assert_eq!(
+        store.use_refresh_token("nothing", at).await.unwrap(),
+        Rotation::Unknown
+    );
+    assert_eq!(
+        store.use_refresh_token(&access.hash, at).await.unwrap(),
+        Rotation::Unknown,
+        "access tokens are not rotated"
+    );
+}
+
+async fn errors_are_classified(store: &dyn Store) {
+    let (org_id, user_id) = org_with_user(store).await;
+    let err = store
+        .create_user(org_id, "tess", Role::Technician, "h")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert!(err.is_caller_error() && !err.is_retryable());
+    let err = store
+        .assign(Uuid::now_v7(), Uuid::now_v7())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert!(err.is_caller_error() && !err.is_retryable());
+
+    match store.user_by_name("nul\0name").await {
+        Ok(found) => assert_eq!(found, None, "a backend that stores NUL finds nobody"),
+        Err(err) => {
+            assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+            assert!(err.is_caller_error() && !err.is_retryable());
+        }
+    }
+    match store.register_device(user_id, "phone\0").await {
+        Ok(_) => {}
+        Err(err) => {
+            assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+            assert!(err.is_caller_error() && !err.is_retryable());
+        }
+    }
+}
+
+/// A database that cannot be reached is a failure worth retrying, and keeps its cause.
+#[tokio::test]
+async fn unreachable_postgres_is_retryable_and_keeps_its_cause() {
+    let err = match PgStore::connect("postgres://postgres@127.0.0.1:1/nowhere").await {
+        Ok(_) => panic!("nothing listens on port 1"),
+        Err(err) => err,
+    };
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(!err.is_caller_error());
+    assert!(std::error::Error::source(&err).is_some(), "{err:?}");
 }
 
 async fn document_registry(store: &dyn Store) {

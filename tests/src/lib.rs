@@ -218,9 +218,14 @@ impl Team {
             ..Default::default()
         };
         let tpl = schemas::template::find(template).unwrap();
-        let id = sync_server::api::create_job_documents(&server.app, &self.dispatcher, &new, &tpl)
-            .await
-            .unwrap();
+        let id = sync_server::jobs::create_job_documents(
+            &server.app,
+            &sync_server::jobs::Actor::from(&self.dispatcher),
+            &new,
+            &tpl,
+        )
+        .await
+        .unwrap();
         for t in techs {
             server.store().assign(id, t.id).await.unwrap();
         }

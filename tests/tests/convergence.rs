@@ -69,7 +69,7 @@ async fn offline_edits_converge(backend: Backend) {
         .set_check_str(shared, "refrigerant_pressure", "118")
         .unwrap();
     let meta = server.store().document(shared).await.unwrap().unwrap();
-    sync_server::api::edit_doc(&server.app, &meta, "dispatcher edit", |d| {
+    sync_server::jobs::edit_doc(&server.app, &meta, "dispatcher edit", |d| {
         schemas::job::set_priority(d, schemas::Priority::Urgent)?;
         Ok(())
     })

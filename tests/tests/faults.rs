@@ -98,7 +98,7 @@ async fn randomized(backend: Backend) {
             _ => {
                 let meta = server.store().document(shared).await.unwrap().unwrap();
                 let text = format!("dispatcher note {step}");
-                let _ = sync_server::api::edit_doc(&server.app, &meta, "dispatcher edit", |d| {
+                let _ = sync_server::jobs::edit_doc(&server.app, &meta, "dispatcher edit", |d| {
                     schemas::job::set_priority(d, schemas::Priority::ALL[step % 4])?;
                     schemas::job::set_notes(d, &text)?;
                     Ok(())
@@ -137,7 +137,7 @@ async fn randomized(backend: Backend) {
     // device that holds the job.
     let mut on_server = BTreeSet::new();
     for job in jobs.iter().flatten().collect::<BTreeSet<_>>() {
-        let view = sync_server::api::job_view(&server.app, team.org.id, *job)
+        let view = sync_server::jobs::job_view(&server.app, team.org.id, *job)
             .await
             .unwrap();
         on_server.extend(view.parts.iter().map(|l| l.sku.clone()));

@@ -180,7 +180,7 @@ async fn invalid_changes_are_repaired(backend: Backend) {
     assert_eq!(audit[0].actor_user, Some(ana.id));
 
     // Other readers: the dispatcher's view and another technician's device.
-    let view = sync_server::api::job_view(&server.app, team.org.id, job)
+    let view = sync_server::jobs::job_view(&server.app, team.org.id, job)
         .await
         .expect("the dispatcher can read the job");
     assert_eq!(view.title, "Fix the AC");

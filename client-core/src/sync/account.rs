@@ -2,34 +2,10 @@
 //!
 //! HTTP goes through `ureq` (small, blocking, no async runtime needed for two requests).
 
-use serde::Deserialize;
+pub use schemas::api::Tokens;
+use schemas::api::{LoginReply, LoginRequest, RefreshReply, RefreshRequest};
 
 use crate::{Error, Replica, Result};
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct Tokens {
-    pub access_token: String,
-    pub access_expires_at: chrono::DateTime<chrono::Utc>,
-    pub refresh_token: String,
-    pub refresh_expires_at: chrono::DateTime<chrono::Utc>,
-}
-
-#[derive(Debug, Deserialize)]
-struct LoginReply {
-    user: LoginUser,
-    device_id: Option<uuid::Uuid>,
-    tokens: Tokens,
-}
-
-#[derive(Debug, Deserialize)]
-struct LoginUser {
-    name: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct RefreshReply {
-    tokens: Tokens,
-}
 
 /// Keep the class of an HTTP failure: no answer at all (offline), the server failing (5xx),
 /// the sign-in refused (401), or the request refused as it stands (other 4xx).
@@ -63,7 +39,11 @@ pub fn login(
     device_name: &str,
 ) -> Result<uuid::Uuid> {
     let server = server.trim_end_matches('/');
-    let body = serde_json::json!({"name": user, "password": password, "device_name": device_name});
+    let body = LoginRequest {
+        name: user.to_owned(),
+        password: password.to_owned(),
+        device_name: Some(device_name.to_owned()),
+    };
     let reply: LoginReply = ureq::post(format!("{server}/api/v1/auth/login"))
         .send_json(&body)
         .map_err(|e| http_error(server, e))?
@@ -105,7 +85,9 @@ pub fn credentials(r: &mut Replica) -> Result<(String, String)> {
         .meta("refresh_token")?
         .ok_or_else(|| Error::InvalidValue("not signed in: run `login` first".into()))?;
     let reply: RefreshReply = ureq::post(format!("{server}/api/v1/auth/refresh"))
-        .send_json(serde_json::json!({"refresh_token": refresh}))
+        .send_json(RefreshRequest {
+            refresh_token: refresh,
+        })
         .map_err(|e| match e {
             ureq::Error::StatusCode(401) => Error::Unauthorized(
                 "the sign-in expired or the device was revoked: run `login` again".into(),

@@ -169,8 +169,16 @@ impl Store for FaultyStore {
         self.inner.token(hash).await
     }
 
-    async fn delete_token(&self, hash: &str) -> StoreResult<()> {
+    async fn delete_token(&self, hash: &str) -> StoreResult<bool> {
         self.inner.delete_token(hash).await
+    }
+
+    async fn use_refresh_token(
+        &self,
+        hash: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<super::Rotation> {
+        self.inner.use_refresh_token(hash, now).await
     }
 
     async fn create_document(&self, meta: &DocMeta) -> StoreResult<()> {

@@ -24,6 +24,13 @@ pub mod sqlite;
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The cause of a database failure, kept for logs and `Error::source`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What a store call fails with, in classes a caller can act on: the caller's fault (conflict,
+/// not found, invalid input: a 4xx, never retried), a failure that may pass
+/// ([`StoreError::is_retryable`]: the database unreachable, a timeout, a serialization failure,
+/// a busy SQLite file), or one that will not.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A uniqueness rule was broken (a user name taken, an org name taken).
@@ -32,40 +39,40 @@ pub enum StoreError {
     /// A referenced row does not exist (assigning an unknown user, a change for an unknown doc).
     #[error("not found: {0}")]
     NotFound(String),
-    /// The database failed; retrying may help.
+    /// The database refused a value (text it cannot hold, a check constraint): the input is at
+    /// fault, and sending it again fails again.
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    /// The database could not be reached or did not answer in time, or aborted a transaction
+    /// that may succeed when tried again (serialization failure, deadlock, SQLite busy).
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    /// The database failed in a way that trying again will not fix.
+    #[error("database: {0}")]
+    Failed(#[source] BoxError),
+    /// A failure known only by its message (a stored document that does not load, a row with a
+    /// value this build does not know, an injected fault); not retryable.
     #[error("database: {0}")]
     Database(String),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Technician,
-    Dispatcher,
-    BackOffice,
-    Admin,
+impl StoreError {
+    /// True when the same call may succeed later (503 rather than 4xx/500 over HTTP).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+
+    /// True when the caller's input is at fault (409, 404, 400 over HTTP).
+    pub fn is_caller_error(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Conflict(_) | StoreError::NotFound(_) | StoreError::Invalid(_)
+        )
+    }
 }
 
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Technician => "technician",
-            Role::Dispatcher => "dispatcher",
-            Role::BackOffice => "back_office",
-            Role::Admin => "admin",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Role> {
-        [
-            Role::Technician,
-            Role::Dispatcher,
-            Role::BackOffice,
-            Role::Admin,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == s)
-    }
-}
+/// A user's role, part of the HTTP API's contract (`schemas::api`).
+pub use schemas::api::Role;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Org {
@@ -115,6 +122,20 @@ pub struct TokenInfo {
     pub user: User,
     /// True when the token's device was revoked by an admin.
     pub device_revoked: bool,
+}
+
+/// What marking a refresh token used found ([`Store::use_refresh_token`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// This call marked it used: it may be traded for new tokens, once.
+    Rotated,
+    /// It had been used already, at `used_at`: a replay, or a copy in someone else's hands.
+    Reused {
+        device_id: Option<Uuid>,
+        used_at: DateTime<Utc>,
+    },
+    /// No refresh token has this hash.
+    Unknown,
 }
 
 /// A document in the registry.
@@ -236,7 +257,13 @@ pub trait Store: Send + Sync + 'static {
 
     async fn insert_token(&self, token: &TokenRecord) -> StoreResult<()>;
     async fn token(&self, hash: &str) -> StoreResult<Option<TokenInfo>>;
-    async fn delete_token(&self, hash: &str) -> StoreResult<()>;
+    /// Delete a token. Returns true when this call deleted it, false when it was not there
+    /// (already deleted, by a concurrent call too): exactly one of several concurrent calls for
+    /// one token gets true, which is what makes refresh-token rotation single-use.
+    async fn delete_token(&self, hash: &str) -> StoreResult<bool>;
+    /// Mark a refresh token used at `now`, in one statement: of concurrent calls for one token
+    /// exactly one gets [`Rotation::Rotated`], the others (and every later call) `Reused`.
+    async fn use_refresh_token(&self, hash: &str, now: DateTime<Utc>) -> StoreResult<Rotation>;
 
     /// Register a document; registering the same id again is a no-op.
     async fn create_document(&self, meta: &DocMeta) -> StoreResult<()>;

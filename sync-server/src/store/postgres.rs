@@ -32,6 +32,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use rand::Rng;
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, error::ErrorKind};
@@ -39,7 +40,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{
-    AuditRecord, ChangeNotice, ChangeRecord, Device, DocMeta, Notified, Org, Role, Store,
+    AuditRecord, ChangeNotice, ChangeRecord, Device, DocMeta, Notified, Org, Role, Rotation, Store,
     StoreError, StoreResult, StoredDoc, TokenInfo, TokenKind, TokenRecord, User,
 };
 
@@ -79,16 +80,45 @@ impl PgStore {
     }
 }
 
-/// Map a sqlx error onto the store's three kinds.
+/// Map a sqlx error onto the store's classes, keeping it as the source of the failures.
 fn db_error(err: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &err {
-        match db.kind() {
-            ErrorKind::UniqueViolation => return StoreError::Conflict(db.message().to_owned()),
-            ErrorKind::ForeignKeyViolation => return StoreError::NotFound(db.message().to_owned()),
-            _ => {}
+    match &err {
+        sqlx::Error::Database(db) => {
+            let message = db.message().to_owned();
+            match db.kind() {
+                ErrorKind::UniqueViolation => return StoreError::Conflict(message),
+                ErrorKind::ForeignKeyViolation => return StoreError::NotFound(message),
+                ErrorKind::NotNullViolation | ErrorKind::CheckViolation => {
+                    return StoreError::Invalid(message);
+                }
+                _ => {}
+            }
+            match db.code().as_deref() {
+                // Class 22, data exception: a value the column cannot hold (NUL in text,
+                // invalid encoding, out of range, too long).
+                Some(code) if code.starts_with("22") => StoreError::Invalid(message),
+                Some(code) if is_transient_sqlstate(code) => StoreError::Unavailable(err.into()),
+                _ => StoreError::Failed(err.into()),
+            }
         }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed => StoreError::Unavailable(err.into()),
+        _ => StoreError::Failed(err.into()),
     }
-    StoreError::Database(err.to_string())
+}
+
+/// SQLSTATEs after which the same statement may succeed: serialization failure and deadlock
+/// (40001, 40P01), connection exceptions (08), insufficient resources (53), operator
+/// intervention such as a shutdown or a cancelled statement (57), a lock not available (55P03).
+fn is_transient_sqlstate(code: &str) -> bool {
+    matches!(code, "40001" | "40P01" | "55P03")
+        || code.starts_with("08")
+        || code.starts_with("53")
+        || code.starts_with("57")
 }
 
 /// True for the errors Postgres asks the client to retry: serialization failure (40001) and
@@ -273,7 +303,7 @@ impl Store for PgStore {
         sqlx::migrate!("../migrations/postgres")
             .run(&self.pool)
             .await
-            .map_err(|err| StoreError::Database(format!("migrating: {err}")))
+            .map_err(|err| StoreError::Failed(Box::new(err)))
     }
 
     async fn create_org(&self, name: &str) -> StoreResult<Org> {
@@ -456,12 +486,44 @@ impl Store for PgStore {
         .transpose()
     }
 
-    async fn delete_token(&self, hash: &str) -> StoreResult<()> {
-        sqlx::query!("DELETE FROM tokens WHERE hash = $1", hash)
+    async fn delete_token(&self, hash: &str) -> StoreResult<bool> {
+        // One statement: of concurrent deletes of one row, Postgres lets exactly one delete it
+        // (the others wait on the row lock, then find it gone and affect no row).
+        let done = sqlx::query!("DELETE FROM tokens WHERE hash = $1", hash)
             .execute(&self.pool)
             .await
             .map_err(db_error)?;
-        Ok(())
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn use_refresh_token(&self, hash: &str, now: DateTime<Utc>) -> StoreResult<Rotation> {
+        // The UPDATE decides: concurrent ones for one row wait on its lock and, once the first
+        // committed, find `used_at` set and change nothing.
+        let rotated = sqlx::query_scalar!(
+            "UPDATE tokens SET used_at = $2 WHERE hash = $1 AND kind = 'refresh' AND used_at IS NULL RETURNING hash",
+            hash,
+            now
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        if rotated.is_some() {
+            return Ok(Rotation::Rotated);
+        }
+        let used = sqlx::query!(
+            "SELECT device_id, used_at FROM tokens WHERE hash = $1 AND kind = 'refresh'",
+            hash
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(match used {
+            Some(row) => Rotation::Reused {
+                device_id: row.device_id,
+                used_at: row.used_at.unwrap_or(now),
+            },
+            None => Rotation::Unknown,
+        })
     }
 
     async fn create_document(&self, meta: &DocMeta) -> StoreResult<()> {

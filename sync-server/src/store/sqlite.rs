@@ -23,8 +23,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{
-    AuditRecord, ChangeNotice, ChangeRecord, Device, DocMeta, Org, Role, Store, StoreError,
-    StoreResult, StoredDoc, TokenInfo, TokenKind, TokenRecord, User,
+    AuditRecord, ChangeNotice, ChangeRecord, Device, DocMeta, Org, Role, Rotation, Store,
+    StoreError, StoreResult, StoredDoc, TokenInfo, TokenKind, TokenRecord, User,
 };
 
 /// The migrations, in the order they apply, embedded so the binary carries its schema. Append new
@@ -41,8 +41,12 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../../migrations/sqlite/0002_documents_by_org.sql"),
     ),
     (
-        "0003_audit_log.sql",
-        include_str!("../../../migrations/sqlite/0003_audit_log.sql"),
+        "0003_refresh_token_reuse.sql",
+        include_str!("../../../migrations/sqlite/0003_refresh_token_reuse.sql"),
+    ),
+    (
+        "0004_audit_log.sql",
+        include_str!("../../../migrations/sqlite/0004_audit_log.sql"),
     ),
 ];
 
@@ -86,12 +90,16 @@ impl SqliteStore {
             f(&mut conn)
         })
         .await
-        .map_err(|err| StoreError::Database(format!("SQLite task failed: {err}")))?
+        .map_err(|err| StoreError::Failed(Box::new(err)))?
     }
 }
 
 impl From<rusqlite::Error> for StoreError {
+    /// Constraint violations are the caller's (conflict, not found, invalid); a busy or locked
+    /// database, a full disk or an I/O error may pass; anything else will not. The rusqlite
+    /// error is kept as the source.
     fn from(err: rusqlite::Error) -> StoreError {
+        use rusqlite::ErrorCode;
         if let rusqlite::Error::SqliteFailure(failure, message) = &err {
             let message = message.clone().unwrap_or_else(|| err.to_string());
             match failure.extended_code {
@@ -102,10 +110,24 @@ impl From<rusqlite::Error> for StoreError {
                 rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
                     return StoreError::NotFound(message);
                 }
+                rusqlite::ffi::SQLITE_CONSTRAINT_CHECK
+                | rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL => {
+                    return StoreError::Invalid(message);
+                }
+                _ => {}
+            }
+            match failure.code {
+                ErrorCode::TooBig => return StoreError::Invalid(message),
+                ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::DiskFull
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::CannotOpen
+                | ErrorCode::OutOfMemory => return StoreError::Unavailable(Box::new(err)),
                 _ => {}
             }
         }
-        StoreError::Database(err.to_string())
+        StoreError::Failed(Box::new(err))
     }
 }
 
@@ -493,11 +515,38 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete_token(&self, hash: &str) -> StoreResult<()> {
+    async fn delete_token(&self, hash: &str) -> StoreResult<bool> {
+        let hash = hash.to_owned();
+        self.call(move |conn| Ok(conn.execute("DELETE FROM tokens WHERE hash = ?1", [hash])? > 0))
+            .await
+    }
+
+    async fn use_refresh_token(&self, hash: &str, now: DateTime<Utc>) -> StoreResult<Rotation> {
         let hash = hash.to_owned();
         self.call(move |conn| {
-            conn.execute("DELETE FROM tokens WHERE hash = ?1", [hash])?;
-            Ok(())
+            let rotated = conn.execute(
+                "UPDATE tokens SET used_at = ?2 WHERE hash = ?1 AND kind = 'refresh' AND used_at IS NULL",
+                params![hash, now.timestamp_micros()],
+            )?;
+            if rotated > 0 {
+                return Ok(Rotation::Rotated);
+            }
+            let used: Option<(Option<Id>, Option<i64>)> = conn
+                .query_row(
+                    "SELECT device_id, used_at FROM tokens WHERE hash = ?1 AND kind = 'refresh'",
+                    [&hash],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            Ok(match used {
+                Some((device_id, used_at)) => Rotation::Reused {
+                    device_id: device_id.map(|Id(id)| id),
+                    used_at: used_at
+                        .and_then(DateTime::from_timestamp_micros)
+                        .unwrap_or(now),
+                },
+                None => Rotation::Unknown,
+            })
         })
         .await
     }
@@ -857,6 +906,27 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_are_classified_and_keep_their_source() {
+        let sqlite = |code: i32| {
+            StoreError::from(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                Some("message".into()),
+            ))
+        };
+        for code in [rusqlite::ffi::SQLITE_BUSY, rusqlite::ffi::SQLITE_LOCKED] {
+            let err = sqlite(code);
+            assert!(err.is_retryable(), "{err:?}");
+            assert!(std::error::Error::source(&err).is_some());
+        }
+        let err = sqlite(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE);
+        assert!(matches!(err, StoreError::Conflict(_)) && !err.is_retryable());
+        let err = sqlite(rusqlite::ffi::SQLITE_CONSTRAINT_CHECK);
+        assert!(matches!(err, StoreError::Invalid(_)) && err.is_caller_error());
+        let err = sqlite(rusqlite::ffi::SQLITE_CORRUPT);
+        assert!(matches!(err, StoreError::Failed(_)) && !err.is_retryable());
+    }
 
     /// The checksum guard: a database whose applied migration no longer matches its file (here,
     /// the recorded sha256 is altered instead of the embedded file) is refused, not migrated.

@@ -3,7 +3,7 @@
 //! A [`Session`] is one connection's protocol state: the handshake, the device's document set,
 //! the Automerge sync state per document, and the rate limit. It decodes and checks frames,
 //! runs Automerge's sync protocol on documents handed to it, and says what to send. It never
-//! touches a socket or the store: [`crate::ws`] loads documents and sync states, persists
+//! touches a socket or the store: [`super::connection`] loads documents and sync states, persists
 //! changes, and moves bytes. Time comes in as an argument.
 
 use std::collections::{HashMap, HashSet};

@@ -17,8 +17,8 @@ use schemas::wire::{self, close};
 use tokio::sync::mpsc;
 
 use super::connection::{Connection, Now};
-use crate::api::ApiError;
 use crate::auth::{self, Principal};
+use crate::http::ApiError;
 use crate::state::AppState;
 use crate::store::TokenKind;
 
@@ -46,8 +46,7 @@ pub async fn handler(
     )
     .await
     {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) => return ApiError::Unauthorized(e).into_response(),
+        Ok(p) => p,
         Err(e) => return ApiError::from(e).into_response(),
     };
     // Frames up to twice the limit are read and refused with an error frame; beyond that the

@@ -1,4 +1,4 @@
--- 0003: the audit log. What the server did on a writer's behalf (a repair of a change that broke
+-- 0004: the audit log. What the server did on a writer's behalf (a repair of a change that broke
 -- the contract or the writer's role, changes that arrived after an unassignment), with who, when,
 -- what and why. Append-only; `flagged` rows are shown to the dispatcher on the job. JSON columns
 -- hold JSON text; times are microseconds since the Unix epoch, as in 0001.

@@ -1,0 +1,370 @@
+//! The HTTP API's request and reply bodies (`/api/v1/...`), shared by the server and the device,
+//! and the rules for the text they carry.
+//!
+//! Every refusal has the body [`ErrorBody`]: a stable `error` code a program can match and a
+//! `message` for people. Text fields are checked ([`Validate`]) before anything reaches a store:
+//! no NUL or other control characters (Postgres cannot store NUL in text; control characters in
+//! names only confuse people), and bounded lengths.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::job::{Customer, Schedule, Site};
+use crate::{JobStatus, Priority};
+
+/// Who a user is to the server: what they may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Technician,
+    Dispatcher,
+    BackOffice,
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [
+        Role::Technician,
+        Role::Dispatcher,
+        Role::BackOffice,
+        Role::Admin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Technician => "technician",
+            Role::Dispatcher => "dispatcher",
+            Role::BackOffice => "back_office",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// The body of every refusal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A stable code: `unauthorized`, `forbidden`, `not-found`, `bad-request`, `conflict`, ...
+    pub error: String,
+    /// A sentence for people; not stable.
+    pub message: String,
+}
+
+/// `POST /api/v1/auth/login`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub name: String,
+    pub password: String,
+    /// The device's name, shown to admins; without one the sign-in is registered as a session.
+    /// Either way its tokens can be revoked.
+    #[serde(default)]
+    pub device_name: Option<String>,
+}
+
+/// Tokens handed to a client after sign-in or refresh.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tokens {
+    pub access_token: String,
+    pub access_expires_at: DateTime<Utc>,
+    pub refresh_token: String,
+    pub refresh_expires_at: DateTime<Utc>,
+}
+
+/// The signed-in user, in [`LoginReply`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginUser {
+    pub id: Uuid,
+    pub name: String,
+    pub role: Role,
+    pub org_id: Uuid,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginReply {
+    pub user: LoginUser,
+    /// The device (or session) registered for this sign-in. Optional only for replies of older
+    /// servers, which registered none without a device name.
+    #[serde(default)]
+    pub device_id: Option<Uuid>,
+    pub tokens: Tokens,
+}
+
+/// `POST /api/v1/auth/refresh`: the refresh token is single use.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshReply {
+    #[serde(default)]
+    pub device_id: Option<Uuid>,
+    pub tokens: Tokens,
+}
+
+/// `POST /api/v1/devices/{id}/revoke`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeReply {
+    pub revoked: Uuid,
+}
+
+/// `POST /api/v1/jobs`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateJob {
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    /// A checklist template's name; the default template when absent.
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub priority: Option<Priority>,
+    #[serde(default)]
+    pub customer: Option<Customer>,
+    #[serde(default)]
+    pub site: Option<Site>,
+    #[serde(default)]
+    pub schedule: Option<Schedule>,
+    /// User names of technicians to assign.
+    #[serde(default)]
+    pub assignees: Vec<String>,
+}
+
+/// `PATCH /api/v1/jobs/{id}`: only the fields present change; `"schedule": null` clears it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchJob {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub schedule: Option<Option<Schedule>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<JobStatus>,
+}
+
+/// `POST /api/v1/jobs/{id}/assign` and `/unassign`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignRequest {
+    /// The technician's user name.
+    pub user: String,
+}
+
+/// `Some(None)` for an explicit `null`, `None` for an absent field.
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+
+    pub fn serialize<S: Serializer, T: Serialize>(
+        value: &Option<Option<T>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(inner) => inner.serialize(s),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+// ---- text rules ---------------------------------------------------------------------------------
+
+/// Longest accepted lengths, in characters.
+pub mod limits {
+    /// User, device, template and assignee names.
+    pub const NAME: usize = 100;
+    pub const PASSWORD: usize = 1024;
+    /// A job's title, a customer's or site's name, an address, a phone number.
+    pub const LINE: usize = 200;
+    /// A job's description.
+    pub const TEXT: usize = 10_000;
+    /// A job's notes.
+    pub const NOTES: usize = 100_000;
+    /// Access and refresh tokens (ours are 68 characters).
+    pub const TOKEN: usize = 256;
+}
+
+/// A text field that breaks the rules.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{field}` {problem}")]
+pub struct InvalidText {
+    pub field: String,
+    pub problem: String,
+}
+
+fn check(field: &str, value: &str, max: usize, multi_line: bool) -> Result<(), InvalidText> {
+    let fail = |problem: String| {
+        Err(InvalidText {
+            field: field.to_owned(),
+            problem,
+        })
+    };
+    if let Some(c) = value
+        .chars()
+        .find(|c| c.is_control() && !(multi_line && matches!(c, '\n' | '\r' | '\t')))
+    {
+        return fail(format!(
+            "contains the control character U+{:04X}",
+            u32::from(c)
+        ));
+    }
+    let len = value.chars().count();
+    if len > max {
+        return fail(format!(
+            "is {len} characters long; at most {max} are allowed"
+        ));
+    }
+    Ok(())
+}
+
+/// One line of text: no control characters, at most `max` characters.
+pub fn single_line(field: &str, value: &str, max: usize) -> Result<(), InvalidText> {
+    check(field, value, max, false)
+}
+
+/// Free text: no control characters but line breaks and tabs, at most `max` characters.
+pub fn multi_line(field: &str, value: &str, max: usize) -> Result<(), InvalidText> {
+    check(field, value, max, true)
+}
+
+/// Bodies whose text fields are checked before the server acts on them.
+pub trait Validate {
+    fn validate(&self) -> Result<(), InvalidText>;
+}
+
+impl Validate for LoginRequest {
+    fn validate(&self) -> Result<(), InvalidText> {
+        single_line("name", &self.name, limits::NAME)?;
+        // Any printable character may be in a password, but not NUL or an unbounded length
+        // (hashing cost).
+        single_line("password", &self.password, limits::PASSWORD)?;
+        if let Some(d) = &self.device_name {
+            single_line("device_name", d, limits::NAME)?;
+        }
+        Ok(())
+    }
+}
+
+impl Validate for RefreshRequest {
+    fn validate(&self) -> Result<(), InvalidText> {
+        single_line("refresh_token", &self.refresh_token, limits::TOKEN)
+    }
+}
+
+impl Validate for AssignRequest {
+    fn validate(&self) -> Result<(), InvalidText> {
+        single_line("user", &self.user, limits::NAME)
+    }
+}
+
+fn customer(c: &Customer) -> Result<(), InvalidText> {
+    single_line("customer.name", &c.name, limits::LINE)?;
+    if let Some(p) = &c.phone {
+        single_line("customer.phone", p, limits::LINE)?;
+    }
+    if let Some(e) = &c.email {
+        single_line("customer.email", e, limits::LINE)?;
+    }
+    Ok(())
+}
+
+fn site(s: &Site) -> Result<(), InvalidText> {
+    single_line("site.name", &s.name, limits::LINE)?;
+    if let Some(a) = &s.address {
+        multi_line("site.address", a, limits::LINE)?;
+    }
+    Ok(())
+}
+
+impl Validate for CreateJob {
+    fn validate(&self) -> Result<(), InvalidText> {
+        single_line("title", &self.title, limits::LINE)?;
+        multi_line("description", &self.description, limits::TEXT)?;
+        if let Some(t) = &self.template {
+            single_line("template", t, limits::NAME)?;
+        }
+        if let Some(c) = &self.customer {
+            customer(c)?;
+        }
+        if let Some(s) = &self.site {
+            site(s)?;
+        }
+        for a in &self.assignees {
+            single_line("assignees", a, limits::NAME)?;
+        }
+        Ok(())
+    }
+}
+
+impl Validate for PatchJob {
+    fn validate(&self) -> Result<(), InvalidText> {
+        if let Some(t) = &self.title {
+            single_line("title", t, limits::LINE)?;
+        }
+        if let Some(n) = &self.notes {
+            multi_line("notes", n, limits::NOTES)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_rules() {
+        assert!(single_line("name", "Ana María", limits::NAME).is_ok());
+        let nul = single_line("name", "ana\0", limits::NAME).unwrap_err();
+        assert_eq!(
+            nul.to_string(),
+            "`name` contains the control character U+0000"
+        );
+        assert!(single_line("name", "a\nb", limits::NAME).is_err());
+        assert!(multi_line("notes", "a\nb\tc", limits::NOTES).is_ok());
+        assert!(multi_line("notes", "a\u{7}b", limits::NOTES).is_err());
+        assert!(single_line("name", &"é".repeat(100), limits::NAME).is_ok());
+        assert!(single_line("name", &"é".repeat(101), limits::NAME).is_err());
+    }
+
+    #[test]
+    fn bodies_refuse_unknown_fields_and_keep_null_apart_from_absent() {
+        let err = serde_json::from_str::<CreateJob>(r#"{"title":"x","colour":"red"}"#);
+        assert!(err.is_err());
+        let p: PatchJob = serde_json::from_str(r#"{"schedule":null}"#).unwrap();
+        assert_eq!(p.schedule, Some(None));
+        let p: PatchJob = serde_json::from_str("{}").unwrap();
+        assert_eq!(p.schedule, None);
+        assert_eq!(serde_json::to_string(&p).unwrap(), "{}");
+    }
+
+    #[test]
+    fn roles_round_trip() {
+        for r in Role::ALL {
+            assert_eq!(Role::parse(r.as_str()), Some(r));
+            assert_eq!(
+                serde_json::to_value(r).unwrap(),
+                serde_json::json!(r.as_str())
+            );
+        }
+    }
+}

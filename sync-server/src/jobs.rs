@@ -1,0 +1,352 @@
+//! The job service: what a dispatcher does to jobs (create, edit, assign, unassign) and the
+//! server's view of a job, for a plain [`Actor`] rather than an HTTP request, so the HTTP
+//! handlers ([`crate::http::jobs`]), the demo data and tests share one implementation.
+//!
+//! A dispatcher's edit is an Automerge change made by the server on the job's documents, stored
+//! in the same change log as a device's and fanned out the same way.
+
+use automerge::AutoCommit;
+use automerge::transaction::CommitOptions;
+use chrono::Utc;
+use schemas::api::{CreateJob, PatchJob};
+use schemas::job::NewJob;
+use schemas::view::JobView;
+use schemas::{DocKind, JobStatus, checklist, job, parts, photo, template};
+use uuid::Uuid;
+
+use crate::http::ApiError;
+use crate::state::AppState;
+use crate::store::{DocMeta, Role, User};
+
+/// Who acts: a user's id, org, role, and name (recorded in the job's history).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor {
+    pub user_id: Uuid,
+    pub org_id: Uuid,
+    pub role: Role,
+    pub name: String,
+}
+
+impl From<&User> for Actor {
+    fn from(u: &User) -> Actor {
+        Actor {
+            user_id: u.id,
+            org_id: u.org_id,
+            role: u.role,
+            name: u.name.clone(),
+        }
+    }
+}
+
+impl Actor {
+    /// `Forbidden` unless the actor has one of `roles`; `name` says which in the refusal.
+    pub fn require(&self, roles: &[Role], name: &'static str) -> Result<(), ApiError> {
+        if roles.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(name))
+        }
+    }
+
+    /// Dispatchers and admins.
+    pub fn dispatcher(&self) -> Result<(), ApiError> {
+        self.require(&[Role::Dispatcher, Role::Admin], "dispatcher")
+    }
+
+    /// Who may read any job of the org: dispatchers, admins, back office.
+    pub fn org_reader(&self) -> Result<(), ApiError> {
+        self.require(
+            &[Role::Dispatcher, Role::Admin, Role::BackOffice],
+            "dispatcher or back office",
+        )
+    }
+}
+
+/// A dispatcher creates a job: its documents, assigned to the technicians named in `body`.
+/// Returns the new job's view.
+pub async fn create_job(app: &AppState, me: &Actor, body: CreateJob) -> Result<JobView, ApiError> {
+    me.dispatcher()?;
+    if body.title.trim().is_empty() {
+        return Err(ApiError::BadRequest("a job needs a title".into()));
+    }
+    let tpl_name = body
+        .template
+        .as_deref()
+        .unwrap_or(template::DEFAULT_TEMPLATE);
+    let tpl = template::find(tpl_name)
+        .ok_or_else(|| ApiError::BadRequest(format!("unknown checklist template `{tpl_name}`")))?;
+    let mut assignees = Vec::new();
+    for name in &body.assignees {
+        match app.store.user_by_name(name).await? {
+            Some(u) if u.org_id == me.org_id && u.role == Role::Technician => assignees.push(u),
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "`{name}` is not a technician of this organisation"
+                )));
+            }
+        }
+    }
+    let new = NewJob {
+        title: body.title.trim().to_string(),
+        description: body.description,
+        customer: body.customer.unwrap_or_default(),
+        site: body.site.unwrap_or_default(),
+        asset: None,
+        assignees: assignees.iter().map(|u| u.name.clone()).collect(),
+        schedule: body.schedule,
+        priority: body.priority.unwrap_or_default(),
+        follow_up_of: None,
+    };
+    let job_id = create_job_documents(app, me, &new, &tpl).await?;
+    for u in &assignees {
+        app.store.assign(job_id, u.id).await?;
+    }
+    let users: Vec<Uuid> = assignees.iter().map(|u| u.id).collect();
+    app.sets_changed(&users, me.org_id).await;
+    job_view(app, me.org_id, job_id).await
+}
+
+/// Make a job's three documents on the server and write them to the log.
+pub async fn create_job_documents(
+    app: &AppState,
+    by: &Actor,
+    new: &NewJob,
+    tpl: &template::Template,
+) -> Result<Uuid, ApiError> {
+    let actor = automerge::ActorId::random();
+    let now = Utc::now();
+    let bundle = job::new_bundle(&actor, new, tpl, &by.name, now)?;
+    let job_id = bundle.job_id;
+    for (id, kind, mut doc) in bundle.into_docs() {
+        doc.commit_with(
+            CommitOptions::default()
+                .with_message("create job")
+                .with_time(now.timestamp()),
+        );
+        let meta = DocMeta {
+            id,
+            org_id: by.org_id,
+            kind: kind.as_str().to_string(),
+            job_id,
+        };
+        app.store.create_document(&meta).await?;
+        let mut sd = app.docs.lock(&meta).await?;
+        let before = sd.doc.get_heads();
+        sd.doc.merge(&mut doc).map_err(ApiError::internal)?;
+        if let Err(e) = app.docs.persist(&mut sd, &before).await {
+            app.docs.discard(sd);
+            return Err(e.into());
+        }
+    }
+    Ok(job_id)
+}
+
+/// A job's registry entry, if it is a job of `org`.
+async fn job_meta(app: &AppState, org: Uuid, id: Uuid) -> Result<DocMeta, ApiError> {
+    match app.store.document(id).await? {
+        Some(m) if m.org_id == org && m.kind == DocKind::Job.as_str() => Ok(m),
+        _ => Err(ApiError::NotFound(format!("job {id}"))),
+    }
+}
+
+/// Make a server change on a document: edit, commit, append to the log, fan out.
+pub async fn edit_doc(
+    app: &AppState,
+    meta: &DocMeta,
+    message: &str,
+    f: impl FnOnce(&mut AutoCommit) -> Result<(), ApiError>,
+) -> Result<(), ApiError> {
+    let mut sd = app.docs.lock(meta).await?;
+    let before = sd.doc.get_heads();
+    if let Err(e) = f(&mut sd.doc) {
+        sd.doc.rollback();
+        return Err(e);
+    }
+    sd.doc.commit_with(
+        CommitOptions::default()
+            .with_message(message.to_string())
+            .with_time(Utc::now().timestamp()),
+    );
+    match app.docs.persist(&mut sd, &before).await {
+        Ok(Some(seq)) => {
+            drop(sd);
+            app.doc_changed(meta.id, seq, None).await;
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(e) => {
+            app.docs.discard(sd);
+            Err(e.into())
+        }
+    }
+}
+
+async fn read<T>(
+    app: &AppState,
+    meta: &DocMeta,
+    f: impl FnOnce(&AutoCommit) -> Result<T, schemas::DocError>,
+) -> Result<T, ApiError> {
+    let sd = app.docs.lock(meta).await?;
+    Ok(f(&sd.doc)?)
+}
+
+/// The server's merged state of a job's documents, in the device's `job show --json` shape.
+pub async fn job_view(app: &AppState, org: Uuid, id: Uuid) -> Result<JobView, ApiError> {
+    let meta = job_meta(app, org, id).await?;
+    let job = read(app, &meta, job::read).await?;
+    let docs = app.store.job_documents(id).await?;
+    let find = |kind: DocKind, want: Uuid| {
+        docs.iter()
+            .find(|d| d.kind == kind.as_str() && d.id == want)
+            .cloned()
+    };
+    let cl_meta = find(DocKind::Checklist, job.checklist_id)
+        .ok_or_else(|| ApiError::NotFound("the job's checklist".into()))?;
+    let parts_meta = find(DocKind::Parts, job.parts_id)
+        .ok_or_else(|| ApiError::NotFound("the job's parts".into()))?;
+    let cl = read(app, &cl_meta, checklist::read).await?;
+    let pl = read(app, &parts_meta, parts::read).await?;
+    let mut photos = Vec::new();
+    for m in docs.iter().filter(|d| d.kind == DocKind::Photo.as_str()) {
+        // A photo document whose first changes have not arrived yet is skipped.
+        if let Ok(p) = read(app, m, photo::read).await {
+            photos.push(p);
+        }
+    }
+    Ok(JobView::assemble(job, cl, pl, photos))
+}
+
+/// A dispatcher assigns (`assign`) or unassigns the technician called `name` to job `id`: the
+/// assignment in the store and the job document's `assignees` change together or not at all.
+pub async fn change_assignment(
+    app: &AppState,
+    me: &Actor,
+    id: Uuid,
+    name: &str,
+    assign: bool,
+) -> Result<JobView, ApiError> {
+    me.dispatcher()?;
+    let meta = job_meta(app, me.org_id, id).await?;
+    let user = match app.store.user_by_name(name).await? {
+        Some(u) if u.org_id == me.org_id && u.role == Role::Technician => u,
+        _ => {
+            return Err(ApiError::BadRequest(format!(
+                "`{name}` is not a technician of this organisation"
+            )));
+        }
+    };
+    // Everything that can be refused is checked, and the document edit made (not yet committed),
+    // before anything changes: a request that fails changes neither the assignment nor the job.
+    // The job document stays locked throughout, so assignments of one job run one at a time.
+    let mut sd = app.docs.lock(&meta).await?;
+    let current = job::read(&sd.doc)?;
+    let mut names = current.assignees.clone();
+    names.retain(|n| n != &user.name);
+    if assign {
+        names.push(user.name.clone());
+    }
+    let edit = names != current.assignees;
+    let before = sd.doc.get_heads();
+    if edit {
+        let edited = (|| -> Result<(), schemas::DocError> {
+            job::set_assignees(&mut sd.doc, &names)?;
+            // A pending job becomes assigned with its first technician.
+            if assign && current.status == JobStatus::Pending {
+                job::set_status(
+                    &mut sd.doc,
+                    JobStatus::Pending,
+                    JobStatus::Assigned,
+                    &me.name,
+                    Utc::now(),
+                )?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = edited {
+            sd.doc.rollback();
+            return Err(e.into());
+        }
+    }
+    let stored = if assign {
+        app.store.assign(id, user.id).await
+    } else {
+        app.store.unassign(id, user.id).await
+    };
+    let store_changed = match stored {
+        Ok(changed) => changed,
+        Err(e) => {
+            sd.doc.rollback();
+            return Err(e.into());
+        }
+    };
+    if edit {
+        sd.doc.commit_with(
+            CommitOptions::default()
+                .with_message(if assign { "assign" } else { "unassign" })
+                .with_time(Utc::now().timestamp()),
+        );
+        match app.docs.persist(&mut sd, &before).await {
+            Ok(Some(seq)) => {
+                drop(sd);
+                app.doc_changed(meta.id, seq, None).await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                app.docs.discard(sd);
+                // Put the assignment back as it was: the job document still says so.
+                if store_changed {
+                    let undone = if assign {
+                        app.store.unassign(id, user.id).await
+                    } else {
+                        app.store.assign(id, user.id).await
+                    };
+                    if let Err(undo) = undone {
+                        tracing::error!(job = %id, user = %user.id, error = %undo,
+                            "could not undo an assignment change whose job edit failed");
+                    }
+                }
+                return Err(e.into());
+            }
+        }
+    } else {
+        drop(sd);
+    }
+    app.sets_changed(&[user.id], me.org_id).await;
+    job_view(app, me.org_id, id).await
+}
+
+/// A dispatcher's edit. Any status may be set (dispatchers override the technician's workflow,
+/// e.g. to cancel or reopen), and it is recorded in the status history like any other.
+pub async fn patch_job(
+    app: &AppState,
+    me: &Actor,
+    id: Uuid,
+    body: PatchJob,
+) -> Result<JobView, ApiError> {
+    me.dispatcher()?;
+    let meta = job_meta(app, me.org_id, id).await?;
+    if body.title.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        return Err(ApiError::BadRequest("the title cannot be empty".into()));
+    }
+    let current = read(app, &meta, job::read).await?;
+    edit_doc(app, &meta, "dispatcher edit", |d| {
+        if let Some(t) = &body.title {
+            job::set_title(d, t.trim())?;
+        }
+        if let Some(p) = body.priority {
+            job::set_priority(d, p)?;
+        }
+        if let Some(s) = &body.schedule {
+            job::set_schedule(d, s.as_ref())?;
+        }
+        if let Some(n) = &body.notes {
+            job::set_notes(d, n)?;
+        }
+        if let Some(s) = body.status.filter(|s| *s != current.status) {
+            job::set_status(d, current.status, s, &me.name, Utc::now())?;
+        }
+        Ok(())
+    })
+    .await?;
+    job_view(app, me.org_id, id).await
+}

@@ -1,0 +1,93 @@
+//! The server as a library: the router over the HTTP API and the sync endpoint, and `launch`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+
+use crate::config::{Config, Database};
+use crate::state::AppState;
+use crate::store::{Store, postgres::PgStore, sqlite::SqliteStore};
+use crate::{http, sync};
+
+/// Open the configured store and bring its schema up to date.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let store: Arc<dyn Store> = match &config.database {
+        Database::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            Arc::new(SqliteStore::open(path)?)
+        }
+        Database::Postgres(url) => Arc::new(PgStore::connect_with(url, config.pg_pool_size).await?),
+    };
+    store.migrate().await?;
+    Ok(store)
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(http::readyz))
+        .route("/metrics", get(http::metrics))
+        .route("/sync", get(sync::socket::handler))
+        .route("/api/v1/auth/login", post(http::login))
+        .route("/api/v1/auth/refresh", post(http::refresh))
+        .route("/api/v1/devices/{id}/revoke", post(http::revoke_device))
+        .route("/api/v1/jobs", post(http::create_job))
+        .route(
+            "/api/v1/jobs/{id}",
+            get(http::get_job).patch(http::patch_job),
+        )
+        .route("/api/v1/jobs/{id}/assign", post(http::assign))
+        .route("/api/v1/jobs/{id}/unassign", post(http::unassign))
+        .fallback(http::not_found)
+        .method_not_allowed_fallback(http::method_not_allowed)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Run the server on `listener` until `shutdown` resolves: open (and migrate) the store, add the
+/// demo data when `config.demo` says so, and serve.
+pub async fn launch(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let demo = config.demo;
+    let state = AppState::new(config, store);
+    if demo {
+        for line in crate::demo::ensure(&state).await? {
+            println!("{line}");
+        }
+    }
+    println!("listening on http://{}", listener.local_addr()?);
+    serve(state, listener, shutdown).await
+}
+
+/// Run an already built state (tests use this to put a faulty store in).
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    if let Some(mut feed) = state.store.subscribe_changes().await? {
+        let state = state.clone();
+        tokio::spawn(async move {
+            while let Some(notice) = feed.recv().await {
+                if notice.node != state.node {
+                    state.on_remote_notice(notice).await;
+                }
+            }
+        });
+    }
+    tracing::info!(addr = %listener.local_addr()?, database = ?state.config.database, "serving");
+    let service = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
