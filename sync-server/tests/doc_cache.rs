@@ -142,7 +142,11 @@ async fn held_documents_are_never_evicted_and_the_budget_holds_after_release() {
     let first = guards.remove(0);
     drop(guards);
     cache.get(&docs[5]).await.expect("load a sixth");
-    assert!(bytes() <= budget, "{} bytes over a budget of {budget}", bytes());
+    assert!(
+        bytes() <= budget,
+        "{} bytes over a budget of {budget}",
+        bytes()
+    );
     assert!(cache.is_loaded(docs[0].id), "held: never unloaded");
     assert!(cache.is_loaded(docs[5].id), "just loaded");
     assert_eq!(
@@ -157,7 +161,11 @@ async fn held_documents_are_never_evicted_and_the_budget_holds_after_release() {
     let more = fx.documents(3).await;
     for d in &more {
         drop(cache.get(d).await.expect("load"));
-        assert!(bytes() <= budget, "{} bytes over a budget of {budget}", bytes());
+        assert!(
+            bytes() <= budget,
+            "{} bytes over a budget of {budget}",
+            bytes()
+        );
         assert_eq!(cache.loaded_count(), 3);
     }
     assert!(!cache.is_loaded(docs[0].id), "released, then unloaded");
@@ -217,11 +225,19 @@ async fn a_failed_append_poisons_the_copy_and_the_next_lock_reads_the_store() {
     assert!(!cache.is_loaded(meta.id), "a discarded copy is unloaded");
 
     let mut truth = fx.stored(&meta).await;
-    assert_eq!(title(&truth), Some("durable".into()), "the store never saw 'lost'");
+    assert_eq!(
+        title(&truth),
+        Some("durable".into()),
+        "the store never saw 'lost'"
+    );
     assert_eq!(truth.get_heads(), durable_heads);
 
     let (waiter_title, waiter_heads) = waiting.await.expect("waiter");
-    assert_eq!(waiter_title.as_deref(), Some("durable"), "the waiter read the store");
+    assert_eq!(
+        waiter_title.as_deref(),
+        Some("durable"),
+        "the waiter read the store"
+    );
     assert_eq!(waiter_heads, durable_heads);
 
     let mut sd = cache.lock(&meta).await.expect("lock again");
@@ -238,7 +254,11 @@ async fn a_failed_append_poisons_the_copy_and_the_next_lock_reads_the_store() {
     let mut sd = cache.lock(&meta).await.expect("lock");
     let before = sd.doc.get_heads();
     sd.doc.put(ROOT, "title", "retried").unwrap();
-    cache.persist(&mut sd, &before).await.expect("append").unwrap();
+    cache
+        .persist(&mut sd, &before)
+        .await
+        .expect("append")
+        .unwrap();
     let heads = sd.doc.get_heads();
     drop(sd);
     let mut truth = fx.stored(&meta).await;

@@ -833,12 +833,12 @@ async fn sync_states_in_one_batch(store: &dyn Store) {
     for _ in 0..200 {
         docs.push(job_document(store, org_id).await);
     }
-    let batch: Vec<(Uuid, Vec<u8>)> = docs
-        .iter()
-        .map(|d| (*d, d.as_bytes().to_vec()))
-        .collect();
+    let batch: Vec<(Uuid, Vec<u8>)> = docs.iter().map(|d| (*d, d.as_bytes().to_vec())).collect();
     store.put_sync_states(tablet, &batch).await.unwrap();
-    assert_eq!(store.sync_state_docs(tablet).await.unwrap(), sorted(docs.clone()));
+    assert_eq!(
+        store.sync_state_docs(tablet).await.unwrap(),
+        sorted(docs.clone())
+    );
     for d in &docs {
         assert_eq!(
             store.sync_state(tablet, *d).await.unwrap(),

@@ -353,7 +353,9 @@ mod tests {
         let device = store.register_device(user.id, "phone").await.unwrap().id;
 
         store.fail_next(1);
-        let failed = store.put_sync_states(device, &[(doc, b"s1".to_vec())]).await;
+        let failed = store
+            .put_sync_states(device, &[(doc, b"s1".to_vec())])
+            .await;
         assert!(is_injected(&failed), "{failed:?}");
         assert_eq!(store.sync_state(device, doc).await.unwrap(), None);
 
@@ -370,7 +372,10 @@ mod tests {
         let unknown = store
             .put_sync_states(device, &[(doc, b"s2".to_vec()), (Uuid::now_v7(), vec![])])
             .await;
-        assert!(matches!(unknown, Err(StoreError::NotFound(_))), "{unknown:?}");
+        assert!(
+            matches!(unknown, Err(StoreError::NotFound(_))),
+            "{unknown:?}"
+        );
         assert_eq!(
             store.sync_state(device, doc).await.unwrap(),
             Some(b"s1".to_vec())

@@ -68,7 +68,10 @@ impl ServerProcess {
         std::thread::spawn(move || {
             let mut ready = Some(ready);
             let mut shown = 0;
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
                 if let Some(url) = line.strip_prefix("listening on ") {
                     if let Some(ready) = ready.take() {
                         let _ = ready.send(url.trim().to_owned());

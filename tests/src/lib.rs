@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use client_core::Replica;
 use client_core::sync::{SyncError, SyncStats};
-use schemas::job::NewJob;
 use fieldsync_test_support::{FaultyStore, PgDb};
+use schemas::job::NewJob;
 use sync_server::store::{DocMeta, Org, Role, Store, User};
 use sync_server::{AppState, Config};
 use uuid::Uuid;
