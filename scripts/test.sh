@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace on a fresh machine: starts (or installs) what the tests need,
-# then runs the suite. Does nothing extra when everything is already there.
+# checks the gates (formatting, clippy with warnings as errors, .sqlx/ matching the queries), then
+# runs the suite. Does nothing extra when everything is already there. Arguments go to nextest
+# (e.g. `scripts/test.sh -p sync-server`); FIELDSYNC_SKIP_GATES=1 skips the gates locally (CI
+# always runs them). A failed gate fails the run, after the tests have run too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,8 +29,25 @@ fi
 
 # Queries are checked at compile time against the committed .sqlx data, not a live database.
 export SQLX_OFFLINE=true
+
+failed_gates=()
+if [ "${FIELDSYNC_SKIP_GATES:-0}" = 1 ] && [ "${CI:-}" != true ]; then
+    log "skipping the gates (FIELDSYNC_SKIP_GATES=1)"
+else
+    log "gate: cargo fmt --all --check"
+    cargo fmt --all --check || failed_gates+=("cargo fmt (run \`cargo fmt --all\`)")
+    log "gate: cargo clippy --workspace --all-targets -- -D warnings"
+    cargo clippy --workspace --all-targets -- -D warnings || failed_gates+=("cargo clippy")
+    log "gate: .sqlx/ matches the queries"
+    scripts/sqlx-prepare.sh --check || failed_gates+=(".sqlx/ (run scripts/sqlx-prepare.sh)")
+fi
 # The end-to-end tests start the real `sync-server` binary as a child process.
 log "building"
 cargo build --workspace --bins
 log "running the test suite"
-cargo nextest run --workspace --no-fail-fast "$@"
+if [ ${#failed_gates[@]} -eq 0 ]; then
+    exec cargo nextest run --workspace --no-fail-fast "$@"
+fi
+cargo nextest run --workspace --no-fail-fast "$@" || true
+for gate in "${failed_gates[@]}"; do log "FAILED gate: $gate"; done
+exit 1

@@ -30,7 +30,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,6 +40,7 @@ use automerge::sync::{self as am_sync, SyncDoc};
 use automerge::transaction::Transactable;
 use automerge::{ActorId, AutoCommit, ChangeHash, ROOT};
 use chrono::Utc;
+use fieldsync_test_support::ServerProcess;
 use futures_util::{SinkExt, StreamExt};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -489,8 +489,6 @@ struct Device {
     errors: Vec<String>,
 }
 
-/// Documents per outgoing sync frame, as the real client sends them.
-
 impl Device {
     async fn connect(addr: SocketAddr, token: &str, name: &str) -> Result<Device, String> {
         let mut req = format!("ws://{addr}/sync")
@@ -900,7 +898,7 @@ fn seed_offline<T>(dir: &Path, seed: impl AsyncFnOnce(Arc<AppState>) -> T) -> T 
 
 /// The `sync-server` binary (built by cargo with this bench) as a child process.
 struct ChildServer {
-    child: std::process::Child,
+    _process: ServerProcess,
     addr: SocketAddr,
     pid: u32,
 }
@@ -908,11 +906,6 @@ struct ChildServer {
 impl ChildServer {
     fn spawn(dir: &Path, cache_mb: usize) -> ChildServer {
         let exe = env!("CARGO_BIN_EXE_sync-server");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let mut cmd = std::process::Command::new("sh");
         // Raise the soft fd limit to the hard one for the server (10,000 sockets).
         cmd.arg("-c")
@@ -920,38 +913,21 @@ impl ChildServer {
             .arg(exe)
             .arg("--data-dir")
             .arg(dir)
-            .args(["serve", "--listen", &addr.to_string()])
+            .args(["serve", "--listen", "127.0.0.1:0"])
             .env("FIELDSYNC_DOC_CACHE_MB", cache_mb.to_string())
             .env("RUST_LOG", "warn")
             .env_remove("DATABASE_URL")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit());
         if let Some(url) = bench_db() {
             cmd.env("DATABASE_URL", url);
         }
-        let mut child = cmd.spawn().expect("spawn sync-server");
-        let pid = child.id();
-        let stdout = child.stdout.take().expect("stdout");
-        let (ready, is_ready) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut shown = 0;
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if line.starts_with("listening on") {
-                    let _ = ready.send(());
-                } else if shown < 10 && (line.contains("WARN") || line.contains("ERROR")) {
-                    shown += 1;
-                    eprintln!("    [server] {line}");
-                }
-            }
-        });
-        is_ready
-            .recv_timeout(Duration::from_secs(120))
-            .expect("the server did not start within 120 s");
-        ChildServer { child, addr, pid }
+        // `exec`: the shell's process becomes the server's, so its pid is the server's.
+        let process = ServerProcess::start(cmd);
+        ChildServer {
+            addr: process.addr,
+            pid: process.pid(),
+            _process: process,
+        }
     }
 
     /// (VmRSS, VmHWM) in bytes.
@@ -997,13 +973,6 @@ impl ChildServer {
             .collect();
         let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
         Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64)
-    }
-}
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -6,11 +6,13 @@
 //! directory, or a new Postgres database that is dropped afterwards.
 //!
 //! The Postgres tests need a server: `postgres://postgres@127.0.0.1:5432` (trust auth) unless
-//! `FIELDSYNC_TEST_POSTGRES` names another one (a URL without a database name).
+//! `FIELDSYNC_TEST_POSTGRES` names another one (a URL without a database name); the database per
+//! test is `fieldsync_test_support::PgDb`.
 
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ChangeHash, ROOT, ReadDoc};
 use chrono::{DateTime, Duration, Utc};
+use fieldsync_test_support::PgDb;
 use sync_server::store::postgres::PgStore;
 use sync_server::store::sqlite::SqliteStore;
 use sync_server::store::{
@@ -53,70 +55,27 @@ impl SqliteBackend {
 /// A Postgres database of its own for one test, dropped when the test ends, passed or failed.
 struct PostgresBackend {
     store: PgStore,
-    server: String,
-    database: String,
-}
-
-fn postgres_server() -> String {
-    std::env::var("FIELDSYNC_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
-}
-
-/// Run `statement` in the server's maintenance database (CREATE/DROP DATABASE cannot run in the
-/// database they act on).
-async fn admin(server: &str, statement: String) {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(&format!("{server}/postgres"))
-        .await
-        .unwrap_or_else(|err| panic!("connect to Postgres at {server} for the tests: {err}"));
-    sqlx::query(sqlx::AssertSqlSafe(statement))
-        .execute(&mut conn)
-        .await
-        .expect("admin statement");
-    conn.close().await.expect("close admin connection");
+    // Dropped after the store (fields drop in order); the drop ends any connection left.
+    db: PgDb,
 }
 
 impl PostgresBackend {
     const MULTI_NODE: bool = true;
 
     async fn new() -> PostgresBackend {
-        let server = postgres_server();
-        let database = format!("fs_test_{}", Uuid::now_v7().simple());
-        admin(&server, format!("CREATE DATABASE {database}")).await;
-        let store = PgStore::connect(&format!("{server}/{database}"))
+        let db = PgDb::create().await;
+        let store = PgStore::connect(&db.url)
             .await
             .expect("connect Postgres store");
         store.migrate().await.expect("migrate Postgres store");
-        PostgresBackend {
-            store,
-            server,
-            database,
-        }
+        PostgresBackend { store, db }
     }
 
     /// Another store (pool) on the same database.
     async fn peer(&self) -> PgStore {
-        PgStore::connect(&format!("{}/{}", self.server, self.database))
+        PgStore::connect(&self.db.url)
             .await
             .expect("connect second Postgres store")
-    }
-}
-
-impl Drop for PostgresBackend {
-    fn drop(&mut self) {
-        // Drop runs inside the test's runtime, which cannot be blocked on, so the cleanup gets a
-        // thread and a runtime of its own. FORCE ends the store's pooled connections.
-        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database);
-        let server = self.server.clone();
-        let cleanup = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("cleanup runtime")
-                .block_on(admin(&server, statement));
-        });
-        // A failed cleanup only leaves a database behind; it must not hide the test's own result.
-        let _ = cleanup.join();
     }
 }
 
@@ -188,6 +147,7 @@ backend_tests! {
         snapshot_compacts_the_log,
         changes_since,
         sync_states,
+        sync_states_in_one_batch,
         sync_state_docs_and_deletion,
         assignments,
         user_documents,
@@ -900,6 +860,115 @@ async fn sync_states(store: &dyn Store) {
         matches!(err, StoreError::NotFound(_)),
         "state of an unknown document: {err:?}"
     );
+}
+
+async fn sync_states_in_one_batch(store: &dyn Store) {
+    let (org_id, user_id) = org_with_user(store).await;
+    let phone = store.register_device(user_id, "phone").await.unwrap().id;
+    let tablet = store.register_device(user_id, "tablet").await.unwrap().id;
+    let doc1 = job_document(store, org_id).await;
+    let doc2 = job_document(store, org_id).await;
+    let doc3 = job_document(store, org_id).await;
+
+    store
+        .put_sync_states(phone, &[])
+        .await
+        .expect("an empty batch is fine");
+    assert!(store.sync_state_docs(phone).await.unwrap().is_empty());
+
+    store
+        .put_sync_states(phone, &[(doc1, b"1a".to_vec()), (doc2, b"2a".to_vec())])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sync_state(phone, doc1).await.unwrap(),
+        Some(b"1a".to_vec())
+    );
+    assert_eq!(
+        store.sync_state(phone, doc2).await.unwrap(),
+        Some(b"2a".to_vec())
+    );
+    assert_eq!(
+        store.sync_state_docs(phone).await.unwrap(),
+        sorted(vec![doc1, doc2])
+    );
+    assert!(
+        store.sync_state_docs(tablet).await.unwrap().is_empty(),
+        "states are per device"
+    );
+
+    // Replaces what is there and adds what is not, as `put_sync_state` would one by one.
+    store
+        .put_sync_states(phone, &[(doc2, b"2b".to_vec()), (doc3, b"3a".to_vec())])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sync_state(phone, doc1).await.unwrap(),
+        Some(b"1a".to_vec()),
+        "a state not in the batch stays"
+    );
+    assert_eq!(
+        store.sync_state(phone, doc2).await.unwrap(),
+        Some(b"2b".to_vec())
+    );
+    assert_eq!(
+        store.sync_state(phone, doc3).await.unwrap(),
+        Some(b"3a".to_vec())
+    );
+
+    // All or nothing: an unknown document late in the batch leaves every state as it was.
+    let err = store
+        .put_sync_states(
+            phone,
+            &[
+                (doc1, b"1c".to_vec()),
+                (doc2, b"2c".to_vec()),
+                (Uuid::now_v7(), b"x".to_vec()),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(_)),
+        "a batch with an unknown document: {err:?}"
+    );
+    assert_eq!(
+        store.sync_state(phone, doc1).await.unwrap(),
+        Some(b"1a".to_vec()),
+        "the failed batch wrote nothing"
+    );
+    assert_eq!(
+        store.sync_state(phone, doc2).await.unwrap(),
+        Some(b"2b".to_vec()),
+        "the failed batch wrote nothing"
+    );
+
+    let err = store
+        .put_sync_states(Uuid::now_v7(), &[(doc1, b"x".to_vec())])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(_)),
+        "a batch of an unknown device: {err:?}"
+    );
+
+    // A device's first sync of a week's work: 200 documents in one call.
+    let mut docs = Vec::new();
+    for _ in 0..200 {
+        docs.push(job_document(store, org_id).await);
+    }
+    let batch: Vec<(Uuid, Vec<u8>)> = docs.iter().map(|d| (*d, d.as_bytes().to_vec())).collect();
+    store.put_sync_states(tablet, &batch).await.unwrap();
+    assert_eq!(
+        store.sync_state_docs(tablet).await.unwrap(),
+        sorted(docs.clone())
+    );
+    for d in &docs {
+        assert_eq!(
+            store.sync_state(tablet, *d).await.unwrap(),
+            Some(d.as_bytes().to_vec())
+        );
+    }
 }
 
 async fn sync_state_docs_and_deletion(store: &dyn Store) {

@@ -1,78 +1,24 @@
-//! Harness for the end-to-end tests: a real server (in this process on port 0, or as a child
-//! process), real device replicas syncing over real sockets, a Postgres database per test.
+//! Harness for the end-to-end tests: a real server in this process on port 0 (its store wrapped in
+//! a `FaultyStore`), real device replicas syncing over real sockets, teams and tokens. The
+//! per-test Postgres database, the server as a child process and the raw protocol client are in
+//! `fieldsync-test-support`.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use client_core::Replica;
 use client_core::sync::{SyncError, SyncStats};
+use fieldsync_test_support::{FaultyStore, PgDb};
 use schemas::job::NewJob;
-use sync_server::store::faulty::FaultyStore;
 use sync_server::store::{DocMeta, Org, Role, Store, User};
 use sync_server::{AppState, Config};
-use tokio::net::TcpListener;
 use uuid::Uuid;
-
-pub mod raw;
 
 /// Which store a test runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
     Postgres,
-}
-
-/// A fresh Postgres database, dropped with the value.
-pub struct PgDb {
-    pub url: String,
-    name: String,
-}
-
-fn pg_server() -> String {
-    std::env::var("FIELDSYNC_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
-impl PgDb {
-    pub async fn create() -> PgDb {
-        use sqlx::Connection;
-        let name = format!("fs_e2e_{}", Uuid::now_v7().simple());
-        let mut c = sqlx::PgConnection::connect(&format!("{}/postgres", pg_server()))
-            .await
-            .expect("connect to Postgres");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut c)
-            .await
-            .expect("create test database");
-        PgDb {
-            url: format!("{}/{name}", pg_server()),
-            name,
-        }
-    }
-}
-
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                use sqlx::Connection;
-                if let Ok(mut c) =
-                    sqlx::PgConnection::connect(&format!("{}/postgres", pg_server())).await
-                {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(statement.clone()))
-                        .execute(&mut c)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
 }
 
 /// Where a test server keeps its state, surviving restarts.
@@ -118,12 +64,8 @@ impl TestServer {
             .expect("open store");
         let faults = Arc::new(FaultyStore::new(store));
         let app = AppState::new(home.config.clone(), faults.clone());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let serving = app.clone();
-        let task = tokio::spawn(async move {
-            let _ = sync_server::serve(serving, listener, std::future::pending()).await;
-        });
+        let (addr, task) = fieldsync_test_support::serve_in_process(app.clone()).await;
+        let url = format!("http://{addr}");
         TestServer {
             url,
             app,
@@ -336,20 +278,6 @@ pub async fn assert_device_matches_server(device: &mut Device, server: &TestServ
     );
 }
 
-/// The workspace's target directory holding the binaries built for the tests.
-pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // target/debug/deps/<test> -> target/debug/<name>
-    let dir = exe.parent().and_then(|p| p.parent()).unwrap();
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is not built; run the tests through `cargo nextest run --workspace`",
-        path.display()
-    );
-    path
-}
-
 /// A seed from `SEED` or a fresh one, printed so a failure can be replayed.
 pub fn seed() -> u64 {
     let seed = std::env::var("SEED")
@@ -360,61 +288,10 @@ pub fn seed() -> u64 {
     seed
 }
 
-/// A server running as its own process from the real binary, configured by environment
-/// variables (`FIELDSYNC_DATA_DIR`, `DATABASE_URL`). Killed when dropped.
-pub struct ServerProcess {
-    pub child: std::process::Child,
-    pub url: String,
-}
-
-impl ServerProcess {
-    pub fn spawn(env: &[(&str, &str)]) -> ServerProcess {
-        use std::io::BufRead;
-        let mut cmd = std::process::Command::new(bin("sync-server"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0"])
-            .env_remove("DATABASE_URL")
-            .env("RUST_LOG", "warn");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let url = loop {
-            let line = lines
-                .next()
-                .expect("server exited before listening")
-                .unwrap();
-            if let Some(url) = line.strip_prefix("listening on ") {
-                break url.to_string();
-            }
-        };
-        ServerProcess { child, url }
-    }
-
-    /// SIGKILL: no chance to flush or say goodbye.
-    pub fn kill_dash_nine(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-9", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `sync-server user add` with the test password.
 pub fn add_user(env: &[(&str, &str)], org: &str, name: &str, role: &str) {
     use std::io::Write;
-    let mut cmd = std::process::Command::new(bin("sync-server"));
+    let mut cmd = std::process::Command::new(fieldsync_test_support::sync_server_bin());
     cmd.args([
         "user",
         "add",

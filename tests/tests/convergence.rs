@@ -172,7 +172,7 @@ async fn live_fan_out_and_assignment_changes() {
     });
     // A dispatcher connection sees it too.
     let dispatch = fieldsync_e2e::access_token(server.store(), &team.dispatcher, None).await;
-    let mut board = fieldsync_e2e::raw::connect(&server.url, Some(&dispatch))
+    let mut board = fieldsync_test_support::raw::connect(&server.url, Some(&dispatch))
         .await
         .unwrap();
     board.hello().await;
@@ -203,7 +203,7 @@ async fn live_fan_out_and_assignment_changes() {
         .id;
     let mut pushed = false;
     for _ in 0..20 {
-        if let fieldsync_e2e::raw::Received::Msg(schemas::wire::ServerMsg::Sync { docs }) =
+        if let fieldsync_test_support::raw::Received::Msg(schemas::wire::ServerMsg::Sync { docs }) =
             board.recv().await
             && docs.iter().any(|d| d.doc == parts_doc)
         {

@@ -181,7 +181,7 @@ async fn a_session_that_connected_and_synced_starts_the_backoff_over() {
 }
 
 fn shell(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(fieldsync_e2e::bin("mobile-shell"))
+    std::process::Command::new(fieldsync_test_support::workspace_bin("mobile-shell"))
         .arg("--data-dir")
         .arg(dir)
         .args(args)
@@ -208,7 +208,7 @@ fn one_shot_writes_beside_a_live_sync_reach_the_server_and_a_dead_server_is_offl
     let env = [("FIELDSYNC_DATA_DIR", server_dir.path().to_str().unwrap())];
     fieldsync_e2e::add_user(&env, "acme", "ana", "technician");
     fieldsync_e2e::add_user(&env, "acme", "dana", "dispatcher");
-    let mut server = fieldsync_e2e::ServerProcess::spawn(&env);
+    let mut server = fieldsync_test_support::ServerProcess::spawn(&env);
     let bearer = format!("Bearer {}", fieldsync_e2e::http_login(&server.url, "dana"));
     let job: serde_json::Value = ureq::post(format!("{}/api/v1/jobs", server.url))
         .header("authorization", &bearer)
@@ -221,21 +221,22 @@ fn one_shot_writes_beside_a_live_sync_reach_the_server_and_a_dead_server_is_offl
 
     let device = tempfile::tempdir().unwrap();
     let dir = device.path();
-    let mut login = std::process::Command::new(fieldsync_e2e::bin("mobile-shell"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args([
-            "login",
-            "--server",
-            &server.url,
-            "--user",
-            "ana",
-            "--password-stdin",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut login =
+        std::process::Command::new(fieldsync_test_support::workspace_bin("mobile-shell"))
+            .arg("--data-dir")
+            .arg(dir)
+            .args([
+                "login",
+                "--server",
+                &server.url,
+                "--user",
+                "ana",
+                "--password-stdin",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
     login
         .stdin
         .take()
@@ -245,14 +246,15 @@ fn one_shot_writes_beside_a_live_sync_reach_the_server_and_a_dead_server_is_offl
     assert!(login.wait().unwrap().success());
     shell_ok(dir, &["sync", "--once"]);
 
-    let mut live = std::process::Command::new(fieldsync_e2e::bin("mobile-shell"))
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("sync")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut live =
+        std::process::Command::new(fieldsync_test_support::workspace_bin("mobile-shell"))
+            .arg("--data-dir")
+            .arg(dir)
+            .arg("sync")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
     for i in 0..10 {
         shell_ok(dir, &["part", "add", &job, &format!("LIVE-{i}"), "1"]);
     }

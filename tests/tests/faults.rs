@@ -7,9 +7,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use fieldsync_e2e::{
-    Backend, Device, ServerHome, ServerProcess, Team, TestServer, add_user,
-    assert_device_matches_server, http_login, seed,
+    Backend, Device, ServerHome, Team, TestServer, add_user, assert_device_matches_server,
+    http_login, seed,
 };
+use fieldsync_test_support::ServerProcess;
 use rand::{Rng, SeedableRng};
 use schemas::JobStatus;
 use schemas::parts::NewPartLine;

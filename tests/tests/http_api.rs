@@ -379,7 +379,7 @@ async fn a_reused_refresh_token_revokes_its_device(backend: Backend) {
         after.body["message"].as_str().unwrap().contains("revoked"),
         "{after:?}"
     );
-    let (status, _) = fieldsync_e2e::raw::connect(&server.url, Some(access))
+    let (status, _) = fieldsync_test_support::raw::connect(&server.url, Some(access))
         .await
         .err()
         .expect("the device's access token is refused too");
@@ -397,7 +397,7 @@ async fn every_login_makes_a_revocable_device(backend: Backend) {
     let access = reply.body["tokens"]["access_token"].as_str().unwrap();
     let refresh = reply.body["tokens"]["refresh_token"].as_str().unwrap();
     assert!(
-        fieldsync_e2e::raw::connect(&server.url, Some(access))
+        fieldsync_test_support::raw::connect(&server.url, Some(access))
             .await
             .is_ok()
     );
@@ -422,7 +422,7 @@ async fn every_login_makes_a_revocable_device(backend: Backend) {
     )
     .await;
     assert_error(&again, 401, "unauthorized");
-    let (status, _) = fieldsync_e2e::raw::connect(&server.url, Some(access))
+    let (status, _) = fieldsync_test_support::raw::connect(&server.url, Some(access))
         .await
         .err()
         .expect("a revoked session cannot sync");

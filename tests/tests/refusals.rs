@@ -4,8 +4,8 @@
 
 use automerge::sync::SyncDoc;
 use automerge::transaction::Transactable;
-use fieldsync_e2e::raw::{Received, connect};
 use fieldsync_e2e::{Backend, Device, ServerHome, Team, TestServer};
+use fieldsync_test_support::raw::{Received, connect};
 use schemas::wire::{self, ClientMsg, DocMessage, ErrorCode, ServerMsg, close};
 use sync_server::store::{Role, TokenKind, TokenRecord};
 

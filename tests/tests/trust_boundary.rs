@@ -7,8 +7,8 @@
 use automerge::sync::{self, SyncDoc};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ROOT, ReadDoc};
-use fieldsync_e2e::raw::{RawClient, Received, connect};
 use fieldsync_e2e::{Backend, Device, ServerHome, Team, TestServer, access_token};
+use fieldsync_test_support::raw::{RawClient, Received, connect};
 use schemas::DocKind;
 use schemas::wire::{ClientMsg, DocMessage, ErrorCode, ServerMsg, close};
 use sync_server::store::{DocMeta, Role};

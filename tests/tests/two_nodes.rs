@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use fieldsync_e2e::{PgDb, ServerProcess, add_user, http_login};
+use fieldsync_e2e::{add_user, http_login};
+use fieldsync_test_support::{PgDb, ServerProcess};
 use schemas::parts::NewPartLine;
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {

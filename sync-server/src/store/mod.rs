@@ -11,14 +11,13 @@
 //! - per (device, document) Automerge sync states.
 //!
 //! Nodes of a multi-node (Postgres) deployment tell each other about appended changes through
-//! [`Store::publish_change`] and [`Store::subscribe_changes`]. [`faulty::FaultyStore`] wraps any
-//! store to inject failures in tests of the server.
+//! [`Store::publish_change`] and [`Store::subscribe_changes`]. Fault injection for tests
+//! (`FaultyStore`) lives in the `fieldsync-test-support` crate, not here.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-pub mod faulty;
 pub mod postgres;
 pub mod sqlite;
 
@@ -304,18 +303,11 @@ pub trait Store: Send + Sync + 'static {
 
     async fn sync_state(&self, device_id: Uuid, doc_id: Uuid) -> StoreResult<Option<Vec<u8>>>;
     async fn put_sync_state(&self, device_id: Uuid, doc_id: Uuid, state: &[u8]) -> StoreResult<()>;
-    /// Save several sync states of a device at once. The backends do it in one transaction (one
-    /// fsync instead of one per document when a device receives 200 documents).
-    async fn put_sync_states(
-        &self,
-        device_id: Uuid,
-        states: &[(Uuid, Vec<u8>)],
-    ) -> StoreResult<()> {
-        for (doc, state) in states {
-            self.put_sync_state(device_id, *doc, state).await?;
-        }
-        Ok(())
-    }
+    /// Save several sync states of a device at once, in one transaction (one fsync instead of one
+    /// per document when a device receives 200 documents): all of them or none. No default body
+    /// (nor for any method here), so a wrapping store must forward it explicitly.
+    async fn put_sync_states(&self, device_id: Uuid, states: &[(Uuid, Vec<u8>)])
+    -> StoreResult<()>;
     /// The documents the device holds a sync state for, i.e. that it has been sent, ordered by
     /// id. Empty for an unknown device.
     async fn sync_state_docs(&self, device_id: Uuid) -> StoreResult<Vec<Uuid>>;

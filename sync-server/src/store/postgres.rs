@@ -4,20 +4,9 @@
 //! and otherwise read what they need from `.sqlx/` at the workspace root, so the crate builds
 //! without a database (`SQLX_OFFLINE=true` makes them use `.sqlx/` even when `DATABASE_URL` is
 //! set).
-//! After changing a query or a migration, regenerate `.sqlx/` from the workspace root with:
-//!
-//! ```sh
-//! psql -h 127.0.0.1 -U postgres -c 'DROP DATABASE IF EXISTS fieldsync_sqlx_prepare' \
-//!      -c 'CREATE DATABASE fieldsync_sqlx_prepare' &&
-//! cat migrations/postgres/*.sql |
-//!     psql -h 127.0.0.1 -U postgres -d fieldsync_sqlx_prepare -v ON_ERROR_STOP=1 -q &&
-//! rm -rf .sqlx && mkdir .sqlx && touch sync-server/src/store/postgres.rs &&
-//! SQLX_OFFLINE_DIR="$PWD/.sqlx" DATABASE_URL=postgres://postgres@127.0.0.1:5432/fieldsync_sqlx_prepare \
-//!     cargo check -p sync-server --lib
-//! ```
-//!
-//! (With `DATABASE_URL` set the macros describe each query live and write it to
-//! `SQLX_OFFLINE_DIR`; the `touch` makes cargo expand them again.)
+//! After changing a query or a migration, regenerate `.sqlx/` with `scripts/sqlx-prepare.sh`
+//! (`cargo sqlx prepare --workspace` against a scratch database with the migrations applied) and
+//! commit it; CI (`scripts/test.sh`) fails when `.sqlx/` does not match the queries.
 //!
 //! Consistency: every write that touches more than one row runs in one transaction. Appends and
 //! compactions of a document first lock its registry row, so they run one at a time per document

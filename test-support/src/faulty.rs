@@ -1,14 +1,21 @@
 //! A [`Store`] that fails on demand, for tests of the server under store failures.
 //!
-//! [`FaultyStore`] delegates every method to the store it wraps. The methods that write documents
-//! or load them (`create_document`, `append_changes`, `load`, `changes_since`, `save_snapshot`,
-//! `put_sync_state`) can be made to fail with `StoreError::Database("injected fault")` before
-//! they reach the inner store, so a failed call changes nothing. Every other method (user, token
-//! and device lookups, assignments, notices) always goes through.
+//! [`FaultyStore`] delegates every method to the store it wraps (the `Store` trait has no default
+//! method bodies, so a method added to the trait fails to compile here until it is forwarded, and
+//! a test never silently runs a fallback instead of the real store's code). The methods that
+//! write documents or load them (`create_document`, `append_changes`, `load`, `changes_since`,
+//! `save_snapshot`, `put_sync_state`, `put_sync_states`) can be made to fail with
+//! `StoreError::Database("injected fault")` before they reach the inner store, so a failed call
+//! changes nothing. Every other method (user, token and device lookups, assignments, notices)
+//! always goes through.
+//!
+//! It lives here, not in the server: the production crate carries no fault injection. A server
+//! under test gets it in process: `sync_server::serve(AppState::new(config, faulty), listener, ..)`.
 //!
 //! ```no_run
 //! # use std::sync::Arc;
-//! # use sync_server::store::{Store, faulty::FaultyStore};
+//! # use sync_server::store::Store;
+//! # use fieldsync_test_support::FaultyStore;
 //! # fn demo(inner: Arc<dyn Store>) {
 //! let faulty = Arc::new(FaultyStore::new(inner));
 //! let store: Arc<dyn Store> = faulty.clone(); // hand this to the server
@@ -24,9 +31,9 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::{
-    AuditRecord, ChangeNotice, ChangeRecord, Device, DocMeta, Org, Role, Store, StoreError,
-    StoreResult, StoredDoc, TokenInfo, TokenRecord, User,
+use sync_server::store::{
+    AuditRecord, ChangeNotice, ChangeRecord, Device, DocMeta, Org, Role, Rotation, Store,
+    StoreError, StoreResult, StoredDoc, TokenInfo, TokenRecord, User,
 };
 
 /// The message of every injected error.
@@ -177,7 +184,7 @@ impl Store for FaultyStore {
         &self,
         hash: &str,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> StoreResult<super::Rotation> {
+    ) -> StoreResult<Rotation> {
         self.inner.use_refresh_token(hash, now).await
     }
 
@@ -252,6 +259,15 @@ impl Store for FaultyStore {
         self.inner.put_sync_state(device_id, doc_id, state).await
     }
 
+    async fn put_sync_states(
+        &self,
+        device_id: Uuid,
+        states: &[(Uuid, Vec<u8>)],
+    ) -> StoreResult<()> {
+        self.check()?;
+        self.inner.put_sync_states(device_id, states).await
+    }
+
     async fn sync_state_docs(&self, device_id: Uuid) -> StoreResult<Vec<Uuid>> {
         self.inner.sync_state_docs(device_id).await
     }
@@ -292,7 +308,7 @@ impl Store for FaultyStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sqlite::SqliteStore;
+    use sync_server::store::sqlite::SqliteStore;
 
     fn change(name: &str) -> ChangeRecord {
         ChangeRecord {
@@ -349,6 +365,46 @@ mod tests {
             }
         );
         assert_eq!(store.injected(), 1);
+    }
+
+    #[tokio::test]
+    async fn put_sync_states_is_forwarded_and_can_fail() {
+        let (store, doc, _dir) = faulty_store().await;
+        let org = store.org_by_name("Acme Repairs").await.unwrap().unwrap();
+        let user = store
+            .create_user(org.id, "tech", Role::Technician, "hash")
+            .await
+            .unwrap();
+        let device = store.register_device(user.id, "phone").await.unwrap().id;
+
+        store.fail_next(1);
+        let failed = store
+            .put_sync_states(device, &[(doc, b"s1".to_vec())])
+            .await;
+        assert!(is_injected(&failed), "{failed:?}");
+        assert_eq!(store.sync_state(device, doc).await.unwrap(), None);
+
+        store
+            .put_sync_states(device, &[(doc, b"s1".to_vec())])
+            .await
+            .unwrap();
+        assert_eq!(
+            store.sync_state(device, doc).await.unwrap(),
+            Some(b"s1".to_vec())
+        );
+        // The inner store's own batch (one transaction) ran, so its errors come through as they
+        // are: an unknown document fails the whole batch.
+        let unknown = store
+            .put_sync_states(device, &[(doc, b"s2".to_vec()), (Uuid::now_v7(), vec![])])
+            .await;
+        assert!(
+            matches!(unknown, Err(StoreError::NotFound(_))),
+            "{unknown:?}"
+        );
+        assert_eq!(
+            store.sync_state(device, doc).await.unwrap(),
+            Some(b"s1".to_vec())
+        );
     }
 
     #[tokio::test]

@@ -1,4 +1,15 @@
 //! A bare protocol client for tests that send what a well-behaved device never would.
+//!
+//! ```no_run
+//! # async fn demo(url: &str, token: &str) {
+//! use fieldsync_test_support::raw;
+//! let mut client = raw::connect(url, Some(token)).await.unwrap();
+//! client.hello().await;
+//! client.send_bytes(vec![0xff, 0x00]).await; // not CBOR
+//! let (code, _doc) = client.next_error().await;
+//! # let _ = code;
+//! # }
+//! ```
 
 use std::time::Duration;
 
@@ -22,7 +33,7 @@ pub enum Received {
 
 /// Connect to `/sync`; an HTTP refusal before the upgrade comes back as `Err(status, body)`.
 pub async fn connect(server_url: &str, token: Option<&str>) -> Result<RawClient, (u16, String)> {
-    let url = client_core::sync::net::sync_url(server_url);
+    let url = sync_url(server_url);
     let mut request = url.into_client_request().unwrap();
     if let Some(t) = token {
         request
@@ -41,6 +52,19 @@ pub async fn connect(server_url: &str, token: Option<&str>) -> Result<RawClient,
         }
         Err(e) => panic!("connect failed: {e}"),
     }
+}
+
+/// `http://host:port` → `ws://host:port/sync` (`https` → `wss`).
+pub fn sync_url(server_url: &str) -> String {
+    let base = server_url.trim_end_matches('/');
+    let ws = if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = base.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        base.to_owned()
+    };
+    format!("{ws}/sync")
 }
 
 impl RawClient {

@@ -1,0 +1,288 @@
+//! The server's document cache (`DocCache`) through its public API, on the embedded SQLite store
+//! wrapped in a `FaultyStore`:
+//!
+//! - the memory budget: documents a request holds are never unloaded (one copy per document per
+//!   node), and once they are released the cache is back within budget at the next load, having
+//!   unloaded the least recently used;
+//! - poisoning: when an append fails, the in-memory copy (which holds a change the store does
+//!   not) is never served again, neither to the next request nor to one already waiting for it;
+//!   the next lock reads the store's truth.
+//!
+//! No test here depends on timing: a waiting request is detected by the handle count it adds.
+
+use std::sync::Arc;
+
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, ChangeHash, ROOT, ReadDoc};
+use fieldsync_test_support::{FaultyStore, INJECTED_FAULT};
+use sync_server::metrics::Metrics;
+use sync_server::store::sqlite::SqliteStore;
+use sync_server::store::{DocMeta, Store, StoreError};
+use sync_server::sync::docs::{DocCache, DocHandle};
+use uuid::Uuid;
+
+/// Never compact: the tests read the change log as appended.
+const NO_COMPACTION: usize = usize::MAX;
+
+struct Fixture {
+    faults: Arc<FaultyStore>,
+    org: Uuid,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn new() -> Fixture {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let sqlite = SqliteStore::open(dir.path().join("store.db")).expect("open SQLite store");
+        sqlite.migrate().await.expect("migrate");
+        let faults = Arc::new(FaultyStore::new(Arc::new(sqlite)));
+        let org = faults.create_org("Acme Repairs").await.expect("org").id;
+        Fixture {
+            faults,
+            org,
+            _dir: dir,
+        }
+    }
+
+    fn store(&self) -> Arc<dyn Store> {
+        self.faults.clone()
+    }
+
+    fn cache(&self, budget: usize) -> (DocCache, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::default());
+        (
+            DocCache::new(self.store(), budget, NO_COMPACTION, metrics.clone()),
+            metrics,
+        )
+    }
+
+    /// A registered, empty job document: every one weighs the same in the cache.
+    async fn document(&self) -> DocMeta {
+        let id = Uuid::now_v7();
+        let meta = DocMeta {
+            id,
+            org_id: self.org,
+            kind: "job".into(),
+            job_id: id,
+        };
+        self.faults.create_document(&meta).await.expect("register");
+        meta
+    }
+
+    async fn documents(&self, n: usize) -> Vec<DocMeta> {
+        let mut docs = Vec::new();
+        for _ in 0..n {
+            docs.push(self.document().await);
+        }
+        docs
+    }
+
+    /// What the cache charges for one empty document, measured on a cache of its own.
+    async fn empty_doc_weight(&self) -> usize {
+        let (probe, metrics) = self.cache(usize::MAX);
+        let meta = self.document().await;
+        drop(probe.get(&meta).await.expect("load"));
+        let weight = metrics.cache_bytes.get();
+        assert!(weight > 0, "a loaded document has a weight");
+        weight as usize
+    }
+
+    /// The document as the store has it, built from its log.
+    async fn stored(&self, meta: &DocMeta) -> AutoCommit {
+        let stored = self.faults.inner().load(meta.id).await.expect("load");
+        let mut doc = match &stored.snapshot {
+            Some(s) => AutoCommit::load(s).expect("snapshot loads"),
+            None => AutoCommit::new(),
+        };
+        for c in &stored.changes {
+            doc.load_incremental(c).expect("change loads");
+        }
+        doc
+    }
+}
+
+fn loaded(cache: &DocCache, docs: &[DocMeta]) -> Vec<bool> {
+    docs.iter().map(|d| cache.is_loaded(d.id)).collect()
+}
+
+fn title(doc: &AutoCommit) -> Option<String> {
+    doc.get(ROOT, "title")
+        .expect("read title")
+        .map(|(v, _)| v.as_str().expect("a string").to_owned())
+}
+
+#[tokio::test]
+async fn held_documents_are_never_evicted_and_the_budget_holds_after_release() {
+    let fx = Fixture::new().await;
+    let w = fx.empty_doc_weight().await;
+    let budget = 3 * w;
+    let (cache, metrics) = fx.cache(budget);
+    let docs = fx.documents(7).await;
+    let bytes = || metrics.cache_bytes.get() as usize;
+
+    // Five documents held at once (locked, as requests hold them): the budget is three, but none
+    // of them may be unloaded while held.
+    let mut guards = Vec::new();
+    for d in &docs[..5] {
+        guards.push(cache.lock(d).await.expect("lock"));
+    }
+    assert_eq!(loaded(&cache, &docs[..5]), vec![true; 5]);
+    assert_eq!(cache.loaded_count(), 5);
+    assert_eq!(bytes(), 5 * w, "over budget while everything is held");
+    assert_eq!(metrics.cache_documents.get(), 5);
+
+    // A held document is the one copy: asking again gives the same handle, not a second load.
+    let again: DocHandle = cache.get(&docs[4]).await.expect("get");
+    let twice = cache.get(&docs[4]).await.expect("get");
+    assert!(Arc::ptr_eq(&again, &twice));
+    drop((again, twice));
+
+    // Release all but docs[0], the least recently used. The next load unloads the least recently
+    // used documents until the estimate is within budget, skipping docs[0] because it is held.
+    let first = guards.remove(0);
+    drop(guards);
+    cache.get(&docs[5]).await.expect("load a sixth");
+    assert!(
+        bytes() <= budget,
+        "{} bytes over a budget of {budget}",
+        bytes()
+    );
+    assert!(cache.is_loaded(docs[0].id), "held: never unloaded");
+    assert!(cache.is_loaded(docs[5].id), "just loaded");
+    assert_eq!(
+        loaded(&cache, &docs[1..5]),
+        vec![false, false, false, true],
+        "the released ones went oldest first, and only as many as the budget needed"
+    );
+    assert_eq!(cache.loaded_count(), 3);
+
+    // Released, docs[0] is unloaded like any other document as new ones come in.
+    drop(first);
+    let more = fx.documents(3).await;
+    for d in &more {
+        drop(cache.get(d).await.expect("load"));
+        assert!(
+            bytes() <= budget,
+            "{} bytes over a budget of {budget}",
+            bytes()
+        );
+        assert_eq!(cache.loaded_count(), 3);
+    }
+    assert!(!cache.is_loaded(docs[0].id), "released, then unloaded");
+    assert_eq!(loaded(&cache, &more), vec![true; 3]);
+    assert_eq!(loaded(&cache, &docs), vec![false; 7]);
+    assert_eq!(metrics.cache_documents.get(), 3);
+    assert_eq!(bytes(), 3 * w);
+}
+
+#[tokio::test]
+async fn a_failed_append_poisons_the_copy_and_the_next_lock_reads_the_store() {
+    let fx = Fixture::new().await;
+    let (cache, _metrics) = fx.cache(usize::MAX);
+    let cache = Arc::new(cache);
+    let meta = fx.document().await;
+
+    // A durable edit.
+    let mut sd = cache.lock(&meta).await.expect("lock");
+    let before: Vec<ChangeHash> = sd.doc.get_heads();
+    sd.doc.put(ROOT, "title", "durable").unwrap();
+    cache
+        .persist(&mut sd, &before)
+        .await
+        .expect("append")
+        .expect("something was appended");
+    let durable_heads = sd.doc.get_heads();
+
+    // An edit whose append fails: the in-memory copy is now ahead of the store.
+    let before = sd.doc.get_heads();
+    sd.doc.put(ROOT, "title", "lost").unwrap();
+    let poisoned_handle = cache.get(&meta).await.expect("get");
+
+    // Another request is already waiting for the document (it holds a handle and waits on the
+    // lock): it must not get the poisoned copy either.
+    let handles_before = Arc::strong_count(&poisoned_handle);
+    let waiting = tokio::spawn({
+        let cache = cache.clone();
+        let meta = meta.clone();
+        async move {
+            let mut sd = cache.lock(&meta).await.expect("lock after poisoning");
+            (title(&sd.doc), sd.doc.get_heads())
+        }
+    });
+    // Wait (without a clock) until the waiter holds its handle and so waits on the lock.
+    while Arc::strong_count(&poisoned_handle) == handles_before {
+        tokio::task::yield_now().await;
+    }
+
+    fx.faults.fail_next(1);
+    let failed = cache.persist(&mut sd, &before).await;
+    assert!(
+        matches!(&failed, Err(StoreError::Database(m)) if m == INJECTED_FAULT),
+        "{failed:?}"
+    );
+    // What the server does with a failed append (ws.rs, api.rs): throw the copy away.
+    cache.discard(sd);
+    assert!(!cache.is_loaded(meta.id), "a discarded copy is unloaded");
+
+    let mut truth = fx.stored(&meta).await;
+    assert_eq!(
+        title(&truth),
+        Some("durable".into()),
+        "the store never saw 'lost'"
+    );
+    assert_eq!(truth.get_heads(), durable_heads);
+
+    let (waiter_title, waiter_heads) = waiting.await.expect("waiter");
+    assert_eq!(
+        waiter_title.as_deref(),
+        Some("durable"),
+        "the waiter read the store"
+    );
+    assert_eq!(waiter_heads, durable_heads);
+
+    let mut sd = cache.lock(&meta).await.expect("lock again");
+    assert_eq!(title(&sd.doc), Some("durable".into()));
+    assert_eq!(sd.doc.get_heads(), durable_heads);
+    let fresh = cache.get(&meta).await.expect("get");
+    assert!(
+        !Arc::ptr_eq(&fresh, &poisoned_handle),
+        "a fresh copy, not the poisoned one"
+    );
+    drop(sd);
+
+    // The fresh copy accepts edits and they are durable again.
+    let mut sd = cache.lock(&meta).await.expect("lock");
+    let before = sd.doc.get_heads();
+    sd.doc.put(ROOT, "title", "retried").unwrap();
+    cache
+        .persist(&mut sd, &before)
+        .await
+        .expect("append")
+        .unwrap();
+    let heads = sd.doc.get_heads();
+    drop(sd);
+    let mut truth = fx.stored(&meta).await;
+    assert_eq!(title(&truth), Some("retried".into()));
+    assert_eq!(truth.get_heads(), heads);
+}
+
+#[tokio::test]
+async fn a_failed_load_caches_nothing_and_the_next_lock_loads() {
+    let fx = Fixture::new().await;
+    let (cache, metrics) = fx.cache(usize::MAX);
+    let meta = fx.document().await;
+
+    fx.faults.fail_next(1);
+    let failed = cache.lock(&meta).await;
+    assert!(
+        matches!(&failed, Err(StoreError::Database(m)) if m == INJECTED_FAULT),
+        "{:?}",
+        failed.err()
+    );
+    assert!(!cache.is_loaded(meta.id));
+    assert_eq!(metrics.cache_bytes.get(), 0);
+
+    let sd = cache.lock(&meta).await.expect("the next lock loads");
+    assert_eq!(sd.meta, meta);
+    assert!(cache.is_loaded(meta.id));
+}

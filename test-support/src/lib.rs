@@ -1,0 +1,39 @@
+//! Test support shared by the end-to-end tests (`tests/`, crate `fieldsync-e2e`), the sync
+//! server's integration tests (store conformance, document cache) and its load bench. Not
+//! published; nothing in a production crate depends on it.
+//!
+//! - [`PgDb`]: a fresh Postgres database per test, dropped with the value;
+//! - [`ServerProcess`]: the real `sync-server` binary as a child process on port 0, returned once
+//!   it listens;
+//! - [`serve_in_process`]: a server built from an `AppState` (any store, e.g. a [`FaultyStore`])
+//!   on port 0 in this process;
+//! - [`raw`]: a bare protocol client that sends what a well-behaved device never would;
+//! - [`FaultyStore`]: a `Store` that fails on demand.
+
+pub mod faulty;
+pub mod pg;
+pub mod process;
+pub mod raw;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sync_server::AppState;
+use tokio::net::TcpListener;
+
+pub use faulty::{FaultyStore, INJECTED_FAULT};
+pub use pg::{PgDb, postgres_server};
+pub use process::{ServerProcess, sync_server_bin, workspace_bin};
+
+/// A server serving `app` on 127.0.0.1, port 0, on the current tokio runtime. Aborting the task
+/// stops it at once, like a crash.
+pub async fn serve_in_process(app: Arc<AppState>) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local address");
+    let task = tokio::spawn(async move {
+        let _ = sync_server::serve(app, listener, std::future::pending()).await;
+    });
+    (addr, task)
+}
