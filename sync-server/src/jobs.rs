@@ -162,6 +162,17 @@ pub async fn edit_doc(
         sd.doc.rollback();
         return Err(e);
     }
+    // The server holds its own edits to the contract it holds devices to.
+    if let Some(kind) = DocKind::parse(&meta.kind) {
+        let violations = schemas::validate::diagnose(kind, &schemas::read_json(&sd.doc));
+        if !violations.is_empty() {
+            sd.doc.rollback();
+            return Err(ApiError::BadRequest(format!(
+                "the edit would break the {kind}: {}",
+                violations.join("; ")
+            )));
+        }
+    }
     sd.doc.commit_with(
         CommitOptions::default()
             .with_message(message.to_string())
@@ -181,13 +192,85 @@ pub async fn edit_doc(
     }
 }
 
+/// Read a document as its typed state. One that does not decode (written before the server
+/// checked every change, or left broken by an unresolvable repair) is healed first: the guard
+/// puts valid values back, audited and flagged like any repair. What still cannot be read is
+/// [`ApiError::Broken`] with the reasons, never a 500.
 async fn read<T>(
     app: &AppState,
     meta: &DocMeta,
-    f: impl FnOnce(&AutoCommit) -> Result<T, schemas::DocError>,
+    f: impl Fn(&AutoCommit) -> Result<T, schemas::DocError>,
 ) -> Result<T, ApiError> {
+    {
+        let sd = app.docs.lock(meta).await?;
+        if let Ok(v) = f(&sd.doc) {
+            return Ok(v);
+        }
+    }
+    heal(app, meta).await?;
     let sd = app.docs.lock(meta).await?;
-    Ok(f(&sd.doc)?)
+    f(&sd.doc).map_err(|e| {
+        let kind = DocKind::parse(&meta.kind).unwrap_or(DocKind::Job);
+        let mut reasons = schemas::validate::diagnose(kind, &schemas::read_json(&sd.doc));
+        if reasons.is_empty() {
+            reasons.push(e.to_string());
+        }
+        ApiError::Broken { kind, reasons }
+    })
+}
+
+/// Repair a stored document that breaks the contract (see [`crate::sync::guard`]), as the server
+/// and in one commit with its audit row; nothing happens to a valid document.
+pub async fn heal(app: &AppState, meta: &DocMeta) -> Result<(), ApiError> {
+    let Some(kind) = DocKind::parse(&meta.kind) else {
+        return Ok(());
+    };
+    let mut sd = app.docs.lock(meta).await?;
+    if sd.doc.is_empty()
+        || schemas::validate::validate(kind, &schemas::read_json(&sd.doc)).is_empty()
+    {
+        return Ok(());
+    }
+    let before = sd.doc.get_heads();
+    // Values come back from the last valid state in the history, not from the broken one.
+    let valid = crate::sync::guard::last_valid_heads(kind, &mut sd.doc, 64);
+    let Some(repair) = crate::sync::guard::check(kind, &mut sd.doc, &valid, Role::Admin) else {
+        return Ok(());
+    };
+    let mut reasons = repair.reasons;
+    reasons.extend(
+        repair
+            .unresolved
+            .iter()
+            .map(|v| format!("still invalid: {v}")),
+    );
+    tracing::warn!(doc = %meta.id, ?reasons, "healed a stored document that broke the contract");
+    let audit = crate::store::AuditRecord {
+        id: Uuid::now_v7(),
+        org_id: meta.org_id,
+        job_id: meta.job_id,
+        doc_id: Some(meta.id),
+        actor_user: None,
+        actor_device: None,
+        action: "repair".into(),
+        reasons,
+        before: Some(repair.before),
+        after: Some(repair.after),
+        at: Utc::now(),
+        flagged: true,
+    };
+    match app.docs.persist_audited(&mut sd, &before, &[audit]).await {
+        Ok(Some(seq)) => {
+            drop(sd);
+            app.doc_changed(meta.id, seq, None).await;
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(e) => {
+            app.docs.discard(sd);
+            Err(e.into())
+        }
+    }
 }
 
 /// The server's merged state of a job's documents, in the device's `job show --json` shape.
@@ -235,6 +318,8 @@ pub async fn change_assignment(
             )));
         }
     };
+    // A job document that breaks the contract is healed first, so it can be reassigned.
+    heal(app, &meta).await?;
     // Everything that can be refused is checked, and the document edit made (not yet committed),
     // before anything changes: a request that fails changes neither the assignment nor the job.
     // The job document stays locked throughout, so assignments of one job run one at a time.

@@ -435,3 +435,103 @@ async fn a_limited_client_receives_its_close_frame() {
     };
     assert_eq!(code, close::RATE_LIMITED);
 }
+
+/// `method url` with a bearer token and an optional JSON body: (status, JSON reply).
+async fn http(
+    method: &'static str,
+    url: String,
+    token: String,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let builder = ureq::http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json");
+        let mut reply = match body {
+            Some(b) => agent.run(builder.body(b.to_string()).unwrap()),
+            None => agent.run(builder.body(()).unwrap()),
+        }
+        .unwrap();
+        let status = reply.status().as_u16();
+        let text = reply.body_mut().read_to_string().unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+/// A job document stored broken (as changes accepted before the server checked them left it)
+/// does not stop the dispatcher: GET heals it (audited and flagged on the reply), and PATCH to
+/// cancel and unassign work, on both stores.
+async fn broken_documents_are_healed_on_read(backend: Backend) {
+    let home = ServerHome::new(backend).await;
+    let server = TestServer::start(&home).await;
+    let team = Team::create(server.store(), &["ana"]).await;
+    let ana = &team.techs[0];
+    let job = team.job(&server, "Fix the AC", "general", &[ana]).await;
+    // Break it behind the guard's back, straight into the change log.
+    let m = meta(&server, job).await;
+    {
+        let mut sd = server.app.docs.lock(&m).await.unwrap();
+        let before = sd.doc.get_heads();
+        sd.doc.put(ROOT, "status", "teleported").unwrap();
+        sd.doc.delete(ROOT, "title").unwrap();
+        sd.doc.commit();
+        server.app.docs.persist(&mut sd, &before).await.unwrap();
+    }
+    assert!(!is_valid(DocKind::Job, &server.doc_json(&m).await));
+
+    let token = access_token(server.store(), &team.dispatcher, None).await;
+    let url = format!("{}/api/v1/jobs/{job}", server.url);
+    let (status, reply) = http("GET", url.clone(), token.clone(), None).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["title"], "Fix the AC", "{reply}");
+    let flags = reply["flags"].as_array().unwrap();
+    assert!(
+        flags
+            .iter()
+            .any(|f| f["action"] == "repair" && f["reasons"].to_string().contains("status")),
+        "{reply}"
+    );
+    assert!(is_valid(DocKind::Job, &server.doc_json(&m).await));
+
+    let (status, reply) = http(
+        "PATCH",
+        url.clone(),
+        token.clone(),
+        Some(serde_json::json!({"status": "cancelled"})),
+    )
+    .await;
+    assert_eq!(
+        (status, reply["status"].as_str()),
+        (200, Some("cancelled")),
+        "{reply}"
+    );
+    let (status, reply) = http(
+        "POST",
+        format!("{url}/unassign"),
+        token,
+        Some(serde_json::json!({"user": ana.name})),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_documents_are_healed_on_read_on_sqlite() {
+    broken_documents_are_healed_on_read(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_documents_are_healed_on_read_on_postgres() {
+    broken_documents_are_healed_on_read(Backend::Postgres).await;
+}

@@ -28,6 +28,12 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     Conflict(String),
+    /// A document the server could not repair into a readable state: which, and why.
+    #[error("the job's {kind} cannot be read: {}", .reasons.join("; "))]
+    Broken {
+        kind: schemas::DocKind,
+        reasons: Vec<String>,
+    },
     /// A request axum could not take apart (body, path): its status, a stable code, the reason.
     #[error("{2}")]
     Rejected(StatusCode, &'static str, String),
@@ -97,6 +103,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Broken { .. } => (StatusCode::CONFLICT, "broken-document"),
             ApiError::Rejected(status, code, _) => (*status, *code),
             ApiError::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "too-many-attempts"),
             ApiError::Unavailable(e) => {

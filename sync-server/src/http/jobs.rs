@@ -25,14 +25,32 @@ pub async fn create_job(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
+/// A job as the dispatcher sees it: the device's `job show` view plus the flags the server
+/// raised on it (repairs of changes that broke the contract or the writer's role, changes that
+/// arrived after an unassignment), oldest first.
+#[derive(serde::Serialize)]
+pub struct JobReply {
+    #[serde(flatten)]
+    pub view: JobView,
+    pub flags: Vec<crate::store::AuditRecord>,
+}
+
 pub async fn get_job(
     State(app): State<Arc<AppState>>,
     caller: Caller,
     PathParam(id): PathParam<Uuid>,
-) -> ApiResult<JobView> {
+) -> ApiResult<JobReply> {
     let me = caller.actor();
     me.org_reader()?;
-    Ok(Json(jobs::job_view(&app, me.org_id, id).await?))
+    let view = jobs::job_view(&app, me.org_id, id).await?;
+    let flags = app
+        .store
+        .job_audit(id)
+        .await?
+        .into_iter()
+        .filter(|a| a.flagged)
+        .collect();
+    Ok(Json(JobReply { view, flags }))
 }
 
 pub async fn assign(

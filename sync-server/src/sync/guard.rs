@@ -125,11 +125,26 @@ pub fn check(
         automerge::transaction::CommitOptions::default().with_message("fieldsync: server repair"),
     );
     Some(Repair {
-        reasons: plan.reasons,
+        reasons: plan.reasons.into_iter().map(|(_, r)| r).collect(),
         before: before_units,
         after: after_units,
         unresolved,
     })
+}
+
+/// The heads of the latest state of `doc`'s history that passes validation, looking back at most
+/// `depth` changes; empty heads (the empty document) when none does. Healing a document stored
+/// broken restores values from there: the last valid ones.
+pub fn last_valid_heads(kind: DocKind, doc: &mut AutoCommit, depth: usize) -> Vec<ChangeHash> {
+    let changes = doc.get_changes(&[]);
+    for change in changes.iter().rev().take(depth) {
+        let heads = change.deps().to_vec();
+        if !heads.is_empty() && validate(kind, &schemas::doc::read_json_at(doc, &heads)).is_empty()
+        {
+            return heads;
+        }
+    }
+    Vec::new()
 }
 
 /// Top-level fields that `role` changed but may not. A document being created (no earlier
@@ -220,7 +235,8 @@ impl Unit {
 #[derive(Default)]
 struct Plan {
     fixes: Vec<(Unit, Option<Value>)>,
-    reasons: Vec<String>,
+    /// One sentence per unit, the last decision about it.
+    reasons: Vec<(Unit, String)>,
 }
 
 impl Plan {
@@ -230,8 +246,9 @@ impl Plan {
 
     fn set(&mut self, unit: Unit, value: Option<Value>, reason: String) {
         self.fixes.retain(|(u, _)| *u != unit);
-        self.fixes.push((unit, value));
-        self.reasons.push(reason);
+        self.reasons.retain(|(u, _)| *u != unit);
+        self.fixes.push((unit.clone(), value));
+        self.reasons.push((unit, reason));
     }
 
     /// Put the unit back as it was in `old` (remove it if it was not there).
@@ -275,8 +292,9 @@ impl Plan {
         };
         if value.is_none() && matches!(unit, Unit::Key(_)) {
             // Nothing valid to put there; keep the (invalid) value so readers show why.
+            self.reasons.retain(|(u, _)| *u != unit);
             self.reasons
-                .push(format!("{reason}; no valid value to put back"));
+                .push((unit, format!("{reason}; no valid value to put back")));
             return;
         }
         self.set(unit, value, format!("{reason}; set to its default"));
