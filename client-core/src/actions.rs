@@ -154,16 +154,12 @@ impl Replica {
             if new.assignees.is_empty() {
                 new.assignees.push(r.user.clone());
             }
-            let (job_id, checklist_id, parts_id) =
-                (schemas::new_id(), schemas::new_id(), schemas::new_id());
             let now = r.now();
-            let job_doc =
-                job::create(&r.actor, job_id, checklist_id, parts_id, &new, &r.user, now)?;
-            let checklist_doc = checklist::create(&r.actor, checklist_id, job_id, &tpl)?;
-            let parts_doc = parts::create(&r.actor, parts_id, job_id)?;
-            r.insert_new(job_id, DocKind::Job, job_id, job_doc);
-            r.insert_new(checklist_id, DocKind::Checklist, job_id, checklist_doc);
-            r.insert_new(parts_id, DocKind::Parts, job_id, parts_doc);
+            let b = job::new_bundle(&r.actor, &new, &tpl, &r.user, now)?;
+            let (job_id, checklist_id, parts_id) = (b.job_id, b.checklist_id, b.parts_id);
+            r.insert_new(job_id, DocKind::Job, job_id, b.job);
+            r.insert_new(checklist_id, DocKind::Checklist, job_id, b.checklist);
+            r.insert_new(parts_id, DocKind::Parts, job_id, b.parts);
             r.commit(&[job_id, checklist_id, parts_id], "create job")?;
             r.job(job_id)
         })

@@ -535,3 +535,16 @@ async fn broken_documents_are_healed_on_read_on_sqlite() {
 async fn broken_documents_are_healed_on_read_on_postgres() {
     broken_documents_are_healed_on_read(Backend::Postgres).await;
 }
+
+/// `/sync` without the WebSocket upgrade answers the API's JSON error body, not plain text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_without_an_upgrade_gets_a_json_error() {
+    let home = ServerHome::new(Backend::Sqlite).await;
+    let server = TestServer::start(&home).await;
+    let team = Team::create(server.store(), &["ana"]).await;
+    let token = access_token(server.store(), &team.techs[0], None).await;
+    let (status, reply) = http("GET", format!("{}/sync", server.url), token, None).await;
+    assert!((400..500).contains(&status), "{status} {reply}");
+    assert_eq!(reply["error"], "websocket-required", "{reply}");
+    assert!(reply["message"].as_str().is_some_and(|m| !m.is_empty()));
+}

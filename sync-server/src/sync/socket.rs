@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -31,7 +32,7 @@ const READ_BUFFER_BYTES: usize = 8 * 1024;
 pub async fn handler(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let token = auth::bearer(
         headers
@@ -48,6 +49,14 @@ pub async fn handler(
     {
         Ok(p) => p,
         Err(e) => return ApiError::from(e).into_response(),
+    };
+    // A plain GET (no upgrade headers) gets the API's JSON error body like any other refusal.
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => {
+            return ApiError::Rejected(e.status(), "websocket-required", e.body_text())
+                .into_response();
+        }
     };
     // Frames up to twice the limit are read and refused with an error frame; beyond that the
     // WebSocket layer drops the connection without reading the whole message into memory.
