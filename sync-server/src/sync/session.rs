@@ -84,7 +84,7 @@ pub struct Session {
 }
 
 /// Per-second allowances of a connection, counted by arrival time: frames, bytes, and document
-/// messages (one per document in a `sync` frame: a frame may carry hundreds).
+/// messages that carry changes (a `sync` frame may carry hundreds) or announce a document.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Rates {
     pub frames: u64,
@@ -192,10 +192,6 @@ impl Session {
             (Phase::Ready, ClientMsg::Released { docs }) => (Some(Inbound::Released(docs)), vec![]),
             (Phase::Ready, ClientMsg::Ping { id }) => (Some(Inbound::Ping(id)), vec![]),
             (Phase::Ready, ClientMsg::Sync { docs }) => {
-                // Document messages count too: one frame may carry hundreds.
-                if let Some(r) = self.rate_limit(now, 0, docs.len()) {
-                    return (None, vec![r]);
-                }
                 let mut ok = Vec::with_capacity(docs.len());
                 let mut refused = Vec::new();
                 for DocMessage { doc, data } in docs {
@@ -215,6 +211,15 @@ impl Session {
                             format!("not an Automerge sync message: {e}"),
                         )),
                     }
+                }
+                // Document messages that carry changes count too (one frame may carry hundreds,
+                // each to be applied and stored); those without (a device acknowledging its
+                // initial sync of thousands of documents) cost no write and do not.
+                let writes = ok.iter().filter(|(_, m)| !m.changes.is_empty()).count();
+                if writes > 0
+                    && let Some(r) = self.rate_limit(now, 0, writes)
+                {
+                    return (None, vec![r]);
                 }
                 (Some(Inbound::Sync(ok)), refused)
             }
@@ -425,6 +430,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use automerge::transaction::Transactable;
     use schemas::DocKind;
 
     fn ready(set: Vec<DocEntry>) -> Session {
@@ -577,7 +583,7 @@ mod tests {
     fn bytes_and_document_messages_count_by_arrival() {
         let rates = Rates {
             frames: 1000,
-            bytes: 10_000,
+            bytes: 200_000,
             docs: 100,
         };
         let mine = entry(DocKind::Job);
@@ -589,15 +595,51 @@ mod tests {
         let now = Instant::now();
         s.on_frame(now, &hello);
         s.welcome("ana", None, vec![mine], vec![]);
-        // 60 document messages per frame: the second frame goes over 100 a second.
+        // 60 document messages with changes per frame: the second frame goes over 100 a second.
+        let mut doc = AutoCommit::new();
+        doc.put(automerge::ROOT, "title", "x").unwrap();
+        doc.commit();
+        let mut state = sync::State::new();
+        let _ = doc.sync().generate_sync_message(&mut state);
+        // An empty peer says what it has (nothing); the answer carries the change.
+        let empty_peer = AutoCommit::new()
+            .sync()
+            .generate_sync_message(&mut sync::State::new())
+            .unwrap();
+        doc.sync()
+            .receive_sync_message(&mut state, empty_peer)
+            .unwrap();
+        let with_changes = doc.sync().generate_sync_message(&mut state).unwrap();
+        assert!(!with_changes.changes.is_empty());
+        let data = with_changes.encode();
         let frame = wire::encode(&ClientMsg::Sync {
             docs: (0..60)
                 .map(|_| DocMessage {
                     doc: mine.id,
-                    data: vec![],
+                    data: data.clone(),
                 })
                 .collect(),
         });
+        // Messages without changes are not counted: 300 of them pass.
+        let empty = AutoCommit::new()
+            .sync()
+            .generate_sync_message(&mut sync::State::new())
+            .unwrap()
+            .encode();
+        for _ in 0..5 {
+            let (_, r) = s.on_frame(
+                now,
+                &wire::encode(&ClientMsg::Sync {
+                    docs: (0..60)
+                        .map(|_| DocMessage {
+                            doc: mine.id,
+                            data: empty.clone(),
+                        })
+                        .collect(),
+                }),
+            );
+            assert!(r.is_empty(), "{r:?}");
+        }
         let (_, r) = s.on_frame(now, &frame);
         assert!(r.iter().all(|r| r.code != ErrorCode::RateLimited));
         let (inbound, r) = s.on_frame(now, &frame);
@@ -610,7 +652,7 @@ mod tests {
         assert_eq!((r[0].code, r[0].close), (ErrorCode::RateLimited, true));
         // Bytes: a new second, then one big frame over the byte allowance.
         let later = now + Duration::from_secs(1);
-        let big = wire::encode(&ClientMsg::Ping { id: 1 }).repeat(2000);
+        let big = wire::encode(&ClientMsg::Ping { id: 1 }).repeat(40_000);
         let (_, r) = s.on_frame(later, &big);
         assert_eq!(r[0].code, ErrorCode::RateLimited, "{r:?}");
         assert!(r[0].message.contains("bytes"), "{}", r[0].message);
