@@ -14,7 +14,7 @@ use schemas::view::JobView;
 use schemas::{DocKind, JobStatus, checklist, job, parts, photo, template};
 use uuid::Uuid;
 
-use crate::http::ApiError;
+use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{DocMeta, Role, User};
 

@@ -11,11 +11,13 @@
 //! [`throttle`] the sign-in backoff. [`server::launch`] runs it all; the binary only parses flags.
 //!
 //! Modules depend downwards only: `server` uses `http` and `sync`, which use `jobs` and `state`,
-//! which use `store`.
+//! which use `store`; [`error::ApiError`], the refusal both the API and the sync endpoint answer
+//! with, sits beside them and uses only `store` and `auth`.
 
 pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod error;
 pub mod http;
 pub mod jobs;
 pub mod metrics;

@@ -11,9 +11,9 @@ use schemas::api::{
 
 use super::ApiResult;
 use super::auth::Caller;
-use super::error::ApiError;
 use super::extract::{Body, ClientAddr, PathParam};
 use crate::auth::{self, AuthError};
+use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{Role, Rotation, TokenKind};
 use uuid::Uuid;

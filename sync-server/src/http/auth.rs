@@ -6,8 +6,8 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use chrono::Utc;
 
-use super::error::ApiError;
 use crate::auth::{self, Principal};
+use crate::error::ApiError;
 use crate::jobs::Actor;
 use crate::state::AppState;
 use crate::store::{Role, TokenKind, User};

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use schemas::api::Validate;
 
-use super::error::ApiError;
+use crate::error::ApiError;
 
 /// A JSON body of type `T`, checked by its [`Validate`] rules. Every way it can be wrong is
 /// answered with the JSON error body: not JSON (400 `bad-json`), not declared as JSON (415

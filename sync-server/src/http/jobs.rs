@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::ApiResult;
 use super::auth::Caller;
-use super::error::ApiError;
 use super::extract::{Body, PathParam};
+use crate::error::ApiError;
 use crate::jobs;
 use crate::state::AppState;
 

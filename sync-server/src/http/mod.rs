@@ -16,13 +16,13 @@ use crate::state::AppState;
 
 pub mod account;
 pub mod auth;
-pub mod error;
+
 pub mod extract;
 pub mod jobs;
 
+pub use crate::error::{ApiError, error_chain};
 pub use account::{SESSION_DEVICE_NAME, login, refresh, revoke_device};
 pub use auth::Caller;
-pub use error::{ApiError, error_chain};
 pub use extract::{Body, ClientAddr, PathParam, method_not_allowed, not_found};
 pub use jobs::{assign, create_job, get_job, patch_job, unassign};
 

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use super::connection::{Connection, Now};
 use crate::auth::{self, Principal};
-use crate::http::ApiError;
+use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::TokenKind;
 
