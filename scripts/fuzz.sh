@@ -40,6 +40,7 @@ done
 
 status=0
 summary=()
+mkdir -p target   # the logs go here even when CARGO_TARGET_DIR puts the builds elsewhere
 for target in "${targets[@]}"; do
     log "fuzzing $target for ${seconds}s"
     out="target/fuzz-$target.log"
