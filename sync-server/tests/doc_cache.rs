@@ -14,10 +14,10 @@ use std::sync::Arc;
 
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ChangeHash, ROOT, ReadDoc};
-use fieldsync_test_support::{FaultyStore, INJECTED_FAULT};
+use fieldsync_test_support::FaultyStore;
 use sync_server::metrics::Metrics;
 use sync_server::store::sqlite::SqliteStore;
-use sync_server::store::{DocMeta, Store, StoreError};
+use sync_server::store::{DocMeta, Store};
 use sync_server::sync::docs::{DocCache, DocHandle};
 use uuid::Uuid;
 
@@ -217,7 +217,7 @@ async fn a_failed_append_poisons_the_copy_and_the_next_lock_reads_the_store() {
     fx.faults.fail_next(1);
     let failed = cache.persist(&mut sd, &before).await;
     assert!(
-        matches!(&failed, Err(StoreError::Database(m)) if m == INJECTED_FAULT),
+        matches!(&failed, Err(e) if fieldsync_test_support::is_injected(e)),
         "{failed:?}"
     );
     // What the server does with a failed append (ws.rs, api.rs): throw the copy away.
@@ -275,7 +275,7 @@ async fn a_failed_load_caches_nothing_and_the_next_lock_loads() {
     fx.faults.fail_next(1);
     let failed = cache.lock(&meta).await;
     assert!(
-        matches!(&failed, Err(StoreError::Database(m)) if m == INJECTED_FAULT),
+        matches!(&failed, Err(e) if fieldsync_test_support::is_injected(e)),
         "{:?}",
         failed.err()
     );

@@ -5,7 +5,7 @@
 //! a test never silently runs a fallback instead of the real store's code). The methods that
 //! write documents or load them (`create_document`, `append_changes`, `load`, `changes_since`,
 //! `save_snapshot`, `put_sync_state`, `put_sync_states`) can be made to fail with
-//! `StoreError::Database("injected fault")` before they reach the inner store, so a failed call
+//! `StoreError::Unavailable("injected fault")` (retryable, like an outage) before they reach the inner store, so a failed call
 //! changes nothing. Every other method (user, token and device lookups, assignments, notices)
 //! always goes through.
 //!
@@ -112,7 +112,8 @@ impl FaultyStore {
         };
         if fail {
             faults.injected += 1;
-            return Err(StoreError::Database(INJECTED_FAULT.to_owned()));
+            // An outage, as the real stores report one: retryable (503 over HTTP).
+            return Err(StoreError::Unavailable(INJECTED_FAULT.into()));
         }
         Ok(())
     }
@@ -337,7 +338,7 @@ mod tests {
     }
 
     fn is_injected(result: &StoreResult<impl std::fmt::Debug>) -> bool {
-        matches!(result, Err(StoreError::Database(message)) if message == INJECTED_FAULT)
+        matches!(result, Err(e) if crate::is_injected(e))
     }
 
     #[tokio::test]

@@ -37,3 +37,8 @@ pub async fn serve_in_process(app: Arc<AppState>) -> (SocketAddr, tokio::task::J
     });
     (addr, task)
 }
+
+/// Whether `e` is a fault [`FaultyStore`] injected.
+pub fn is_injected(e: &sync_server::store::StoreError) -> bool {
+    matches!(e, sync_server::store::StoreError::Unavailable(source) if source.to_string() == INJECTED_FAULT)
+}
