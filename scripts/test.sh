@@ -27,6 +27,15 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install cargo-nextest --locked
 fi
 
+# A fresh build of the workspace and its tests takes about 2.5 GB (debug info is line tables only,
+# see Cargo.toml); incremental caches would add a quarter more and help only repeated local builds.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+free_kb=$(df -Pk . | awk 'NR == 2 { print $4 }')
+log "free disk space: $((free_kb / 1024)) MiB"
+if [ "$free_kb" -lt $((3 * 1024 * 1024)) ]; then
+    log "warning: under 3 GiB free; the build needs about 2.5 GB (cargo clean frees target/)"
+fi
+
 # Queries are checked at compile time against the committed .sqlx data, not a live database.
 export SQLX_OFFLINE=true
 
