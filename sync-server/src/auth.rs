@@ -1,13 +1,13 @@
 //! Sign-in, tokens and who is calling.
 //!
 //! Passwords are hashed with argon2 (the `argon2` crate's defaults, the current OWASP
-//! recommendation). Tokens are 32 random bytes, shown to the client once; the store keeps only
+//! recommendation) and checked within a memory budget ([`crate::passwords`]). Tokens are 32 random bytes, shown to the client once; the store keeps only
 //! their sha256, so a leaked database holds no usable token. An access token lives minutes and
 //! goes with every request and sync connection; a refresh token lives weeks and only buys new
 //! access tokens. A device's tokens stop working when an admin revokes the device.
 
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHasher, SaltString};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -21,14 +21,6 @@ pub fn hash_password(password: &str) -> String {
         .hash_password(password.as_bytes(), &salt)
         .expect("argon2 hashing cannot fail with defaults")
         .to_string()
-}
-
-pub fn verify_password(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &h)
-            .is_ok()
-    })
 }
 
 /// A fresh token and the hash the store keeps.
@@ -164,9 +156,9 @@ mod tests {
     #[test]
     fn passwords_verify_only_themselves() {
         let h = hash_password("correct horse");
-        assert!(verify_password(&h, "correct horse"));
-        assert!(!verify_password(&h, "correct horse "));
-        assert!(!verify_password("not a hash", "x"));
+        assert!(crate::passwords::verify_now(&h, "correct horse"));
+        assert!(!crate::passwords::verify_now(&h, "correct horse "));
+        assert!(!crate::passwords::verify_now("not a hash", "x"));
     }
 
     #[test]

@@ -82,6 +82,9 @@ pub struct Config {
     pub max_doc_messages_per_second: u32,
     /// Backoff after failed sign-ins, per user name and per client address.
     pub login_throttle: crate::throttle::LoginThrottle,
+    /// Memory that password checks may use at once (argon2 with its defaults needs 19 MiB per
+    /// check); sign-ins beyond it wait their turn.
+    pub password_memory: usize,
 }
 
 impl Config {
@@ -104,6 +107,8 @@ impl Config {
             max_bytes_per_second: 16 * 1024 * 1024,
             max_doc_messages_per_second: 2_000,
             login_throttle: crate::throttle::LoginThrottle::default(),
+            // Two default checks at once: as many as this machine class has cores.
+            password_memory: 40 * 1024 * 1024,
         }
     }
 }
@@ -143,11 +148,13 @@ impl Config {
             Ok(())
         }
         let mut cache_mb = c.doc_cache_bytes / (1024 * 1024);
+        let mut password_mb = c.password_memory / (1024 * 1024);
         let mut access_s = c.access_ttl.as_secs();
         let mut refresh_s = c.refresh_ttl.as_secs();
         get(&var, "FIELDSYNC_MAX_FRAME_BYTES", &mut c.max_frame_bytes)?;
         get(&var, "FIELDSYNC_DOC_CACHE_MB", &mut cache_mb)?;
         get(&var, "FIELDSYNC_PG_POOL_SIZE", &mut c.pg_pool_size)?;
+        get(&var, "FIELDSYNC_PASSWORD_MEMORY_MB", &mut password_mb)?;
         get(
             &var,
             "FIELDSYNC_MAX_MESSAGES_PER_SECOND",
@@ -183,6 +190,7 @@ impl Config {
         )?;
         get(&var, "FIELDSYNC_MAX_DOC_BYTES", &mut c.limits.max_doc_bytes)?;
         c.doc_cache_bytes = cache_mb * 1024 * 1024;
+        c.password_memory = password_mb * 1024 * 1024;
         c.access_ttl = Duration::from_secs(access_s);
         c.refresh_ttl = Duration::from_secs(refresh_s);
         Ok(c)

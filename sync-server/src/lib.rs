@@ -7,7 +7,7 @@
 //! and the writer's role; documents are loaded on demand into a bounded cache; changes fan out to
 //! the other connections holding the same document, and to other nodes through Postgres
 //! LISTEN/NOTIFY ([`state::AppState::doc_changed`]). [`http`] is the JSON API (sign-in,
-//! dispatcher actions) over the job service [`jobs`]; [`auth`] holds passwords and tokens,
+//! dispatcher actions) over the job service [`jobs`]; [`auth`] holds passwords and tokens ([`passwords`]: checks within a memory budget),
 //! [`throttle`] the sign-in backoff. [`server::launch`] runs it all; the binary only parses flags.
 //!
 //! Modules depend downwards only: `server` uses `http` and `sync`, which use `jobs` and `state`,
@@ -21,6 +21,7 @@ pub mod error;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
+pub mod passwords;
 pub mod server;
 pub mod state;
 pub mod store;

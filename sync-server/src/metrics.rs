@@ -18,10 +18,16 @@ pub struct Metrics {
     pub repairs: Counter,
     /// From a sync frame's arrival to its ack being sent, in seconds.
     pub ack_latency: Histogram,
-    /// Store append latency, in seconds.
+    /// Store append latency (waiting for the group commit included), in seconds.
     pub store_latency: Histogram,
+    /// Appends per change-log commit (group commit).
+    pub commit_batch_size: Histogram,
     pub cache_documents: Gauge,
     pub cache_bytes: Gauge,
+    /// Password checks running, and waiting for their memory ([`crate::passwords`]).
+    pub password_checks_running: Gauge,
+    pub password_checks_waiting: Gauge,
+    pub password_memory_budget_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -36,8 +42,12 @@ impl Default for Metrics {
             repairs: Counter::default(),
             ack_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             store_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            commit_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
             cache_documents: Gauge::default(),
             cache_bytes: Gauge::default(),
+            password_checks_running: Gauge::default(),
+            password_checks_waiting: Gauge::default(),
+            password_memory_budget_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -73,6 +83,11 @@ impl Default for Metrics {
             m.store_latency.clone(),
         );
         registry.register(
+            "store_commit_batch_size",
+            "Document appends per change-log commit",
+            m.commit_batch_size.clone(),
+        );
+        registry.register(
             "doc_cache_documents",
             "Documents loaded in memory",
             m.cache_documents.clone(),
@@ -81,6 +96,21 @@ impl Default for Metrics {
             "doc_cache_bytes",
             "Estimated memory of loaded documents",
             m.cache_bytes.clone(),
+        );
+        registry.register(
+            "password_checks_running",
+            "Password checks (argon2) running",
+            m.password_checks_running.clone(),
+        );
+        registry.register(
+            "password_checks_waiting",
+            "Password checks waiting for memory",
+            m.password_checks_waiting.clone(),
+        );
+        registry.register(
+            "password_memory_budget_bytes",
+            "Memory password checks may use at once",
+            m.password_memory_budget_bytes.clone(),
         );
         Metrics { registry, ..m }
     }

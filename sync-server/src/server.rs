@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, Database};
@@ -86,6 +87,13 @@ pub async fn serve(
     }
     tracing::info!(addr = %listener.local_addr()?, database = ?state.config.database, "serving");
     let service = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // Without TCP_NODELAY a small frame (an ack) can wait for the peer's delayed ACK (Nagle's
+    // algorithm): measured, edit→ack p50 sat at one writer's frame interval under load.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await?;

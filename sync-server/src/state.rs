@@ -22,6 +22,8 @@ pub struct AppState {
     pub node: Uuid,
     /// Failed sign-ins of this node, for backoff.
     pub throttle: crate::throttle::Throttle,
+    /// Password checks, within their memory budget.
+    pub passwords: crate::passwords::PasswordChecks,
 }
 
 impl AppState {
@@ -34,7 +36,10 @@ impl AppState {
             config.compact_every,
             metrics.clone(),
         );
+        let passwords =
+            crate::passwords::PasswordChecks::new(config.password_memory, metrics.clone());
         Arc::new(AppState {
+            passwords,
             config,
             store,
             docs,

@@ -16,8 +16,8 @@ use fieldsync_test_support::PgDb;
 use sync_server::store::postgres::PgStore;
 use sync_server::store::sqlite::SqliteStore;
 use sync_server::store::{
-    ChangeNotice, ChangeRecord, DocMeta, Notified, Role, Rotation, Store, StoreError, StoredDoc,
-    TokenKind, TokenRecord,
+    Append, AuditRecord, ChangeNotice, ChangeRecord, DocMeta, Notified, Role, Rotation, Store,
+    StoreError, StoredDoc, TokenKind, TokenRecord,
 };
 use uuid::Uuid;
 
@@ -143,6 +143,7 @@ backend_tests! {
         document_registry,
         append_is_idempotent_by_hash,
         concurrent_appends,
+        batch_appends_commit_together,
         unknown_document_is_not_found,
         snapshot_compacts_the_log,
         changes_since,
@@ -644,6 +645,69 @@ async fn concurrent_appends(store: &dyn Store) {
     let mut expected: Vec<Vec<u8>> = names.iter().map(|n| change(n).bytes).collect();
     expected.sort();
     assert_eq!(stored, expected);
+}
+
+/// A group commit: several documents' appends (with audit rows) in one transaction, each answered
+/// with its own document's sequence number; one bad append and none of them is stored.
+async fn batch_appends_commit_together(store: &dyn Store) {
+    let (org_id, user_id) = org_with_user(store).await;
+    let a = job_document(store, org_id).await;
+    let b = job_document(store, org_id).await;
+    assert_eq!(store.append_batch(&[]).await.unwrap(), Vec::<i64>::new());
+    let audit = AuditRecord {
+        id: Uuid::now_v7(),
+        org_id,
+        job_id: b,
+        doc_id: Some(b),
+        actor_user: Some(user_id),
+        actor_device: None,
+        action: "repair".into(),
+        reasons: vec!["status: not a status".into()],
+        before: None,
+        after: None,
+        at: now_micros(),
+        flagged: true,
+    };
+    let seqs = store
+        .append_batch(&[
+            Append {
+                doc_id: a,
+                changes: vec![change("a1"), change("a2")],
+                audit: vec![],
+            },
+            Append {
+                doc_id: b,
+                changes: vec![change("b1")],
+                audit: vec![audit.clone()],
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(seqs.len(), 2);
+    assert_eq!(store.load(a).await.unwrap().last_seq, seqs[0]);
+    assert_eq!(store.load(b).await.unwrap().last_seq, seqs[1]);
+    assert_eq!(store.load(a).await.unwrap().changes, bytes(&["a1", "a2"]));
+    assert_eq!(store.job_audit(b).await.unwrap(), vec![audit]);
+
+    // An unknown document fails the whole batch: the good append beside it is not stored.
+    let err = store
+        .append_batch(&[
+            Append {
+                doc_id: a,
+                changes: vec![change("a3")],
+                audit: vec![],
+            },
+            Append {
+                doc_id: Uuid::now_v7(),
+                changes: vec![change("x")],
+                audit: vec![],
+            },
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(store.load(a).await.unwrap().changes, bytes(&["a1", "a2"]));
+    assert_eq!(store.load(a).await.unwrap().last_seq, seqs[0]);
 }
 
 async fn unknown_document_is_not_found(store: &dyn Store) {

@@ -3,7 +3,7 @@
 //! [`FaultyStore`] delegates every method to the store it wraps (the `Store` trait has no default
 //! method bodies, so a method added to the trait fails to compile here until it is forwarded, and
 //! a test never silently runs a fallback instead of the real store's code). The methods that
-//! write documents or load them (`create_document`, `append_changes`, `load`, `changes_since`,
+//! write documents or load them (`create_document`, `append_changes`, `append_batch`, `load`, `changes_since`,
 //! `save_snapshot`, `put_sync_state`, `put_sync_states`) can be made to fail with
 //! `StoreError::Unavailable("injected fault")` (retryable, like an outage) before they reach the inner store, so a failed call
 //! changes nothing. Every other method (user, token and device lookups, assignments, notices)
@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use sync_server::store::{
-    AuditRecord, ChangeNotice, ChangeRecord, Device, DocMeta, Org, Role, Rotation, Store,
+    Append, AuditRecord, ChangeNotice, ChangeRecord, Device, DocMeta, Org, Role, Rotation, Store,
     StoreError, StoreResult, StoredDoc, TokenInfo, TokenRecord, User,
 };
 
@@ -42,6 +42,10 @@ pub const INJECTED_FAULT: &str = "injected fault";
 pub struct FaultyStore {
     inner: Arc<dyn Store>,
     faults: Mutex<Faults>,
+    /// `append_batch` takes this for reading; [`FaultyStore::hold_appends`] for writing.
+    appends_gate: tokio::sync::RwLock<()>,
+    /// The size of every `append_batch` call that reached the inner store, in order.
+    batch_sizes: Mutex<Vec<usize>>,
 }
 
 struct Faults {
@@ -66,7 +70,23 @@ impl FaultyStore {
                 rng: SmallRng::seed_from_u64(0),
                 injected: 0,
             }),
+            appends_gate: tokio::sync::RwLock::new(()),
+            batch_sizes: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Hold every `append_batch` call at its start until the guard is dropped (to let a queue
+    /// of appends build up behind a commit in progress).
+    pub async fn hold_appends(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.appends_gate.write().await
+    }
+
+    /// The number of appends in each `append_batch` call that reached the inner store so far.
+    pub fn batch_sizes(&self) -> Vec<usize> {
+        self.batch_sizes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The store this one delegates to.
@@ -229,6 +249,16 @@ impl Store for FaultyStore {
         self.inner
             .append_changes_audited(doc_id, changes, audit)
             .await
+    }
+
+    async fn append_batch(&self, batch: &[Append]) -> StoreResult<Vec<i64>> {
+        let _gate = self.appends_gate.read().await;
+        self.check()?;
+        self.batch_sizes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(batch.len());
+        self.inner.append_batch(batch).await
     }
 
     async fn job_audit(&self, job_id: Uuid) -> StoreResult<Vec<AuditRecord>> {

@@ -165,7 +165,9 @@ async fn session(
     let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
         .map_err(|e| SyncError::Connect(e.to_string()))?;
     request.headers_mut().insert("authorization", bearer);
-    let (ws, _) = match tokio_tungstenite::connect_async(request).await {
+    // `true`: TCP_NODELAY, so a small frame (one edit) goes out at once rather than after the
+    // server's delayed ACK.
+    let (ws, _) = match tokio_tungstenite::connect_async_with_config(request, None, true).await {
         Ok(ok) => ok,
         Err(tungstenite::Error::Http(resp)) if resp.status() == 401 => {
             let body = resp

@@ -41,9 +41,7 @@ pub async fn login(
         .map_or(DUMMY_HASH.as_str(), |u| u.password_hash.as_str())
         .to_string();
     let password = body.password.clone();
-    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&hash, &password))
-        .await
-        .map_err(ApiError::internal)?;
+    let ok = app.passwords.verify(hash, password).await;
     let user = match (user, ok) {
         (Some(u), true) => u,
         _ => {

@@ -212,6 +212,15 @@ pub struct AuditRecord {
     pub flagged: bool,
 }
 
+/// One document's share of a group commit ([`Store::append_batch`]): its new changes and the
+/// audit rows that explain them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Append {
+    pub doc_id: Uuid,
+    pub changes: Vec<ChangeRecord>,
+    pub audit: Vec<AuditRecord>,
+}
+
 /// What one node tells the others, sent by node `node` so that they catch up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChangeNotice {
@@ -291,6 +300,11 @@ pub trait Store: Send + Sync + 'static {
         changes: &[ChangeRecord],
         audit: &[AuditRecord],
     ) -> StoreResult<i64>;
+    /// Several documents' appends in one transaction (group commit: one fsync or Postgres commit
+    /// for the edits of every connection that arrived meanwhile). Each append behaves as
+    /// [`Store::append_changes_audited`]; all are stored or none (the first failure fails the
+    /// batch). Returns, per append in order, the sequence number its document reached.
+    async fn append_batch(&self, batch: &[Append]) -> StoreResult<Vec<i64>>;
     /// The audit log of a job, oldest first.
     async fn job_audit(&self, job_id: Uuid) -> StoreResult<Vec<AuditRecord>>;
     /// The snapshot and every change after it. `NotFound` for an unregistered document.

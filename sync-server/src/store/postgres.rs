@@ -29,8 +29,8 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{
-    AuditRecord, ChangeNotice, ChangeRecord, Device, DocMeta, Notified, Org, Role, Rotation, Store,
-    StoreError, StoreResult, StoredDoc, TokenInfo, TokenKind, TokenRecord, User,
+    Append, AuditRecord, ChangeNotice, ChangeRecord, Device, DocMeta, Notified, Org, Role,
+    Rotation, Store, StoreError, StoreResult, StoredDoc, TokenInfo, TokenKind, TokenRecord, User,
 };
 
 /// How often a transaction that Postgres aborted as a serialization failure or deadlock is tried
@@ -182,6 +182,50 @@ async fn last_seq(conn: &mut PgConnection, doc_id: Uuid) -> Result<i64, sqlx::Er
     )
     .fetch_one(conn)
     .await
+}
+
+/// One document's changes and audit rows, inside the caller's transaction; returns the sequence
+/// number the document reached.
+async fn append_one(conn: &mut PgConnection, append: &Append) -> Result<i64, TxError> {
+    lock_document(conn, append.doc_id).await?;
+    let hashes: Vec<&str> = append.changes.iter().map(|c| c.hash.as_str()).collect();
+    let bytes: Vec<&[u8]> = append.changes.iter().map(|c| c.bytes.as_slice()).collect();
+    // One statement for the whole batch; WITH ORDINALITY keeps the upload's order in seq.
+    // DO NOTHING also skips a hash repeated within the batch.
+    sqlx::query!(
+        "INSERT INTO changes (doc_id, hash, bytes)
+         SELECT $1, c.hash, c.bytes
+         FROM UNNEST($2::text[], $3::bytea[]) WITH ORDINALITY AS c(hash, bytes, position)
+         ORDER BY c.position
+         ON CONFLICT (doc_id, hash) DO NOTHING",
+        append.doc_id,
+        &hashes[..] as &[&str],
+        &bytes[..] as &[&[u8]],
+    )
+    .execute(&mut *conn)
+    .await?;
+    for a in &append.audit {
+        sqlx::query!(
+            "INSERT INTO audit_log (id, org_id, job_id, doc_id, actor_user, actor_device,
+                                    action, reasons, before, after, at, flagged)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            a.id,
+            a.org_id,
+            a.job_id,
+            a.doc_id,
+            a.actor_user,
+            a.actor_device,
+            a.action,
+            serde_json::Value::from(a.reasons.clone()),
+            a.before,
+            a.after,
+            a.at,
+            a.flagged,
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(last_seq(conn, append.doc_id).await?)
 }
 
 /// A notice as sent on [`CHANGES_CHANNEL`]: `d:<doc id>:<seq>:<node id>` for a document's new
@@ -598,50 +642,31 @@ impl Store for PgStore {
         changes: &[ChangeRecord],
         audit: &[AuditRecord],
     ) -> StoreResult<i64> {
-        let hashes: Vec<String> = changes.iter().map(|c| c.hash.clone()).collect();
-        let bytes: Vec<Vec<u8>> = changes.iter().map(|c| c.bytes.clone()).collect();
-        let (hashes, bytes) = (&hashes[..], &bytes[..]);
+        let one = [Append {
+            doc_id,
+            changes: changes.to_vec(),
+            audit: audit.to_vec(),
+        }];
+        Ok(self.append_batch(&one).await?[0])
+    }
+
+    async fn append_batch(&self, batch: &[Append]) -> StoreResult<Vec<i64>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Documents are locked in id order, so two nodes' batches sharing documents never wait
+        // on each other in a cycle (a deadlock).
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by_key(|&i| batch[i].doc_id);
+        let order = &order[..];
         retrying(move || async move {
             let mut tx = self.pool.begin().await?;
-            lock_document(&mut tx, doc_id).await?;
-            // One statement for the whole batch; WITH ORDINALITY keeps the upload's order in seq.
-            // DO NOTHING also skips a hash repeated within the batch.
-            sqlx::query!(
-                "INSERT INTO changes (doc_id, hash, bytes)
-                 SELECT $1, c.hash, c.bytes
-                 FROM UNNEST($2::text[], $3::bytea[]) WITH ORDINALITY AS c(hash, bytes, position)
-                 ORDER BY c.position
-                 ON CONFLICT (doc_id, hash) DO NOTHING",
-                doc_id,
-                hashes,
-                bytes,
-            )
-            .execute(&mut *tx)
-            .await?;
-            for a in audit {
-                sqlx::query!(
-                    "INSERT INTO audit_log (id, org_id, job_id, doc_id, actor_user, actor_device,
-                                            action, reasons, before, after, at, flagged)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                    a.id,
-                    a.org_id,
-                    a.job_id,
-                    a.doc_id,
-                    a.actor_user,
-                    a.actor_device,
-                    a.action,
-                    serde_json::Value::from(a.reasons.clone()),
-                    a.before,
-                    a.after,
-                    a.at,
-                    a.flagged,
-                )
-                .execute(&mut *tx)
-                .await?;
+            let mut seqs = vec![0; batch.len()];
+            for &i in order {
+                seqs[i] = append_one(&mut tx, &batch[i]).await?;
             }
-            let last = last_seq(&mut tx, doc_id).await?;
             tx.commit().await?;
-            Ok(last)
+            Ok(seqs)
         })
         .await
     }

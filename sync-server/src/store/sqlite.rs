@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{
-    AuditRecord, ChangeNotice, ChangeRecord, Device, DocMeta, Org, Role, Rotation, Store,
+    Append, AuditRecord, ChangeNotice, ChangeRecord, Device, DocMeta, Org, Role, Rotation, Store,
     StoreError, StoreResult, StoredDoc, TokenInfo, TokenKind, TokenRecord, User,
 };
 
@@ -297,6 +297,32 @@ fn require_document(tx: &Transaction<'_>, doc_id: Uuid) -> StoreResult<()> {
         .query_row([Id(doc_id)], |_| Ok(()))
         .optional()?;
     found.ok_or_else(|| StoreError::NotFound(format!("document {doc_id}")))
+}
+
+/// Append every document's changes and audit rows in one transaction: one commit, one fsync.
+fn append_all(conn: &mut Connection, batch: &[Append]) -> StoreResult<Vec<i64>> {
+    // IMMEDIATE takes the write lock up front, so a concurrent writer waits (busy_timeout)
+    // instead of failing when a read transaction tries to become a write one.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut seqs = Vec::with_capacity(batch.len());
+    for append in batch {
+        require_document(&tx, append.doc_id)?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO changes (doc_id, hash, bytes) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (doc_id, hash) DO NOTHING",
+            )?;
+            for change in &append.changes {
+                insert.execute(params![Id(append.doc_id), change.hash, change.bytes])?;
+            }
+        }
+        for a in &append.audit {
+            insert_audit(&tx, a)?;
+        }
+        seqs.push(last_seq(&tx, append.doc_id)?);
+    }
+    tx.commit()?;
+    Ok(seqs)
 }
 
 /// The highest sequence number in a document's log, 0 when it is empty.
@@ -641,30 +667,21 @@ impl Store for SqliteStore {
         changes: &[ChangeRecord],
         audit: &[AuditRecord],
     ) -> StoreResult<i64> {
-        let changes = changes.to_vec();
-        let audit = audit.to_vec();
-        self.call(move |conn| {
-            // IMMEDIATE takes the write lock up front, so a concurrent writer waits (busy_timeout)
-            // instead of failing when a read transaction tries to become a write one.
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            require_document(&tx, doc_id)?;
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO changes (doc_id, hash, bytes) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (doc_id, hash) DO NOTHING",
-                )?;
-                for change in &changes {
-                    insert.execute(params![Id(doc_id), change.hash, change.bytes])?;
-                }
-            }
-            for a in &audit {
-                insert_audit(&tx, a)?;
-            }
-            let last = last_seq(&tx, doc_id)?;
-            tx.commit()?;
-            Ok(last)
-        })
-        .await
+        let one = Append {
+            doc_id,
+            changes: changes.to_vec(),
+            audit: audit.to_vec(),
+        };
+        let seqs = self.call(move |conn| append_all(conn, &[one])).await?;
+        Ok(seqs[0])
+    }
+
+    async fn append_batch(&self, batch: &[Append]) -> StoreResult<Vec<i64>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch = batch.to_vec();
+        self.call(move |conn| append_all(conn, &batch)).await
     }
 
     async fn job_audit(&self, job_id: Uuid) -> StoreResult<Vec<AuditRecord>> {

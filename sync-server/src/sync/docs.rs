@@ -13,7 +13,8 @@ use lru::LruCache;
 use uuid::Uuid;
 
 use crate::metrics::Metrics;
-use crate::store::{AuditRecord, ChangeRecord, DocMeta, Store, StoreError, StoredDoc};
+use crate::store::{Append, AuditRecord, ChangeRecord, DocMeta, Store, StoreError, StoredDoc};
+use crate::sync::commit::GroupCommit;
 
 /// Memory estimate per saved byte (see the module docs).
 const BYTES_PER_SAVED_BYTE: usize = 40;
@@ -40,6 +41,8 @@ pub type DocHandle = Arc<tokio::sync::Mutex<ServerDoc>>;
 
 pub struct DocCache {
     store: Arc<dyn Store>,
+    /// Appends go through here, committed together with other connections' (group commit).
+    commits: GroupCommit,
     actor: ActorId,
     budget: usize,
     compact_every: usize,
@@ -60,6 +63,7 @@ impl DocCache {
         metrics: Arc<Metrics>,
     ) -> DocCache {
         DocCache {
+            commits: GroupCommit::new(store.clone(), metrics.clone()),
             store,
             // Each node writes its own edits (a dispatcher's change made by the server) under its
             // own actor, so two nodes never produce clashing change sequences.
@@ -195,18 +199,21 @@ impl DocCache {
             })
             .collect();
         let started = std::time::Instant::now();
-        let seq = if audit.is_empty() {
-            self.store.append_changes(sd.meta.id, &records).await?
-        } else {
-            self.store
-                .append_changes_audited(sd.meta.id, &records, audit)
-                .await?
-        };
-        sd.saved_bytes += records.iter().map(|r| r.bytes.len()).sum::<usize>();
+        let added: usize = records.iter().map(|r| r.bytes.len()).sum();
+        let count = records.len();
+        let seq = self
+            .commits
+            .append(Append {
+                doc_id: sd.meta.id,
+                changes: records,
+                audit: audit.to_vec(),
+            })
+            .await?;
+        sd.saved_bytes += added;
         self.metrics
             .store_latency
             .observe(started.elapsed().as_secs_f64());
-        sd.since_snapshot += records.len();
+        sd.since_snapshot += count;
         if sd.since_snapshot >= self.compact_every {
             // Not fatal when it fails: the log still holds every change.
             let snapshot = sd.doc.save();

@@ -6,9 +6,11 @@
 //! - [`bounds`]: what one change may cost, checked before anything is applied;
 //! - [`guard`]: the contract and role checks on every merged state, and the server's repairs;
 //! - [`docs`]: the bounded cache of loaded documents, written through to the change log;
+//! - [`commit`]: group commit of every connection's appends to the change log;
 //! - [`hub`]: fan-out of changes and set changes to the connections of this node.
 
 pub mod bounds;
+pub mod commit;
 pub mod connection;
 pub mod docs;
 pub mod guard;
