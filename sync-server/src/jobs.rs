@@ -259,7 +259,11 @@ pub async fn heal(app: &AppState, meta: &DocMeta) -> Result<(), ApiError> {
         at: Utc::now(),
         flagged: true,
     };
-    match app.docs.persist_audited(&mut sd, &before, &[audit]).await {
+    match app
+        .docs
+        .persist_audited(&mut sd, &before, &[audit], None)
+        .await
+    {
         Ok(Some(seq)) => {
             drop(sd);
             app.doc_changed(meta.id, seq, None).await;

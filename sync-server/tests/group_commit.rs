@@ -64,6 +64,7 @@ fn append(doc_id: Uuid, name: &str) -> Append {
             bytes: name.as_bytes().to_vec(),
         }],
         audit: vec![],
+        sync_state: None,
     }
 }
 

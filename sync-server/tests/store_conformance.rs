@@ -653,6 +653,7 @@ async fn batch_appends_commit_together(store: &dyn Store) {
     let (org_id, user_id) = org_with_user(store).await;
     let a = job_document(store, org_id).await;
     let b = job_document(store, org_id).await;
+    let device = store.register_device(user_id, "tablet").await.unwrap();
     assert_eq!(store.append_batch(&[]).await.unwrap(), Vec::<i64>::new());
     let audit = AuditRecord {
         id: Uuid::now_v7(),
@@ -674,11 +675,13 @@ async fn batch_appends_commit_together(store: &dyn Store) {
                 doc_id: a,
                 changes: vec![change("a1"), change("a2")],
                 audit: vec![],
+                sync_state: None,
             },
             Append {
                 doc_id: b,
                 changes: vec![change("b1")],
                 audit: vec![audit.clone()],
+                sync_state: Some((device.id, b"state of b".to_vec())),
             },
         ])
         .await
@@ -688,6 +691,11 @@ async fn batch_appends_commit_together(store: &dyn Store) {
     assert_eq!(store.load(b).await.unwrap().last_seq, seqs[1]);
     assert_eq!(store.load(a).await.unwrap().changes, bytes(&["a1", "a2"]));
     assert_eq!(store.job_audit(b).await.unwrap(), vec![audit]);
+    assert_eq!(
+        store.sync_state(device.id, b).await.unwrap().as_deref(),
+        Some(&b"state of b"[..]),
+        "the sender's sync state is saved in the same commit"
+    );
 
     // An unknown document fails the whole batch: the good append beside it is not stored.
     let err = store
@@ -696,11 +704,13 @@ async fn batch_appends_commit_together(store: &dyn Store) {
                 doc_id: a,
                 changes: vec![change("a3")],
                 audit: vec![],
+                sync_state: None,
             },
             Append {
                 doc_id: Uuid::now_v7(),
                 changes: vec![change("x")],
                 audit: vec![],
+                sync_state: None,
             },
         ])
         .await

@@ -212,13 +212,16 @@ pub struct AuditRecord {
     pub flagged: bool,
 }
 
-/// One document's share of a group commit ([`Store::append_batch`]): its new changes and the
-/// audit rows that explain them.
+/// One document's share of a group commit ([`Store::append_batch`]): its new changes, the
+/// audit rows that explain them, and the sync state of the device that sent them.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Append {
     pub doc_id: Uuid,
     pub changes: Vec<ChangeRecord>,
     pub audit: Vec<AuditRecord>,
+    /// `(device, encoded state)`: saved as [`Store::put_sync_state`] would, in the same commit,
+    /// so a device's edit costs one commit rather than one for the change and one for its state.
+    pub sync_state: Option<(Uuid, Vec<u8>)>,
 }
 
 /// What one node tells the others, sent by node `node` so that they catch up.

@@ -225,6 +225,17 @@ async fn append_one(conn: &mut PgConnection, append: &Append) -> Result<i64, TxE
         .execute(&mut *conn)
         .await?;
     }
+    if let Some((device_id, state)) = &append.sync_state {
+        sqlx::query!(
+            "INSERT INTO sync_states (device_id, doc_id, state) VALUES ($1, $2, $3)
+             ON CONFLICT (device_id, doc_id) DO UPDATE SET state = EXCLUDED.state",
+            device_id,
+            append.doc_id,
+            state,
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(last_seq(conn, append.doc_id).await?)
 }
 
@@ -646,6 +657,7 @@ impl Store for PgStore {
             doc_id,
             changes: changes.to_vec(),
             audit: audit.to_vec(),
+            sync_state: None,
         }];
         Ok(self.append_batch(&one).await?[0])
     }

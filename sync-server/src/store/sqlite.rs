@@ -319,6 +319,13 @@ fn append_all(conn: &mut Connection, batch: &[Append]) -> StoreResult<Vec<i64>> 
         for a in &append.audit {
             insert_audit(&tx, a)?;
         }
+        if let Some((device_id, state)) = &append.sync_state {
+            tx.prepare_cached(
+                "INSERT INTO sync_states (device_id, doc_id, state) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (device_id, doc_id) DO UPDATE SET state = excluded.state",
+            )?
+            .execute(params![Id(*device_id), Id(append.doc_id), state])?;
+        }
         seqs.push(last_seq(&tx, append.doc_id)?);
     }
     tx.commit()?;
@@ -671,6 +678,7 @@ impl Store for SqliteStore {
             doc_id,
             changes: changes.to_vec(),
             audit: audit.to_vec(),
+            sync_state: None,
         };
         let seqs = self.call(move |conn| append_all(conn, &[one])).await?;
         Ok(seqs[0])

@@ -289,6 +289,9 @@ impl Connection {
             .collect();
         self.app.store.put_sync_states(device, &batch).await?;
         self.persisted.extend(new.iter().copied());
+        for (doc, bytes) in batch {
+            self.session.mark_saved(doc, bytes);
+        }
         // Put the other dirty states back for the next tick.
         for (doc, _) in states.into_iter().filter(|(d, _)| !new.contains(d)) {
             self.session.reset_dirty(doc);
@@ -396,13 +399,25 @@ impl Connection {
             } else {
                 self.guard(&entry, &mut sd.doc, &before, now)
             };
+            // The device's sync state goes into the same commit as its changes.
+            let state = match self.principal.device {
+                Some(device) if carries_changes => self
+                    .session
+                    .unsaved_state(entry.id)
+                    .map(|bytes| (device, bytes)),
+                _ => None,
+            };
             match self
                 .app
                 .docs
-                .persist_audited(&mut sd, &before, &audit)
+                .persist_audited(&mut sd, &before, &audit, state.clone())
                 .await
             {
                 Ok(seq) => {
+                    if let (Some(_), Some((_, bytes))) = (seq, state) {
+                        self.session.mark_saved(entry.id, bytes);
+                        self.persisted.insert(entry.id);
+                    }
                     if let Some(msg) = repaired {
                         self.out.push(msg);
                     }
@@ -618,7 +633,12 @@ impl Connection {
             return;
         }
         match self.app.store.put_sync_states(device, &batch).await {
-            Ok(()) => self.persisted.extend(batch.iter().map(|(d, _)| *d)),
+            Ok(()) => {
+                for (doc, bytes) in batch {
+                    self.persisted.insert(doc);
+                    self.session.mark_saved(doc, bytes);
+                }
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "sync states not saved; a reconnect exchanges a little more")
             }

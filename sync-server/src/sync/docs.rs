@@ -176,16 +176,18 @@ impl DocCache {
         sd: &mut ServerDoc,
         before: &[ChangeHash],
     ) -> Result<Option<i64>, StoreError> {
-        self.persist_audited(sd, before, &[]).await
+        self.persist_audited(sd, before, &[], None).await
     }
 
-    /// [`DocCache::persist`], with audit rows stored in the same commit as the changes.
+    /// [`DocCache::persist`], with audit rows and the sending device's sync state
+    /// (`(device, encoded state)`) stored in the same commit as the changes.
     #[tracing::instrument(level = "debug", skip_all, fields(doc = %sd.meta.id))]
     pub async fn persist_audited(
         &self,
         sd: &mut ServerDoc,
         before: &[ChangeHash],
         audit: &[AuditRecord],
+        sync_state: Option<(Uuid, Vec<u8>)>,
     ) -> Result<Option<i64>, StoreError> {
         let changes = sd.doc.get_changes(before);
         if changes.is_empty() {
@@ -207,6 +209,7 @@ impl DocCache {
                 doc_id: sd.meta.id,
                 changes: records,
                 audit: audit.to_vec(),
+                sync_state,
             })
             .await?;
         sd.saved_bytes += added;

@@ -76,6 +76,9 @@ pub struct Session {
     removing: HashMap<Uuid, DocEntry>,
     states: HashMap<Uuid, sync::State>,
     dirty: HashSet<Uuid>,
+    /// Each document's sync state as last saved (encoded), so a state that did not change is
+    /// not written again: only `shared_heads` is persisted, and most messages leave it alone.
+    saved: HashMap<Uuid, Vec<u8>>,
     max_frame: usize,
     rates: Rates,
     window_start: Option<Instant>,
@@ -135,6 +138,7 @@ impl Session {
             removing: HashMap::new(),
             states: HashMap::new(),
             dirty: HashSet::new(),
+            saved: HashMap::new(),
             max_frame,
             rates,
             window_start: None,
@@ -328,6 +332,7 @@ impl Session {
     pub fn release(&mut self, doc: Uuid) -> bool {
         self.states.remove(&doc);
         self.dirty.remove(&doc);
+        self.saved.remove(&doc);
         self.removing.remove(&doc).is_some()
     }
 
@@ -341,16 +346,18 @@ impl Session {
 
     /// Install the persisted sync state of a document (or a fresh one).
     pub fn install_state(&mut self, doc: Uuid, persisted: Option<&[u8]>) {
-        let state = persisted
-            .and_then(|b| sync::State::decode(b).ok())
-            .unwrap_or_default();
-        self.states.insert(doc, state);
+        let state = persisted.and_then(|b| sync::State::decode(b).ok());
+        if let (Some(_), Some(bytes)) = (&state, persisted) {
+            self.saved.insert(doc, bytes.to_vec());
+        }
+        self.states.insert(doc, state.unwrap_or_default());
     }
 
     /// Forget what we believed the device has, after its changes could not be stored: the next
     /// exchange starts over and the device sends them again.
     pub fn reset_state(&mut self, doc: Uuid) {
         self.states.insert(doc, sync::State::new());
+        self.saved.remove(&doc);
         self.dirty.insert(doc);
     }
 
@@ -417,13 +424,26 @@ impl Session {
         self.dirty.insert(doc);
     }
 
-    /// Sync states changed since the last call, encoded for the store.
+    /// Sync states changed since the last call and different from what was saved, encoded for
+    /// the store. The caller reports what it saved with [`Session::mark_saved`].
     pub fn take_dirty(&mut self) -> Vec<(Uuid, Vec<u8>)> {
         let dirty: Vec<Uuid> = self.dirty.drain().collect();
         dirty
             .into_iter()
             .filter_map(|d| self.states.get(&d).map(|s| (d, s.encode())))
+            .filter(|(d, bytes)| self.saved.get(d) != Some(bytes))
             .collect()
+    }
+
+    /// The document's sync state encoded for the store, when it differs from what was saved.
+    pub fn unsaved_state(&self, doc: Uuid) -> Option<Vec<u8>> {
+        let bytes = self.states.get(&doc)?.encode();
+        (self.saved.get(&doc) != Some(&bytes)).then_some(bytes)
+    }
+
+    /// The store now holds `bytes` as the document's sync state.
+    pub fn mark_saved(&mut self, doc: Uuid, bytes: Vec<u8>) {
+        self.saved.insert(doc, bytes);
     }
 }
 
