@@ -184,27 +184,54 @@ async fn last_seq(conn: &mut PgConnection, doc_id: Uuid) -> Result<i64, sqlx::Er
     .await
 }
 
-/// One document's changes and audit rows, inside the caller's transaction; returns the sequence
-/// number the document reached.
-async fn append_one(conn: &mut PgConnection, append: &Append) -> Result<i64, TxError> {
-    lock_document(conn, append.doc_id).await?;
-    let hashes: Vec<&str> = append.changes.iter().map(|c| c.hash.as_str()).collect();
-    let bytes: Vec<&[u8]> = append.changes.iter().map(|c| c.bytes.as_slice()).collect();
-    // One statement for the whole batch; WITH ORDINALITY keeps the upload's order in seq.
-    // DO NOTHING also skips a hash repeated within the batch.
-    sqlx::query!(
-        "INSERT INTO changes (doc_id, hash, bytes)
-         SELECT $1, c.hash, c.bytes
-         FROM UNNEST($2::text[], $3::bytea[]) WITH ORDINALITY AS c(hash, bytes, position)
-         ORDER BY c.position
-         ON CONFLICT (doc_id, hash) DO NOTHING",
-        append.doc_id,
-        &hashes[..] as &[&str],
-        &bytes[..] as &[&[u8]],
+/// Every document's changes, audit rows and sync states of a group commit, inside the caller's
+/// transaction, in a fixed number of statements whatever the batch's size (a commit that
+/// carries fifty devices' edits costs a few round trips, not fifty times a few). Returns the
+/// sequence number each append's document reached, in the batch's order.
+async fn append_all(conn: &mut PgConnection, batch: &[Append]) -> Result<Vec<i64>, TxError> {
+    let mut docs: Vec<Uuid> = batch.iter().map(|a| a.doc_id).collect();
+    docs.sort_unstable();
+    docs.dedup();
+    // Locked in id order, so two nodes' batches sharing documents never wait on each other in
+    // a cycle (a deadlock): the rows are locked as the sorted scan returns them.
+    let found = sqlx::query_scalar!(
+        "SELECT id FROM documents WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+        &docs[..]
     )
-    .execute(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    for a in &append.audit {
+    if found.len() != docs.len() {
+        let missing = docs.iter().find(|d| !found.contains(d)).copied();
+        return Err(TxError::Store(unknown_document(
+            missing.unwrap_or_default(),
+        )));
+    }
+    let (mut change_docs, mut hashes, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
+    for a in batch {
+        for c in &a.changes {
+            change_docs.push(a.doc_id);
+            hashes.push(c.hash.as_str());
+            bytes.push(c.bytes.as_slice());
+        }
+    }
+    if !hashes.is_empty() {
+        // WITH ORDINALITY keeps the batch's order in seq; DO NOTHING also skips a hash repeated
+        // within the batch.
+        sqlx::query!(
+            "INSERT INTO changes (doc_id, hash, bytes)
+             SELECT c.doc_id, c.hash, c.bytes
+             FROM UNNEST($1::uuid[], $2::text[], $3::bytea[])
+                  WITH ORDINALITY AS c(doc_id, hash, bytes, position)
+             ORDER BY c.position
+             ON CONFLICT (doc_id, hash) DO NOTHING",
+            &change_docs[..],
+            &hashes[..] as &[&str],
+            &bytes[..] as &[&[u8]],
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    for a in batch.iter().flat_map(|a| &a.audit) {
         sqlx::query!(
             "INSERT INTO audit_log (id, org_id, job_id, doc_id, actor_user, actor_device,
                                     action, reasons, before, after, at, flagged)
@@ -225,18 +252,46 @@ async fn append_one(conn: &mut PgConnection, append: &Append) -> Result<i64, TxE
         .execute(&mut *conn)
         .await?;
     }
-    if let Some((device_id, state)) = &append.sync_state {
+    // One row per (device, document): an upsert may not touch a row twice in one statement.
+    let mut states: Vec<(Uuid, Uuid, &[u8])> = Vec::new();
+    for a in batch {
+        if let Some((device, state)) = &a.sync_state {
+            states.retain(|(d, doc, _)| (*d, *doc) != (*device, a.doc_id));
+            states.push((*device, a.doc_id, state.as_slice()));
+        }
+    }
+    if !states.is_empty() {
+        let devices: Vec<Uuid> = states.iter().map(|s| s.0).collect();
+        let state_docs: Vec<Uuid> = states.iter().map(|s| s.1).collect();
+        let blobs: Vec<&[u8]> = states.iter().map(|s| s.2).collect();
         sqlx::query!(
-            "INSERT INTO sync_states (device_id, doc_id, state) VALUES ($1, $2, $3)
+            "INSERT INTO sync_states (device_id, doc_id, state)
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bytea[])
              ON CONFLICT (device_id, doc_id) DO UPDATE SET state = EXCLUDED.state",
-            device_id,
-            append.doc_id,
-            state,
+            &devices[..],
+            &state_docs[..],
+            &blobs[..] as &[&[u8]],
         )
         .execute(&mut *conn)
         .await?;
     }
-    Ok(last_seq(conn, append.doc_id).await?)
+    let last: Vec<(Uuid, i64)> = sqlx::query!(
+        r#"SELECT doc_id, MAX(seq) AS "last!" FROM changes WHERE doc_id = ANY($1) GROUP BY doc_id"#,
+        &docs[..]
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|r| (r.doc_id, r.last))
+    .collect();
+    Ok(batch
+        .iter()
+        .map(|a| {
+            last.iter()
+                .find(|(d, _)| *d == a.doc_id)
+                .map_or(0, |(_, seq)| *seq)
+        })
+        .collect())
 }
 
 /// A notice as sent on [`CHANGES_CHANNEL`]: `d:<doc id>:<seq>:<node id>` for a document's new
@@ -666,17 +721,9 @@ impl Store for PgStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        // Documents are locked in id order, so two nodes' batches sharing documents never wait
-        // on each other in a cycle (a deadlock).
-        let mut order: Vec<usize> = (0..batch.len()).collect();
-        order.sort_by_key(|&i| batch[i].doc_id);
-        let order = &order[..];
         retrying(move || async move {
             let mut tx = self.pool.begin().await?;
-            let mut seqs = vec![0; batch.len()];
-            for &i in order {
-                seqs[i] = append_one(&mut tx, &batch[i]).await?;
-            }
+            let seqs = append_all(&mut tx, batch).await?;
             tx.commit().await?;
             Ok(seqs)
         })
