@@ -213,6 +213,10 @@ impl Replica {
                 }
             }
             queries::update_for(&tx, *id, l.kind, &l.doc)?;
+            if origin == Origin::Local {
+                // A blob this device made joins the upload queue with the change naming it.
+                crate::uploads::queue_for(&tx, &self.dir, *id, l.kind, l.job_id, &l.doc, &now)?;
+            }
             if backlog.wants_compaction() {
                 let snapshot = l.doc.save();
                 backlog = Backlog {
