@@ -23,7 +23,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0003_broken_jobs",
         include_str!("../migrations/0003_broken_jobs.sql"),
     ),
-    ("0004_uploads", include_str!("../migrations/0004_uploads.sql")),
+    (
+        "0004_uploads",
+        include_str!("../migrations/0004_uploads.sql"),
+    ),
 ];
 
 /// How hard a commit is made durable (SQLite's `synchronous`).

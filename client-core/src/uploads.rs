@@ -271,6 +271,9 @@ mod tests {
         );
         r.set_upload_done(&u.sha256).unwrap();
         assert!(r.uploads_waiting().unwrap().is_empty());
-        assert_eq!(r.upload(&u.sha256).unwrap().unwrap().state, UploadState::Done);
+        assert_eq!(
+            r.upload(&u.sha256).unwrap().unwrap().state,
+            UploadState::Done
+        );
     }
 }

@@ -13,6 +13,7 @@ use schemas::parts::NewPartLine;
 mod demo;
 mod output;
 mod sync;
+mod uploads;
 
 #[derive(Parser)]
 #[command(
@@ -445,14 +446,16 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             let docs = r.documents()?.len();
             let server = r.meta("server")?;
             let repairs = r.repairs()?;
+            let waiting = r.uploads_waiting()?;
             let mut text = format!(
                 "{unacked} change(s) not yet acknowledged; last sync {}; {docs} document(s); server {}",
                 last.as_deref().unwrap_or("never"),
                 server.as_deref().unwrap_or("(not signed in)")
             );
             text.push_str(&output::repairs(&repairs));
+            text.push_str(&uploads::describe(&waiting));
             out.value(
-                serde_json::json!({"unacknowledged": unacked, "last_sync_at": last, "documents": docs, "server": server, "user": r.user(), "repairs": repairs}),
+                serde_json::json!({"unacknowledged": unacked, "last_sync_at": last, "documents": docs, "server": server, "user": r.user(), "repairs": repairs, "uploads": waiting}),
                 &text,
             )
         }

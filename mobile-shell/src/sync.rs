@@ -14,6 +14,8 @@ pub fn run(r: &mut Replica, out: &Out, once: bool, limit: Duration) -> anyhow::R
     if once {
         let (server, token) = account::credentials(r)?;
         let stats = rt.block_on(sync_once(r, &server, &token, limit))?;
+        // Then the photos and signatures: the documents naming them are on the server now.
+        let uploaded = crate::uploads::send(r, &server, &token, out.json)?;
         let text = format!(
             "sent {} message(s), received {}, {} document(s) updated, {} change(s) acknowledged, {} removed{}",
             stats.sent,
@@ -27,9 +29,23 @@ pub fn run(r: &mut Replica, out: &Out, once: bool, limit: Duration) -> anyhow::R
                 format!("; server said: {}", stats.errors.join("; "))
             }
         );
-        return out.value(serde_json::to_value(&stats)?, &text);
+        let text = if uploaded.done + uploaded.refused > 0 {
+            format!(
+                "{text}; {} upload(s) done ({} already on the server), {} refused",
+                uploaded.done, uploaded.skipped, uploaded.refused
+            )
+        } else {
+            text
+        };
+        let mut json = serde_json::to_value(&stats)?;
+        json["uploads"] = serde_json::to_value(&uploaded)?;
+        return out.value(json, &text);
     }
-    // Continuous: client-core's reconnect loop; this shell only says what happens.
+    // Continuous: uploads on a thread of their own (blocking HTTP, with their own handle on the
+    // replica), and client-core's reconnect loop; this shell only says what happens.
+    let dir = r.data_dir().to_path_buf();
+    let json = out.json;
+    std::thread::spawn(move || upload_loop(&dir, json));
     let result = rt.block_on(client_core::sync::Reconnect::default().run(
         r,
         |_| false,
@@ -45,5 +61,40 @@ pub fn run(r: &mut Replica, out: &Out, once: bool, limit: Duration) -> anyhow::R
         Ok(()) => Ok(()),
         Err(SyncError::Unauthorized(m)) => anyhow::bail!("the server refused this device: {m}"),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Send the upload queue whenever something waits, backing off while the server is out of
+/// reach. Runs for as long as continuous sync does.
+fn upload_loop(dir: &std::path::Path, json: bool) {
+    let mut r = match Replica::open(dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("uploads stopped: {e}");
+            return;
+        }
+    };
+    let mut pause = Duration::from_secs(2);
+    loop {
+        let pending = r.uploads_waiting().map(|w| {
+            w.iter()
+                .any(|u| u.state == client_core::uploads::UploadState::Pending)
+        });
+        let outcome = match pending {
+            Ok(false) => Ok(()),
+            Ok(true) => account::credentials(&mut r)
+                .and_then(|(server, token)| crate::uploads::send(&r, &server, &token, json))
+                .map(drop),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) => pause = Duration::from_secs(2),
+            Err(e) => {
+                eprintln!("uploads paused ({e}); trying again in {}s", pause.as_secs());
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(60));
+            }
+        }
+        std::thread::sleep(Duration::from_secs(2));
     }
 }
