@@ -38,7 +38,7 @@ pub async fn login(
     // Verify against a dummy hash for unknown users too, so timing does not reveal names.
     let hash = user
         .as_ref()
-        .map_or(DUMMY_HASH.as_str(), |u| u.password_hash.as_str())
+        .map_or(DUMMY_HASH, |u| u.password_hash.as_str())
         .to_string();
     let password = body.password.clone();
     let ok = app.passwords.verify(hash, password).await;
@@ -78,8 +78,10 @@ pub async fn login(
     }))
 }
 
-static DUMMY_HASH: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| auth::hash_password("not a password"));
+/// An argon2 hash (the crate's default parameters, like every stored one) of a random password
+/// nobody knows: checking against it costs what checking a real user's does. A constant, so no
+/// sign-in computes it outside the password checks' memory budget.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$TjDmRePJXH4xmO3TFjaY/A$AJVRPzsYUGkzy+bQPVwSGi+klRM0IR3lmD9u9FSQ96Q";
 
 fn ttl(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::minutes(15))
@@ -159,4 +161,26 @@ pub async fn revoke_device(
     // Connections on this node close now; other nodes notice within their token recheck.
     app.hub.device_revoked(id);
     Ok(Json(RevokeReply { revoked: id }))
+}
+
+#[cfg(test)]
+mod tests {
+    use argon2::Params;
+    use argon2::password_hash::PasswordHash;
+
+    /// Unknown names are checked against the dummy at the cost of a real user's hash.
+    #[test]
+    fn the_dummy_hash_has_the_parameters_of_real_ones() {
+        let real = crate::auth::hash_password("a password");
+        let params = |h: &str| Params::try_from(&PasswordHash::new(h).unwrap()).unwrap();
+        let (dummy, real) = (params(super::DUMMY_HASH), params(&real));
+        assert_eq!(
+            (dummy.m_cost(), dummy.t_cost(), dummy.p_cost()),
+            (real.m_cost(), real.t_cost(), real.p_cost())
+        );
+        assert!(!crate::passwords::verify_now(
+            super::DUMMY_HASH,
+            "not a password"
+        ));
+    }
 }
