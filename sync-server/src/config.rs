@@ -107,8 +107,9 @@ impl Config {
             max_bytes_per_second: 16 * 1024 * 1024,
             max_doc_messages_per_second: 2_000,
             login_throttle: crate::throttle::LoginThrottle::default(),
-            // Two default checks at once: as many as this machine class has cores.
-            password_memory: 40 * 1024 * 1024,
+            // One default check at a time (about 40 sign-ins a second on one core): sign-ins are
+            // rare (a refresh needs no password), and each check held adds 19 MiB to the peak.
+            password_memory: 24 * 1024 * 1024,
         }
     }
 }
