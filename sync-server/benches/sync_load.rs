@@ -8,7 +8,10 @@
 //! - `idle`: server RSS with 10,000 idle device sockets (the server as a separate process);
 //! - `initial`: a week's work (50 jobs, 200 documents) to an empty `client_core::Replica`;
 //! - `cache`: server RSS after touching 50,000 documents with a 64 MiB document cache (a separate
-//!   process).
+//!   process);
+//! - `jobs`: the hot path: technicians sign in over HTTP, create jobs on their devices and edit
+//!   them, paced or unpaced, with a dispatcher watching; server CPU per document and per edit
+//!   against Automerge's own cost, peak RSS, latencies, and a rate sweep (`sync_load/jobs.rs`).
 //!
 //! Every scenario starts its own server on 127.0.0.1, port 0 (in this process, on a runtime of its
 //! own, or — `idle`, `cache` — the `sync-server` binary that cargo builds with the bench), seeds
@@ -63,6 +66,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{self, Message};
 use uuid::Uuid;
+
+#[path = "sync_load/jobs.rs"]
+mod jobs;
 
 // ---- figures ------------------------------------------------------------------------------------
 
@@ -1912,12 +1918,13 @@ fn main() {
         .filter(|a| !a.starts_with('-'))
         .collect();
     type Scenario = (&'static str, fn(&Runtime));
-    let scenarios: [Scenario; 5] = [
+    let scenarios: [Scenario; 6] = [
         ("ack", scenario_ack),
         ("fanout", scenario_fanout),
         ("idle", scenario_idle),
         ("initial", scenario_initial),
         ("cache", scenario_cache),
+        ("jobs", jobs::scenario_jobs),
     ];
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mem = std::fs::read_to_string("/proc/meminfo")
