@@ -7,12 +7,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 use sync_server::config::Config;
 use sync_server::store::Role;
 
-/// mimalloc returns freed memory to the system; glibc's malloc kept what bursts of password
-/// checks had used (see BENCHMARKS.md, "Hot path").
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "sync-server", version, about = "Fieldsync sync server")]
 struct Cli {

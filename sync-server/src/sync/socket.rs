@@ -120,10 +120,13 @@ async fn connection(app: Arc<AppState>, principal: Principal, socket: WebSocket)
             }
             _ = tick.tick() => c.on_tick(Now::system()).await,
         };
+        // Queued, then flushed once: an ack and its sync reply leave in one write.
         let mut failed = false;
-        for m in c.take_output() {
+        let output = c.take_output();
+        let any = !output.is_empty();
+        for m in output {
             if sink
-                .send(Message::Binary(wire::encode(&m).into()))
+                .feed(Message::Binary(wire::encode(&m).into()))
                 .await
                 .is_err()
             {
@@ -131,7 +134,7 @@ async fn connection(app: Arc<AppState>, principal: Principal, socket: WebSocket)
                 break;
             }
         }
-        if failed {
+        if failed || (any && sink.flush().await.is_err()) {
             break None;
         }
         if let Some(reason) = outcome {
