@@ -325,6 +325,10 @@ async fn head(
 ) -> Result<Response, ApiError> {
     check_version(&headers)?;
     let info = own_upload(&app, &caller, &id).await?;
+    // A PATCH still taking bytes (its client cut away) finishes first: the offset is then final.
+    let lock = app.uploads.lock(info.id);
+    let _held = lock.lock().await;
+    let info = own_upload(&app, &caller, &id).await?;
     let offset = app
         .uploads
         .offset(&info)
