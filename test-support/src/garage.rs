@@ -168,7 +168,9 @@ root_domain = ".s3.garage.localhost"
     std::fs::write(conf, text).expect("write the Garage config");
 }
 
-/// Start `garage server` in the background, its output in `server.log`; it outlives the test.
+/// Start `garage server` in the background, its output in `server.log`; it outlives the test
+/// process on purpose (later tests reuse it), so it is never waited for.
+#[allow(clippy::zombie_processes)]
 fn start(conf: &Path, dir: &Path) {
     let log = std::fs::File::create(dir.join("server.log")).expect("Garage log");
     Command::new(bin())

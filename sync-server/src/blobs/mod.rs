@@ -87,7 +87,7 @@ pub fn valid_key(key: &str) -> bool {
         && !rest.contains("..")
         && rest
             .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'z').contains(&b) || b == b'.')
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'.')
 }
 
 #[cfg(test)]
