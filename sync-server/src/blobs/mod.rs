@@ -1,7 +1,7 @@
 //! Blob stores: where the bytes of photos and signatures live, behind one trait with two
 //! implementations, a folder under the data dir ([`local::LocalBlobs`], the embedded default) and
 //! S3 ([`s3::S3Blobs`], any S3-compatible server). Keys are content-addressed per org
-//! (`{org}/{sha256}` for an original, [`thumb_key`] and [`info_key`] beside it), so the same photo
+//! (`{org}/{sha256}` for an original, [`thumb_key`] beside it), so the same photo
 //! on two jobs of one org is stored once. A blob becomes visible only once complete: the local
 //! store renames a finished temp file, S3 shows an object once its PUT (or multipart upload)
 //! completed.
@@ -59,12 +59,6 @@ pub fn original_key(org: Uuid, sha256: &str) -> String {
 /// A thumbnail's key: `{org}/{sha256}.{px}.jpg`.
 pub fn thumb_key(org: Uuid, sha256: &str, px: u32) -> String {
     format!("{org}/{sha256}.{px}.jpg")
-}
-
-/// What the server read from the image when it was uploaded ([`crate::uploads::PhotoInfo`]):
-/// `{org}/{sha256}.json`.
-pub fn info_key(org: Uuid, sha256: &str) -> String {
-    format!("{org}/{sha256}.json")
 }
 
 /// The configured store: S3 when `config.s3` is set, else the folder `blobs/` in the data dir.

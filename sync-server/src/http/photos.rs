@@ -78,7 +78,7 @@ pub async fn get_photo(
     let (meta, doc) = photo_doc(&app, &caller, id).await?;
     let sha = doc["sha256"].as_str().unwrap_or_default().to_string();
     let org = meta.org_id;
-    let info = crate::uploads::photo_info(app.blobs.as_ref(), org, &sha).await;
+    let info = app.store.photo(org, &sha).await?;
     let uploaded = info.is_some()
         && app
             .blobs

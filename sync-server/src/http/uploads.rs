@@ -263,12 +263,16 @@ async fn create_inner(
                 .unwrap_or(chrono::Duration::days(1)),
         complete: false,
     };
-    let held = app
-        .blobs
-        .size(&blobs::original_key(info.org_id, &info.sha256))
-        .await
-        .map_err(ApiError::internal)?;
-    if held.is_some() {
+    // Held: its row says it was stored, and the blob store has it (a blob stored without its row,
+    // by a node that stopped in between, is received again).
+    let held = app.store.photo(info.org_id, &info.sha256).await?.is_some()
+        && app
+            .blobs
+            .size(&blobs::original_key(info.org_id, &info.sha256))
+            .await
+            .map_err(ApiError::internal)?
+            .is_some();
+    if held {
         // Stored already (the same photo on another job, or a retry): complete, nothing sent.
         info.complete = true;
     }
@@ -507,7 +511,11 @@ async fn receive(
     }
     let now_at = offset + written;
     if now_at == info.length {
-        match app.uploads.finish(info, &app.blobs, &app.metrics).await {
+        match app
+            .uploads
+            .finish(info, &app.blobs, &app.store, &app.metrics)
+            .await
+        {
             Ok(()) => {
                 app.metrics.uploads_in_progress.dec();
             }

@@ -3,8 +3,9 @@
 //! for which document, which sha256, how long, until when) and `{id}.part` (the bytes so far; its
 //! length is the offset), so uploads resume after a restart. At the end [`Uploads::finish`]
 //! checks the sha256 against the document and the image ([`image::check`]), stores the original
-//! untouched in the blob store with what was read from it ([`PhotoInfo`]), removes the upload's
-//! files and queues the thumbnails on a bounded pool, off the request path.
+//! untouched in the blob store, then what was read from it in the store's `photos` row
+//! ([`PhotoRecord`]), removes the upload's files and queues the thumbnails on a bounded pool, off
+//! the request path.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use uuid::Uuid;
 use crate::blobs::{self, BlobStore};
 use crate::config::UploadConfig;
 use crate::metrics::Metrics;
+use crate::store::{PhotoRecord, Store};
 
 pub mod image;
 
@@ -37,23 +39,6 @@ pub struct UploadInfo {
     pub expires_at: DateTime<Utc>,
     /// The blob store holds the bytes (received here, or held already).
     pub complete: bool,
-}
-
-/// What the server read from a stored image, kept beside it ([`blobs::info_key`]).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct PhotoInfo {
-    pub sha256: String,
-    pub size: u64,
-    pub mime: String,
-    pub width: u32,
-    pub height: u32,
-    /// EXIF `DateTimeOriginal`, when the image has it.
-    pub taken_at: Option<DateTime<Utc>>,
-    pub location: Option<schemas::photo::GeoPoint>,
-    /// Thumbnail sizes made so far.
-    #[serde(default)]
-    pub thumbnails: Vec<u32>,
-    pub stored_at: DateTime<Utc>,
 }
 
 /// Why finishing an upload failed: a stable code, a sentence, and whether the client is at fault.
@@ -175,6 +160,7 @@ impl Uploads {
         &self,
         info: &mut UploadInfo,
         blobs: &Arc<dyn BlobStore>,
+        store: &Arc<dyn Store>,
         metrics: &Arc<Metrics>,
     ) -> Result<(), Failure> {
         let part = self.part_path(info.id);
@@ -214,7 +200,8 @@ impl Uploads {
             }
         };
         let key = blobs::original_key(info.org_id, &info.sha256);
-        let photo = PhotoInfo {
+        let photo = PhotoRecord {
+            org_id: info.org_id,
             sha256: info.sha256.clone(),
             size: info.length,
             mime: checked.mime.to_string(),
@@ -225,23 +212,18 @@ impl Uploads {
             thumbnails: Vec::new(),
             stored_at: Utc::now(),
         };
-        let stored = async {
-            // The description first: once the original is visible, so is what was read from it.
-            blobs
-                .put_bytes(
-                    &blobs::info_key(info.org_id, &info.sha256),
-                    serde_json::to_vec(&photo).expect("serializable"),
-                    "application/json",
-                )
-                .await?;
-            blobs.put_file(&key, &part, checked.mime).await
-        }
-        .await;
-        if let Err(e) = stored {
+        if let Err(e) = blobs.put_file(&key, &part, checked.mime).await {
             // The bytes stay for a retry of the last PATCH; the blob store may come back.
             return Err(fail(
                 "blob-store-unavailable",
                 format!("could not store the blob: {e}"),
+                false,
+            ));
+        }
+        if let Err(e) = store.put_photo(&photo).await {
+            return Err(fail(
+                "store-unavailable",
+                format!("could not record the photo: {e}"),
                 false,
             ));
         }
@@ -250,17 +232,17 @@ impl Uploads {
             tracing::warn!(upload = %info.id, error = %e, "could not mark an upload complete");
         }
         let _ = tokio::fs::remove_file(&part).await;
-        self.queue_thumbnails(info.org_id, photo, blobs.clone(), metrics.clone());
+        self.queue_thumbnails(photo, blobs.clone(), store.clone(), metrics.clone());
         Ok(())
     }
 
     /// Make the thumbnails of a stored original on the bounded pool (a permit per image, the
-    /// work on a blocking thread), then note them in its [`PhotoInfo`].
+    /// work on a blocking thread), then note them in its `photos` row.
     pub fn queue_thumbnails(
         &self,
-        org: Uuid,
-        mut photo: PhotoInfo,
+        mut photo: PhotoRecord,
         blobs: Arc<dyn BlobStore>,
+        store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
     ) {
         let permits = self.thumbs.clone();
@@ -270,6 +252,7 @@ impl Uploads {
                 return;
             };
             let started = Instant::now();
+            let org = photo.org_id;
             let made = async {
                 let bytes = blobs
                     .get(&blobs::original_key(org, &photo.sha256))
@@ -288,14 +271,7 @@ impl Uploads {
                         .map_err(|e| e.to_string())?;
                     photo.thumbnails.push(px);
                 }
-                blobs
-                    .put_bytes(
-                        &blobs::info_key(org, &photo.sha256),
-                        serde_json::to_vec(&photo).expect("serializable"),
-                        "application/json",
-                    )
-                    .await
-                    .map_err(|e| e.to_string())
+                store.put_photo(&photo).await.map_err(|e| e.to_string())
             }
             .await;
             metrics
@@ -307,10 +283,4 @@ impl Uploads {
             }
         });
     }
-}
-
-/// The stored description of `sha256` in `org`, if the blob store holds it.
-pub async fn photo_info(blobs: &dyn BlobStore, org: Uuid, sha256: &str) -> Option<PhotoInfo> {
-    let bytes = blobs.get(&blobs::info_key(org, sha256)).await.ok()?;
-    serde_json::from_slice(&bytes).ok()
 }
