@@ -481,6 +481,12 @@ async fn complete_upload_and_photo_record(blobs: Blobs) {
     );
     assert_eq!(stored(&env, &bytes).await.as_deref(), Some(&bytes[..]));
 
+    let doc = env.server.store().document(photo).await.unwrap().unwrap();
+    assert_eq!(
+        env.server.doc_json(&doc).await["upload"],
+        "uploaded",
+        "the server marks the photo document uploaded"
+    );
     let j = photo_with_thumbnails(&env, photo).await;
     assert_eq!(j["sha256"], sha_hex(&bytes));
     assert_eq!(j["size"], bytes.len());
@@ -657,6 +663,8 @@ async fn same_photo_on_two_jobs_is_stored_once(blobs: Blobs) {
         .json();
     assert_eq!(one["uploaded"], true);
     assert_eq!(two["uploaded"], true);
+    let doc = env.server.store().document(second).await.unwrap().unwrap();
+    assert_eq!(env.server.doc_json(&doc).await["upload"], "uploaded");
     if let Blobs::Local = blobs {
         let dir = env
             .home

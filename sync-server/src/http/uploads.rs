@@ -279,6 +279,7 @@ async fn create_inner(
     app.uploads.save(&info).await.map_err(ApiError::internal)?;
     let location = format!("/api/v1/uploads/{}", info.id.simple());
     if info.complete {
+        crate::jobs::mark_uploaded(app, &doc).await?;
         let mut h = upload_headers(&info, info.length);
         h.push(("location", location));
         return Ok(with_headers(StatusCode::CREATED, h));
@@ -518,6 +519,16 @@ async fn receive(
         {
             Ok(()) => {
                 app.metrics.uploads_in_progress.dec();
+                // The blob is stored whatever happens next: a failure to mark the document is
+                // logged, and the next creation for it (answered complete at once) marks it.
+                let marked = match app.store.document(info.doc_id).await {
+                    Ok(Some(meta)) => crate::jobs::mark_uploaded(app, &meta).await,
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e.into()),
+                };
+                if let Err(e) = marked {
+                    tracing::warn!(doc = %info.doc_id, error = %e, "could not mark a photo uploaded");
+                }
             }
             Err(f) => {
                 if f.client {
