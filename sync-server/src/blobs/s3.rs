@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -41,6 +43,11 @@ impl S3Blobs {
                 "fieldsync-config",
             ))
             .force_path_style(true)
+            // The SDK's default adds CRC checksums in a streamed trailer, which S3-compatible
+            // servers do not all take (Garage 2.5 answers "Invalid payload signature"): only
+            // where an operation requires one.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
             .build();
         S3Blobs {
             client: Client::from_conf(conf),
