@@ -922,3 +922,30 @@ async fn blob_store_round_trip(blobs: Blobs) {
         );
     }
 }
+
+/// An upload past its `Upload-Expires` is gone, with its bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_upload_is_gone() {
+    let mut env = Env::new(Blobs::Local).await;
+    env.home.config.uploads.expires_after = Duration::from_millis(300);
+    env.restart().await;
+    let bytes = jpeg(64, 48);
+    let photo = env.photo(env.job, &bytes).await;
+    let r = create(&env, &env.ana, photo, &bytes).await;
+    assert_eq!(r.status, 201);
+    let location = r.header("location").unwrap().to_string();
+    let r = patch(&env, &env.ana, &location, 0, &bytes[..10]).await;
+    assert_eq!(r.status, 204);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(head(&env, &env.ana, &location).await.status, 404);
+    assert_eq!(
+        patch(&env, &env.ana, &location, 10, &bytes[10..])
+            .await
+            .status,
+        404
+    );
+    let left = std::fs::read_dir(env.home.config.data_dir.join("uploads"))
+        .unwrap()
+        .count();
+    assert_eq!(left, 0, "an expired upload's files are removed");
+}
