@@ -431,6 +431,7 @@ macro_rules! on_both_stores {
 }
 
 on_both_stores!(
+    signature_upload_for_a_job,
     blob_store_round_trip,
     complete_upload_and_photo_record,
     cut_upload_resumes_from_head_after_restart,
@@ -948,4 +949,49 @@ async fn expired_upload_is_gone() {
         .unwrap()
         .count();
     assert_eq!(left, 0, "an expired upload's files are removed");
+}
+
+/// A signature PNG is uploaded for the job document whose sign-off references it.
+async fn signature_upload_for_a_job(blobs: Blobs) {
+    let env = Env::new(blobs).await;
+    let sig = image::GrayImage::from_fn(300, 100, |x, y| image::Luma([((x + y) % 256) as u8]));
+    let mut png = Vec::new();
+    image::DynamicImage::ImageLuma8(sig)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let meta = env.server.store().document(env.job).await.unwrap().unwrap();
+    {
+        let mut sd = env.server.app.docs.lock(&meta).await.unwrap();
+        let before = sd.doc.get_heads();
+        schemas::job::set_signoff(
+            &mut sd.doc,
+            &schemas::job::Signoff {
+                signer_name: "Customer".into(),
+                signature_sha256: sha_hex(&png),
+                signed_at: chrono::Utc::now(),
+                summary_sha256: "00".repeat(32),
+                by: env.ana().name.clone(),
+            },
+        )
+        .unwrap();
+        sd.doc.commit();
+        env.server.app.docs.persist(&mut sd, &before).await.unwrap();
+    }
+    let r = create(&env, &env.ana, env.job, &png).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let location = r.header("location").unwrap().to_string();
+    let r = patch(&env, &env.ana, &location, 0, &png).await;
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(stored(&env, &png).await.as_deref(), Some(&png[..]));
+    let row = env
+        .server
+        .store()
+        .photo(env.team.org.id, &sha_hex(&png))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (row.width, row.height, row.mime.as_str()),
+        (300, 100, "image/png")
+    );
 }
