@@ -54,6 +54,9 @@ pub struct Uploads {
     dir: PathBuf,
     locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
     thumbs: Arc<Semaphore>,
+    /// Final checks (hash and full decode of an image) at once: each may take up to
+    /// `max_image_alloc` of memory, so they are bounded like the thumbnails.
+    checks: Arc<Semaphore>,
     pub config: UploadConfig,
 }
 
@@ -63,6 +66,7 @@ impl Uploads {
             dir,
             locks: Mutex::default(),
             thumbs: Arc::new(Semaphore::new(config.thumbnail_workers.max(1))),
+            checks: Arc::new(Semaphore::new(config.thumbnail_workers.max(1))),
             config,
         }
     }
@@ -166,7 +170,10 @@ impl Uploads {
         let part = self.part_path(info.id);
         let config = self.config.clone();
         let path = part.clone();
+        // Held by the blocking work itself, so a request given up on still counts until it ends.
+        let permit = self.checks.clone().acquire_owned().await;
         let checked = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let mut hasher = Sha256::new();
             let mut f = std::fs::File::open(&path)?;
             std::io::copy(&mut f, &mut hasher)?;
