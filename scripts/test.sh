@@ -22,6 +22,14 @@ if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
     pg_isready -h 127.0.0.1 -p 5432 || { log "PostgreSQL did not start"; exit 1; }
 fi
 
+# Garage (S3-compatible, run as a separate program) for the blob store tests: built from crates.io,
+# about 12 minutes on one core; nothing happens when it is installed. The tests start it themselves
+# (fieldsync-test-support's `Garage::shared`).
+if ! command -v garage >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/garage" ]; then
+    log "installing Garage 2.5 (about 12 minutes)"
+    cargo install garage --version 2.5.0 --locked
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
     log "installing cargo-nextest"
     cargo install cargo-nextest --locked

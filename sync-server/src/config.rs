@@ -47,6 +47,56 @@ impl Database {
     }
 }
 
+/// Where the S3 blob store is (`FIELDSYNC_S3_*`); without it blobs go to the data dir.
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Config {
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for S3Config {
+    /// Never prints the secret key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"***")
+            .finish()
+    }
+}
+
+/// Photo and signature uploads (`/api/v1/uploads`).
+#[derive(Clone, Debug)]
+pub struct UploadConfig {
+    /// Largest blob accepted, in bytes (`FIELDSYNC_MAX_UPLOAD_MB`, default 100 MB).
+    pub max_bytes: u64,
+    /// An unfinished upload is dropped this long after it was created.
+    pub expires_after: Duration,
+    /// Images wider or taller than this are refused before they are decoded.
+    pub max_image_dimension: u32,
+    /// Memory one image decode may allocate.
+    pub max_image_alloc: u64,
+    /// Thumbnails made at once (each on a blocking thread).
+    pub thumbnail_workers: usize,
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        UploadConfig {
+            max_bytes: 100 * 1000 * 1000,
+            expires_after: Duration::from_secs(24 * 3600),
+            max_image_dimension: 16_384,
+            max_image_alloc: 512 * 1024 * 1024,
+            thumbnail_workers: 2,
+        }
+    }
+}
+
 /// Postgres connections per node, unless `FIELDSYNC_PG_POOL_SIZE` says otherwise.
 pub const DEFAULT_PG_POOL_SIZE: u32 = 16;
 
@@ -85,6 +135,9 @@ pub struct Config {
     /// Memory that password checks may use at once (argon2 with its defaults needs 19 MiB per
     /// check); sign-ins beyond it wait their turn.
     pub password_memory: usize,
+    /// The S3 blob store, or `None` for the folder `blobs/` in `data_dir`.
+    pub s3: Option<S3Config>,
+    pub uploads: UploadConfig,
 }
 
 impl Config {
@@ -110,6 +163,8 @@ impl Config {
             // One default check at a time (about 40 sign-ins a second on one core): sign-ins are
             // rare (a refresh needs no password), and each check held adds 19 MiB to the peak.
             password_memory: 24 * 1024 * 1024,
+            s3: None,
+            uploads: UploadConfig::default(),
         }
     }
 }
@@ -194,8 +249,60 @@ impl Config {
         c.password_memory = password_mb * 1024 * 1024;
         c.access_ttl = Duration::from_secs(access_s);
         c.refresh_ttl = Duration::from_secs(refresh_s);
+        let mut upload_mb = c.uploads.max_bytes / (1000 * 1000);
+        get(&var, "FIELDSYNC_MAX_UPLOAD_MB", &mut upload_mb)?;
+        c.uploads.max_bytes = upload_mb * 1000 * 1000;
+        get(
+            &var,
+            "FIELDSYNC_THUMBNAIL_WORKERS",
+            &mut c.uploads.thumbnail_workers,
+        )?;
+        c.s3 = s3_from_vars(&var)?;
         Ok(c)
     }
+}
+
+/// `FIELDSYNC_S3_*`: all of them, or none (the local store).
+fn s3_from_vars(var: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Option<S3Config>> {
+    const NAMES: [&str; 5] = [
+        "FIELDSYNC_S3_ENDPOINT",
+        "FIELDSYNC_S3_BUCKET",
+        "FIELDSYNC_S3_REGION",
+        "FIELDSYNC_S3_ACCESS_KEY_ID",
+        "FIELDSYNC_S3_SECRET_ACCESS_KEY",
+    ];
+    let values: Vec<Option<String>> = NAMES
+        .iter()
+        .map(|n| {
+            var(n)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        })
+        .collect();
+    if values.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let missing: Vec<&str> = NAMES
+        .iter()
+        .zip(&values)
+        .filter(|(_, v)| v.is_none())
+        .map(|(n, _)| *n)
+        .collect();
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "the S3 blob store needs every FIELDSYNC_S3_* variable: {} missing",
+            missing.join(", ")
+        );
+    }
+    let mut v = values.into_iter().map(Option::unwrap_or_default);
+    let mut next = || v.next().unwrap_or_default();
+    Ok(Some(S3Config {
+        endpoint: next(),
+        bucket: next(),
+        region: next(),
+        access_key_id: next(),
+        secret_access_key: next(),
+    }))
 }
 
 #[cfg(test)]

@@ -439,3 +439,24 @@ pub async fn patch_job(
     .await?;
     job_view(app, me.org_id, id).await
 }
+
+/// The blob of a photo document is stored: the server sets its `upload` to `uploaded` (a server
+/// change like any other, so it reaches the devices holding the job). Nothing happens to a
+/// document that says so already, or to another kind (a job's signature has no such field).
+pub async fn mark_uploaded(app: &AppState, meta: &DocMeta) -> Result<(), ApiError> {
+    if meta.kind != DocKind::Photo.as_str() {
+        return Ok(());
+    }
+    {
+        let sd = app.docs.lock(meta).await?;
+        if schemas::read_json(&sd.doc)["upload"] == "uploaded" {
+            return Ok(());
+        }
+    }
+    edit_doc(app, meta, "photo uploaded", |d| {
+        use automerge::transaction::Transactable;
+        d.put(automerge::ROOT, "upload", "uploaded")
+            .map_err(ApiError::internal)
+    })
+    .await
+}

@@ -8,13 +8,15 @@
 //! the other connections holding the same document, and to other nodes through Postgres
 //! LISTEN/NOTIFY ([`state::AppState::doc_changed`]). [`http`] is the JSON API (sign-in,
 //! dispatcher actions) over the job service [`jobs`]; [`auth`] holds passwords and tokens ([`passwords`]: checks within a memory budget),
-//! [`throttle`] the sign-in backoff. [`server::launch`] runs it all; the binary only parses flags.
+//! [`throttle`] the sign-in backoff. Photo and signature bytes come in through the tus endpoint
+//! ([`http::uploads`], [`uploads`]) and are kept in a blob store ([`blobs`]: S3 or a folder). [`server::launch`] runs it all; the binary only parses flags.
 //!
 //! Modules depend downwards only: `server` uses `http` and `sync`, which use `jobs` and `state`,
 //! which use `store`; [`error::ApiError`], the refusal both the API and the sync endpoint answer
 //! with, sits beside them and uses only `store` and `auth`.
 
 pub mod auth;
+pub mod blobs;
 pub mod config;
 pub mod demo;
 pub mod error;
@@ -27,6 +29,7 @@ pub mod state;
 pub mod store;
 pub mod sync;
 pub mod throttle;
+pub mod uploads;
 
 pub use config::Config;
 pub use server::{launch, open_store, router, serve};

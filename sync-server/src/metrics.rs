@@ -3,6 +3,7 @@
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -28,6 +29,23 @@ pub struct Metrics {
     pub password_checks_running: Gauge,
     pub password_checks_waiting: Gauge,
     pub password_memory_budget_bytes: Gauge,
+    /// Blob bytes received by the upload endpoint.
+    pub upload_bytes: Counter,
+    /// Uploads created on this node and not yet finished, terminated or expired.
+    pub uploads_in_progress: Gauge,
+    /// Refused or failed uploads, by reason (the error code the client got).
+    pub upload_failures: Family<Vec<(String, String)>, Counter>,
+    /// Making one photo's thumbnails, in seconds.
+    pub thumbnail_seconds: Histogram,
+}
+
+impl Metrics {
+    /// Count an upload refused or failed with `code`.
+    pub fn upload_failed(&self, code: &str) {
+        self.upload_failures
+            .get_or_create(&vec![("reason".to_string(), code.to_string())])
+            .inc();
+    }
 }
 
 impl Default for Metrics {
@@ -48,6 +66,10 @@ impl Default for Metrics {
             password_checks_running: Gauge::default(),
             password_checks_waiting: Gauge::default(),
             password_memory_budget_bytes: Gauge::default(),
+            upload_bytes: Counter::default(),
+            uploads_in_progress: Gauge::default(),
+            upload_failures: Family::default(),
+            thumbnail_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             registry: Registry::default(),
         };
         registry.register(
@@ -111,6 +133,26 @@ impl Default for Metrics {
             "password_memory_budget_bytes",
             "Memory password checks may use at once",
             m.password_memory_budget_bytes.clone(),
+        );
+        registry.register(
+            "upload_received_bytes",
+            "Blob bytes received by the upload endpoint",
+            m.upload_bytes.clone(),
+        );
+        registry.register(
+            "uploads_in_progress",
+            "Uploads created and not yet finished",
+            m.uploads_in_progress.clone(),
+        );
+        registry.register(
+            "upload_failures",
+            "Uploads refused or failed, by reason",
+            m.upload_failures.clone(),
+        );
+        registry.register(
+            "thumbnail_seconds",
+            "Making one photo's thumbnails",
+            m.thumbnail_seconds.clone(),
         );
         Metrics { registry, ..m }
     }

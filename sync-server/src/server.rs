@@ -44,6 +44,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/v1/jobs/{id}/assign", post(http::assign))
         .route("/api/v1/jobs/{id}/unassign", post(http::unassign))
+        .merge(http::uploads::routes())
+        .route("/api/v1/photos/{id}", get(http::photos::get_photo))
+        .route(
+            "/api/v1/photos/{id}/original",
+            get(http::photos::get_original),
+        )
+        .route(
+            "/api/v1/photos/{id}/thumbnails/{px}",
+            get(http::photos::get_thumbnail),
+        )
         .fallback(http::not_found)
         .method_not_allowed_fallback(http::method_not_allowed)
         .layer(tower_http::trace::TraceLayer::new_for_http())
@@ -85,6 +95,8 @@ pub async fn serve(
             }
         });
     }
+    let open_uploads = state.uploads.sweep(chrono::Utc::now()).await;
+    state.metrics.uploads_in_progress.set(open_uploads as i64);
     tracing::info!(addr = %listener.local_addr()?, database = ?state.config.database, "serving");
     let service = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     // Without TCP_NODELAY a small frame (an ack) can wait for the peer's delayed ACK (Nagle's

@@ -24,6 +24,10 @@ pub struct AppState {
     pub throttle: crate::throttle::Throttle,
     /// Password checks, within their memory budget.
     pub passwords: crate::passwords::PasswordChecks,
+    /// Where photo and signature bytes are kept (S3 or the data dir).
+    pub blobs: Arc<dyn crate::blobs::BlobStore>,
+    /// Uploads in progress on this node, and the thumbnail pool.
+    pub uploads: crate::uploads::Uploads,
 }
 
 impl AppState {
@@ -38,7 +42,12 @@ impl AppState {
         );
         let passwords =
             crate::passwords::PasswordChecks::new(config.password_memory, metrics.clone());
+        let blobs = crate::blobs::open(&config);
+        let uploads =
+            crate::uploads::Uploads::new(config.data_dir.join("uploads"), config.uploads.clone());
         Arc::new(AppState {
+            blobs,
+            uploads,
             passwords,
             config,
             store,

@@ -16,8 +16,8 @@ use fieldsync_test_support::PgDb;
 use sync_server::store::postgres::PgStore;
 use sync_server::store::sqlite::SqliteStore;
 use sync_server::store::{
-    Append, AuditRecord, ChangeNotice, ChangeRecord, DocMeta, Notified, Role, Rotation, Store,
-    StoreError, StoredDoc, TokenKind, TokenRecord,
+    Append, AuditRecord, ChangeNotice, ChangeRecord, DocMeta, Notified, PhotoRecord, Role,
+    Rotation, Store, StoreError, StoredDoc, TokenKind, TokenRecord,
 };
 use uuid::Uuid;
 
@@ -154,6 +154,7 @@ backend_tests! {
         user_documents,
         org_documents,
         automerge_round_trip,
+        photo_rows,
         ping,
     ],
     two_nodes: [
@@ -176,6 +177,38 @@ fn bytes(names: &[&str]) -> Vec<Vec<u8>> {
 }
 
 /// An org with one user, for tests about something else.
+/// A stored image's row: written once, replaced whole (thumbnails added), scoped to its org.
+async fn photo_rows(store: &dyn Store) {
+    let (org, _) = org_with_user(store).await;
+    let other = store.create_org("Other").await.unwrap().id;
+    let sha = "ab".repeat(32);
+    assert_eq!(store.photo(org, &sha).await.unwrap(), None);
+    let at = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap();
+    let mut row = PhotoRecord {
+        org_id: org,
+        sha256: sha.clone(),
+        size: 5_000_000_000,
+        mime: "image/jpeg".into(),
+        width: 4000,
+        height: 3000,
+        taken_at: Some(at - Duration::days(1)),
+        location: Some(schemas::photo::GeoPoint {
+            lat: 48.8566,
+            lon: -2.35,
+        }),
+        thumbnails: vec![],
+        stored_at: at,
+    };
+    store.put_photo(&row).await.unwrap();
+    assert_eq!(store.photo(org, &sha).await.unwrap(), Some(row.clone()));
+    row.thumbnails = vec![320, 1280];
+    row.taken_at = None;
+    row.location = None;
+    store.put_photo(&row).await.unwrap();
+    assert_eq!(store.photo(org, &sha).await.unwrap(), Some(row));
+    assert_eq!(store.photo(other, &sha).await.unwrap(), None);
+}
+
 async fn org_with_user(store: &dyn Store) -> (Uuid, Uuid) {
     let org = store.create_org("Acme Repairs").await.unwrap();
     let user = store

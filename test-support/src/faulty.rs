@@ -32,8 +32,8 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use sync_server::store::{
-    Append, AuditRecord, ChangeNotice, ChangeRecord, Device, DocMeta, Org, Role, Rotation, Store,
-    StoreError, StoreResult, StoredDoc, TokenInfo, TokenRecord, User,
+    Append, AuditRecord, ChangeNotice, ChangeRecord, Device, DocMeta, Org, PhotoRecord, Role,
+    Rotation, Store, StoreError, StoreResult, StoredDoc, TokenInfo, TokenRecord, User,
 };
 
 /// The message of every injected error.
@@ -321,6 +321,16 @@ impl Store for FaultyStore {
 
     async fn job_assignees(&self, job_id: Uuid) -> StoreResult<Vec<Uuid>> {
         self.inner.job_assignees(job_id).await
+    }
+
+    async fn put_photo(&self, photo: &PhotoRecord) -> StoreResult<()> {
+        self.check()?;
+        self.inner.put_photo(photo).await
+    }
+
+    async fn photo(&self, org_id: Uuid, sha256: &str) -> StoreResult<Option<PhotoRecord>> {
+        self.check()?;
+        self.inner.photo(org_id, sha256).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

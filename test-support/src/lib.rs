@@ -8,9 +8,11 @@
 //! - [`serve_in_process`]: a server built from an `AppState` (any store, e.g. a [`FaultyStore`])
 //!   on port 0 in this process;
 //! - [`raw`]: a bare protocol client that sends what a well-behaved device never would;
-//! - [`FaultyStore`]: a `Store` that fails on demand.
+//! - [`FaultyStore`]: a `Store` that fails on demand;
+//! - [`Garage`]: a single-node Garage (S3) on loopback for the blob store tests, started once.
 
 pub mod faulty;
+pub mod garage;
 pub mod pg;
 pub mod process;
 pub mod raw;
@@ -22,6 +24,7 @@ use sync_server::AppState;
 use tokio::net::TcpListener;
 
 pub use faulty::{FaultyStore, INJECTED_FAULT};
+pub use garage::Garage;
 pub use pg::{PgDb, postgres_server};
 pub use process::{ServerProcess, sync_server_bin, workspace_bin};
 

@@ -19,6 +19,8 @@ pub mod auth;
 
 pub mod extract;
 pub mod jobs;
+pub mod photos;
+pub mod uploads;
 
 pub use crate::error::{ApiError, error_chain};
 pub use account::{SESSION_DEVICE_NAME, login, refresh, revoke_device};

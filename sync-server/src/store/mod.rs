@@ -191,6 +191,42 @@ pub struct StoredDoc {
     pub last_seq: i64,
 }
 
+/// What the server read from a stored image (a `photos` row): one per blob of an org.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PhotoRecord {
+    pub org_id: Uuid,
+    /// Hex sha256 of the original, its key in the blob store.
+    pub sha256: String,
+    pub size: u64,
+    pub mime: String,
+    pub width: u32,
+    pub height: u32,
+    /// EXIF `DateTimeOriginal`, when the image has it.
+    pub taken_at: Option<DateTime<Utc>>,
+    /// EXIF GPS position, when the image has it.
+    pub location: Option<schemas::photo::GeoPoint>,
+    /// Thumbnail sizes made so far.
+    pub thumbnails: Vec<u32>,
+    pub stored_at: DateTime<Utc>,
+}
+
+impl PhotoRecord {
+    /// `thumbnails` as stored: "320,1280".
+    pub fn thumbnails_text(&self) -> String {
+        self.thumbnails
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn parse_thumbnails(text: &str) -> Vec<u32> {
+        text.split(',')
+            .filter_map(|t| t.trim().parse().ok())
+            .collect()
+    }
+}
+
 /// One row of the audit log: what the server did on a writer's behalf, and why.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct AuditRecord {
@@ -338,6 +374,11 @@ pub trait Store: Send + Sync + 'static {
     async fn unassign(&self, job_id: Uuid, user_id: Uuid) -> StoreResult<bool>;
     async fn assigned_jobs(&self, user_id: Uuid) -> StoreResult<Vec<Uuid>>;
     async fn job_assignees(&self, job_id: Uuid) -> StoreResult<Vec<Uuid>>;
+
+    /// Insert or replace the `photos` row of (`org_id`, `sha256`).
+    async fn put_photo(&self, photo: &PhotoRecord) -> StoreResult<()>;
+    /// The `photos` row of a blob of `org_id`, if its original was stored.
+    async fn photo(&self, org_id: Uuid, sha256: &str) -> StoreResult<Option<PhotoRecord>>;
 
     /// A trivial query, to tell that the database answers (readiness checks).
     async fn ping(&self) -> StoreResult<()>;

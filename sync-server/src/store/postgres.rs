@@ -29,8 +29,9 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{
-    Append, AuditRecord, ChangeNotice, ChangeRecord, Device, DocMeta, Notified, Org, Role,
-    Rotation, Store, StoreError, StoreResult, StoredDoc, TokenInfo, TokenKind, TokenRecord, User,
+    Append, AuditRecord, ChangeNotice, ChangeRecord, Device, DocMeta, Notified, Org, PhotoRecord,
+    Role, Rotation, Store, StoreError, StoreResult, StoredDoc, TokenInfo, TokenKind, TokenRecord,
+    User,
 };
 
 /// How often a transaction that Postgres aborted as a serialization failure or deadlock is tried
@@ -976,6 +977,59 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)
+    }
+
+    async fn put_photo(&self, p: &PhotoRecord) -> StoreResult<()> {
+        sqlx::query!(
+            "INSERT INTO photos (org_id, sha256, size, mime, width, height, taken_at, lat, lon, \
+             thumbnails, stored_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (org_id, sha256) DO UPDATE SET size = excluded.size, \
+             mime = excluded.mime, width = excluded.width, height = excluded.height, \
+             taken_at = excluded.taken_at, lat = excluded.lat, lon = excluded.lon, \
+             thumbnails = excluded.thumbnails, stored_at = excluded.stored_at",
+            p.org_id,
+            p.sha256,
+            i64::try_from(p.size).unwrap_or(i64::MAX),
+            p.mime,
+            i32::try_from(p.width).unwrap_or(i32::MAX),
+            i32::try_from(p.height).unwrap_or(i32::MAX),
+            p.taken_at,
+            p.location.map(|l| l.lat),
+            p.location.map(|l| l.lon),
+            p.thumbnails_text(),
+            p.stored_at,
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn photo(&self, org_id: Uuid, sha256: &str) -> StoreResult<Option<PhotoRecord>> {
+        let row = sqlx::query!(
+            "SELECT org_id, sha256, size, mime, width, height, taken_at, lat, lon, thumbnails, \
+             stored_at FROM photos WHERE org_id = $1 AND sha256 = $2",
+            org_id,
+            sha256
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(row.map(|r| PhotoRecord {
+            org_id: r.org_id,
+            sha256: r.sha256,
+            size: r.size.max(0) as u64,
+            mime: r.mime,
+            width: r.width.max(0) as u32,
+            height: r.height.max(0) as u32,
+            taken_at: r.taken_at,
+            location: r
+                .lat
+                .zip(r.lon)
+                .map(|(lat, lon)| schemas::photo::GeoPoint { lat, lon }),
+            thumbnails: PhotoRecord::parse_thumbnails(&r.thumbnails),
+            stored_at: r.stored_at,
+        }))
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -23,8 +23,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{
-    Append, AuditRecord, ChangeNotice, ChangeRecord, Device, DocMeta, Org, Role, Rotation, Store,
-    StoreError, StoreResult, StoredDoc, TokenInfo, TokenKind, TokenRecord, User,
+    Append, AuditRecord, ChangeNotice, ChangeRecord, Device, DocMeta, Org, PhotoRecord, Role,
+    Rotation, Store, StoreError, StoreResult, StoredDoc, TokenInfo, TokenKind, TokenRecord, User,
 };
 
 /// The migrations, in the order they apply, embedded so the binary carries its schema. Append new
@@ -47,6 +47,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0004_audit_log.sql",
         include_str!("../../../migrations/sqlite/0004_audit_log.sql"),
+    ),
+    (
+        "0005_photos.sql",
+        include_str!("../../../migrations/sqlite/0005_photos.sql"),
     ),
 ];
 
@@ -907,6 +911,68 @@ impl Store for SqliteStore {
                 "SELECT user_id FROM assignments WHERE job_id = ?1 ORDER BY user_id",
                 job_id,
             )
+        })
+        .await
+    }
+
+    async fn put_photo(&self, photo: &PhotoRecord) -> StoreResult<()> {
+        let p = photo.clone();
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO photos (org_id, sha256, size, mime, width, height, taken_at, lat, \
+                 lon, thumbnails, stored_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+                 ON CONFLICT (org_id, sha256) DO UPDATE SET size = excluded.size, \
+                 mime = excluded.mime, width = excluded.width, height = excluded.height, \
+                 taken_at = excluded.taken_at, lat = excluded.lat, lon = excluded.lon, \
+                 thumbnails = excluded.thumbnails, stored_at = excluded.stored_at",
+            )?
+            .execute(params![
+                Id(p.org_id),
+                p.sha256,
+                i64::try_from(p.size).unwrap_or(i64::MAX),
+                p.mime,
+                p.width,
+                p.height,
+                p.taken_at.map(|t| t.timestamp_micros()),
+                p.location.map(|l| l.lat),
+                p.location.map(|l| l.lon),
+                p.thumbnails_text(),
+                p.stored_at.timestamp_micros(),
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn photo(&self, org_id: Uuid, sha256: &str) -> StoreResult<Option<PhotoRecord>> {
+        let sha256 = sha256.to_owned();
+        self.call(move |conn| {
+            let row = conn
+                .prepare_cached(
+                    "SELECT org_id, sha256, size, mime, width, height, taken_at, lat, lon, \
+                     thumbnails, stored_at FROM photos WHERE org_id = ?1 AND sha256 = ?2",
+                )?
+                .query_row(params![Id(org_id), sha256], |row| {
+                    let taken: Option<i64> = row.get(6)?;
+                    let lat: Option<f64> = row.get(7)?;
+                    let lon: Option<f64> = row.get(8)?;
+                    Ok(PhotoRecord {
+                        org_id: row.get::<_, Id>(0)?.0,
+                        sha256: row.get(1)?,
+                        size: row.get::<_, i64>(2)?.max(0) as u64,
+                        mime: row.get(3)?,
+                        width: row.get(4)?,
+                        height: row.get(5)?,
+                        taken_at: taken.and_then(DateTime::from_timestamp_micros),
+                        location: lat
+                            .zip(lon)
+                            .map(|(lat, lon)| schemas::photo::GeoPoint { lat, lon }),
+                        thumbnails: PhotoRecord::parse_thumbnails(&row.get::<_, String>(9)?),
+                        stored_at: timestamp(row, 10)?,
+                    })
+                })
+                .optional()?;
+            Ok(row)
         })
         .await
     }
