@@ -215,7 +215,7 @@ impl Client {
     /// server already holds the blob).
     fn create(&self, u: &Upload) -> std::result::Result<(String, u64), Step> {
         let metadata = [
-            ("doc_id", u.doc_id.to_string()),
+            ("doc", u.doc_id.to_string()),
             ("sha256", u.sha256.clone()),
             ("kind", u.kind.as_str().to_string()),
         ]
@@ -241,7 +241,8 @@ impl Client {
                 "the server created the upload without saying where (no Location)",
             )))
         })?;
-        let url = self.absolute(&location);
+        // Kept as the server gave it (a path): resolved against the server at each use.
+        let url = location;
         let offset = header(&resp, "Upload-Offset")
             .and_then(|o| o.parse().ok())
             .unwrap_or(0);
@@ -253,7 +254,7 @@ impl Client {
     fn offset(&self, url: &str) -> std::result::Result<Option<u64>, Step> {
         let mut resp = self
             .agent
-            .head(url)
+            .head(self.absolute(url))
             .header("Authorization", &self.bearer())
             .header("Tus-Resumable", TUS_VERSION)
             .call()
@@ -270,7 +271,7 @@ impl Client {
         let checksum = format!("sha256 {}", B64.encode(Sha256::digest(chunk)));
         let mut resp = self
             .agent
-            .patch(url)
+            .patch(self.absolute(url))
             .header("Authorization", &self.bearer())
             .header("Tus-Resumable", TUS_VERSION)
             .header("Upload-Offset", &offset.to_string())
