@@ -39,6 +39,11 @@ pub fn run(r: &mut Replica, out: &Out, once: bool, limit: Duration) -> anyhow::R
         };
         let mut json = serde_json::to_value(&stats)?;
         json["uploads"] = serde_json::to_value(&uploaded)?;
+        if out.json {
+            // One JSON value per line: the upload events above, then this summary.
+            println!("{}", serde_json::to_string(&json)?);
+            return Ok(());
+        }
         return out.value(json, &text);
     }
     // Continuous: uploads on a thread of their own (blocking HTTP, with their own handle on the

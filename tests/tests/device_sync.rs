@@ -285,3 +285,84 @@ fn one_shot_writes_beside_a_live_sync_reach_the_server_and_a_dead_server_is_offl
         "{err}"
     );
 }
+
+/// Real processes: a photo added with the CLI waits in `status`, and `sync --once --json` sends
+/// the document and then the bytes, with one JSON event per line and the summary last.
+#[test]
+fn the_cli_queues_a_photo_and_sync_uploads_it_with_events() {
+    use std::io::Write;
+    let server_dir = tempfile::tempdir().unwrap();
+    let env = [("FIELDSYNC_DATA_DIR", server_dir.path().to_str().unwrap())];
+    fieldsync_e2e::add_user(&env, "acme", "ana", "technician");
+    fieldsync_e2e::add_user(&env, "acme", "dana", "dispatcher");
+    let server = fieldsync_test_support::ServerProcess::spawn(&env);
+    let bearer = format!("Bearer {}", fieldsync_e2e::http_login(&server.url, "dana"));
+    let job: serde_json::Value = ureq::post(format!("{}/api/v1/jobs", server.url))
+        .header("authorization", &bearer)
+        .send_json(serde_json::json!({"title": "Photo job", "assignees": ["ana"]}))
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    let job = job["id"].as_str().unwrap().to_string();
+    let device = tempfile::tempdir().unwrap();
+    let dir = device.path();
+    let mut login =
+        std::process::Command::new(fieldsync_test_support::workspace_bin("mobile-shell"))
+            .arg("--data-dir")
+            .arg(dir)
+            .args([
+                "login",
+                "--server",
+                &server.url,
+                "--user",
+                "ana",
+                "--password-stdin",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+    login
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(fieldsync_e2e::PASSWORD.as_bytes())
+        .unwrap();
+    assert!(login.wait().unwrap().success());
+    shell_ok(dir, &["sync", "--once"]);
+
+    let file = png(dir);
+    let photo = shell_ok(dir, &["photo", "add", &job, file.to_str().unwrap()]);
+    let status = shell_ok(dir, &["status"]);
+    let waiting = status["uploads"].as_array().unwrap();
+    assert_eq!(waiting.len(), 1, "{status}");
+    assert_eq!(waiting[0]["sha256"], photo["sha256"]);
+    assert_eq!(waiting[0]["state"], "pending");
+    let text = String::from_utf8_lossy(&shell(dir, &["status"]).stdout).into_owned();
+    assert!(text.contains("1 upload(s) waiting"), "{text}");
+
+    let out = shell(dir, &["sync", "--once", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["event"] == "done" && l["sha256"] == photo["sha256"]),
+        "{lines:?}"
+    );
+    assert_eq!(lines.last().unwrap()["uploads"]["done"], 1, "{lines:?}");
+    assert!(
+        shell_ok(dir, &["status"])["uploads"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
