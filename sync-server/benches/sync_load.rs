@@ -911,6 +911,11 @@ struct ChildServer {
 
 impl ChildServer {
     fn spawn(dir: &Path, cache_mb: usize) -> ChildServer {
+        ChildServer::spawn_with(dir, cache_mb, &[])
+    }
+
+    /// [`ChildServer::spawn`] with more settings for the server's environment.
+    fn spawn_with(dir: &Path, cache_mb: usize, env: &[(&str, &str)]) -> ChildServer {
         let exe = env!("CARGO_BIN_EXE_sync-server");
         let mut cmd = std::process::Command::new("sh");
         // Raise the soft fd limit to the hard one for the server (10,000 sockets).
@@ -926,6 +931,9 @@ impl ChildServer {
             .stderr(std::process::Stdio::inherit());
         if let Some(url) = bench_db() {
             cmd.env("DATABASE_URL", url);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         // `exec`: the shell's process becomes the server's, so its pid is the server's.
         let process = ServerProcess::start(cmd);
