@@ -203,48 +203,8 @@ fn shell_ok(dir: &std::path::Path, args: &[&str]) -> serde_json::Value {
 /// `mobile-shell part add` beside it, then the server killed.
 #[test]
 fn one_shot_writes_beside_a_live_sync_reach_the_server_and_a_dead_server_is_offline() {
-    use std::io::Write;
-    let server_dir = tempfile::tempdir().unwrap();
-    let env = [("FIELDSYNC_DATA_DIR", server_dir.path().to_str().unwrap())];
-    fieldsync_e2e::add_user(&env, "acme", "ana", "technician");
-    fieldsync_e2e::add_user(&env, "acme", "dana", "dispatcher");
-    let mut server = fieldsync_test_support::ServerProcess::spawn(&env);
-    let bearer = format!("Bearer {}", fieldsync_e2e::http_login(&server.url, "dana"));
-    let job: serde_json::Value = ureq::post(format!("{}/api/v1/jobs", server.url))
-        .header("authorization", &bearer)
-        .send_json(serde_json::json!({"title": "Live job", "assignees": ["ana"]}))
-        .unwrap()
-        .body_mut()
-        .read_json()
-        .unwrap();
-    let job = job["id"].as_str().unwrap().to_string();
-
-    let device = tempfile::tempdir().unwrap();
+    let (mut server, _server_dir, job, device) = cli_setup("Live job");
     let dir = device.path();
-    let mut login =
-        std::process::Command::new(fieldsync_test_support::workspace_bin("mobile-shell"))
-            .arg("--data-dir")
-            .arg(dir)
-            .args([
-                "login",
-                "--server",
-                &server.url,
-                "--user",
-                "ana",
-                "--password-stdin",
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-    login
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(fieldsync_e2e::PASSWORD.as_bytes())
-        .unwrap();
-    assert!(login.wait().unwrap().success());
-    shell_ok(dir, &["sync", "--once"]);
 
     let mut live =
         std::process::Command::new(fieldsync_test_support::workspace_bin("mobile-shell"))
@@ -290,47 +250,8 @@ fn one_shot_writes_beside_a_live_sync_reach_the_server_and_a_dead_server_is_offl
 /// the document and then the bytes, with one JSON event per line and the summary last.
 #[test]
 fn the_cli_queues_a_photo_and_sync_uploads_it_with_events() {
-    use std::io::Write;
-    let server_dir = tempfile::tempdir().unwrap();
-    let env = [("FIELDSYNC_DATA_DIR", server_dir.path().to_str().unwrap())];
-    fieldsync_e2e::add_user(&env, "acme", "ana", "technician");
-    fieldsync_e2e::add_user(&env, "acme", "dana", "dispatcher");
-    let server = fieldsync_test_support::ServerProcess::spawn(&env);
-    let bearer = format!("Bearer {}", fieldsync_e2e::http_login(&server.url, "dana"));
-    let job: serde_json::Value = ureq::post(format!("{}/api/v1/jobs", server.url))
-        .header("authorization", &bearer)
-        .send_json(serde_json::json!({"title": "Photo job", "assignees": ["ana"]}))
-        .unwrap()
-        .body_mut()
-        .read_json()
-        .unwrap();
-    let job = job["id"].as_str().unwrap().to_string();
-    let device = tempfile::tempdir().unwrap();
+    let (_server, _server_dir, job, device) = cli_setup("Photo job");
     let dir = device.path();
-    let mut login =
-        std::process::Command::new(fieldsync_test_support::workspace_bin("mobile-shell"))
-            .arg("--data-dir")
-            .arg(dir)
-            .args([
-                "login",
-                "--server",
-                &server.url,
-                "--user",
-                "ana",
-                "--password-stdin",
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-    login
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(fieldsync_e2e::PASSWORD.as_bytes())
-        .unwrap();
-    assert!(login.wait().unwrap().success());
-    shell_ok(dir, &["sync", "--once"]);
 
     let file = png(dir);
     let photo = shell_ok(dir, &["photo", "add", &job, file.to_str().unwrap()]);
@@ -365,4 +286,57 @@ fn the_cli_queues_a_photo_and_sync_uploads_it_with_events() {
             .unwrap()
             .is_empty()
     );
+}
+
+/// The real server binary with a technician `ana` and a dispatcher, a job `title` the
+/// dispatcher made for ana over the API, and ana's device signed in with the CLI and synced.
+fn cli_setup(
+    title: &str,
+) -> (
+    fieldsync_test_support::ServerProcess,
+    tempfile::TempDir,
+    String,
+    tempfile::TempDir,
+) {
+    use std::io::Write;
+    let server_dir = tempfile::tempdir().unwrap();
+    let env = [("FIELDSYNC_DATA_DIR", server_dir.path().to_str().unwrap())];
+    fieldsync_e2e::add_user(&env, "acme", "ana", "technician");
+    fieldsync_e2e::add_user(&env, "acme", "dana", "dispatcher");
+    let server = fieldsync_test_support::ServerProcess::spawn(&env);
+    let bearer = format!("Bearer {}", fieldsync_e2e::http_login(&server.url, "dana"));
+    let job: serde_json::Value = ureq::post(format!("{}/api/v1/jobs", server.url))
+        .header("authorization", &bearer)
+        .send_json(serde_json::json!({"title": title, "assignees": ["ana"]}))
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    let job = job["id"].as_str().unwrap().to_string();
+    let device = tempfile::tempdir().unwrap();
+    let mut login =
+        std::process::Command::new(fieldsync_test_support::workspace_bin("mobile-shell"))
+            .arg("--data-dir")
+            .arg(device.path())
+            .args([
+                "login",
+                "--server",
+                &server.url,
+                "--user",
+                "ana",
+                "--password-stdin",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+    login
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(fieldsync_e2e::PASSWORD.as_bytes())
+        .unwrap();
+    assert!(login.wait().unwrap().success());
+    shell_ok(device.path(), &["sync", "--once"]);
+    (server, server_dir, job, device)
 }

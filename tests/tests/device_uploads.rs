@@ -65,6 +65,20 @@ async fn upload(
     .unwrap()
 }
 
+/// An upload pass of `device` against `server`, straight through.
+async fn upload_now(
+    device: &Device,
+    server: &TestServer,
+) -> (client_core::Result<UploadSummary>, Vec<UploadEvent>) {
+    upload(
+        device.dir.path().to_path_buf(),
+        server.url.clone(),
+        device.token.clone(),
+        |_| {},
+    )
+    .await
+}
+
 async fn photo_record(server: &TestServer, token: &str, photo: uuid::Uuid) -> serde_json::Value {
     let url = format!("{}/api/v1/photos/{photo}", server.url);
     let token = token.to_string();
@@ -152,13 +166,7 @@ async fn a_photo_taken_offline_uploads_after_sync_and_resumes_after_the_server_d
     assert_ne!(url_before, server.url);
 
     // The next pass asks the restarted server where it stands and sends only the rest.
-    let (result, events) = upload(
-        ana.dir.path().to_path_buf(),
-        server.url.clone(),
-        ana.token.clone(),
-        |_| {},
-    )
-    .await;
+    let (result, events) = upload_now(&ana, &server).await;
     let summary = result.unwrap();
     assert!(
         matches!(events.first(), Some(UploadEvent::Started { from, .. }) if *from == 2 * CHUNK as u64),
@@ -181,13 +189,7 @@ async fn a_photo_taken_offline_uploads_after_sync_and_resumes_after_the_server_d
     std::fs::write(&file, &bytes).unwrap();
     ben.replica.attach_photo(job2, &file, None, "same").unwrap();
     ben.settle(&server).await;
-    let (result, events) = upload(
-        ben.dir.path().to_path_buf(),
-        server.url.clone(),
-        ben.token.clone(),
-        |_| {},
-    )
-    .await;
+    let (result, events) = upload_now(&ben, &server).await;
     let summary = result.unwrap();
     assert_eq!(
         (summary.done, summary.skipped, summary.bytes_sent),
@@ -224,13 +226,7 @@ async fn a_refused_upload_says_why_on_the_device_and_the_queue_goes_on() {
         ana.replica.attach_photo(job, &file, None, name).unwrap();
     }
     ana.settle(&server).await;
-    let (result, events) = upload(
-        ana.dir.path().to_path_buf(),
-        server.url.clone(),
-        ana.token.clone(),
-        |_| {},
-    )
-    .await;
+    let (result, events) = upload_now(&ana, &server).await;
     let summary = result.unwrap();
     assert_eq!((summary.done, summary.refused), (1, 1), "{events:?}");
     let waiting = ana.replica.uploads_waiting().unwrap();
@@ -239,13 +235,7 @@ async fn a_refused_upload_says_why_on_the_device_and_the_queue_goes_on() {
     let reason = waiting[0].error.clone().unwrap_or_default();
     assert!(reason.contains("HTTP 413"), "{reason}");
     // A refused upload is not tried again.
-    let (result, events) = upload(
-        ana.dir.path().to_path_buf(),
-        server.url.clone(),
-        ana.token.clone(),
-        |_| {},
-    )
-    .await;
+    let (result, events) = upload_now(&ana, &server).await;
     assert_eq!(result.unwrap(), UploadSummary::default());
     assert!(events.is_empty());
 }
