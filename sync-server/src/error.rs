@@ -37,7 +37,10 @@ pub enum ApiError {
     /// A request axum could not take apart (body, path): its status, a stable code, the reason.
     #[error("{2}")]
     Rejected(StatusCode, &'static str, String),
-    #[error("too many failed sign-ins: try again in {} s", retry_after_secs(*.0))]
+    #[error(
+        "too many sign-in attempts (failed ones, or too many at once from one place): try again in {} s",
+        retry_after_secs(*.0)
+    )]
     Throttled(std::time::Duration),
     /// The store failed in a way that may pass: 503 with `Retry-After`.
     #[error("the store is unavailable: try again shortly")]
