@@ -123,12 +123,32 @@ impl Out {
         }
         for photo in &j.photos {
             println!(
-                "photo {}  {}x{}  {}",
+                "photo {}  {}x{}  {}  {}",
                 photo.id,
                 photo.width,
                 photo.height,
-                photo.checklist_item.as_deref().unwrap_or("")
+                photo.checklist_item.as_deref().unwrap_or(""),
+                match photo.upload {
+                    schemas::photo::UploadState::Pending => "not uploaded yet",
+                    schemas::photo::UploadState::Uploaded => "uploaded",
+                }
             );
+            if let Some(r) = &photo.review {
+                let state = match r.state {
+                    schemas::photo::ReviewState::Approved => "approved",
+                    schemas::photo::ReviewState::Rejected => "rejected",
+                };
+                let note = if r.note.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", r.note)
+                };
+                println!(
+                    "  {state} by {} at {}{note}",
+                    r.by,
+                    r.at.format("%Y-%m-%d %H:%M")
+                );
+            }
         }
         if let Some(s) = &j.signoff {
             println!("signed off by {} at {}", s.signer_name, s.signed_at);

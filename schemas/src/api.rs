@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::job::{Customer, Schedule, Site};
+use crate::photo::ReviewState;
+use crate::view::JobView;
 use crate::{JobStatus, Priority};
 
 /// Who a user is to the server: what they may do.
@@ -165,6 +167,25 @@ pub struct AssignRequest {
     pub user: String,
 }
 
+/// `POST /api/v1/photos/{id}/review`: the back office approves or rejects a photo. A rejection
+/// needs a note (the technician has to know what to redo).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewRequest {
+    pub state: ReviewState,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// One job in `GET /api/v1/review/jobs`: its view, and whether its checklist and parts still
+/// match the summary the customer signed (`null` without a sign-off).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReviewJob {
+    #[serde(flatten)]
+    pub job: JobView,
+    pub signoff_matches: Option<bool>,
+}
+
 /// `Some(None)` for an explicit `null`, `None` for an absent field.
 mod double_option {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -273,6 +294,19 @@ impl Validate for RefreshRequest {
 impl Validate for AssignRequest {
     fn validate(&self) -> Result<(), InvalidText> {
         single_line("user", &self.user, limits::NAME)
+    }
+}
+
+impl Validate for ReviewRequest {
+    fn validate(&self) -> Result<(), InvalidText> {
+        multi_line("note", &self.note, limits::TEXT)?;
+        if self.state == ReviewState::Rejected && self.note.trim().is_empty() {
+            return Err(InvalidText {
+                field: "note".into(),
+                problem: "is required when rejecting a photo".into(),
+            });
+        }
+        Ok(())
     }
 }
 

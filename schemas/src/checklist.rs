@@ -222,14 +222,21 @@ pub fn read(doc: &AutoCommit) -> Result<Checklist, DocError> {
 /// checklist answers and the parts lines (sorted by line id), as shown to the signer. The server
 /// recomputes it to tell whether anything changed after the customer signed.
 pub fn signoff_summary_hash(checklist: &Checklist, parts: &Parts) -> String {
-    let items: Vec<serde_json::Value> = checklist
-        .items
+    summary_hash(&checklist.items, parts.lines.values())
+}
+
+/// [`signoff_summary_hash`] over the items and the part lines (in line-id order) themselves, for
+/// views that hold them outside their documents.
+pub fn summary_hash<'a>(
+    items: &[ChecklistItem],
+    lines: impl IntoIterator<Item = &'a crate::parts::PartLine>,
+) -> String {
+    let items: Vec<serde_json::Value> = items
         .iter()
         .map(|i| serde_json::json!([i.id, i.label, i.value]))
         .collect();
-    let lines: Vec<serde_json::Value> = parts
-        .lines
-        .values()
+    let lines: Vec<serde_json::Value> = lines
+        .into_iter()
         .map(|l| serde_json::json!([l.id, l.sku, l.description, l.qty, l.unit]))
         .collect();
     let canonical = serde_json::json!({"checklist": items, "parts": lines}).to_string();

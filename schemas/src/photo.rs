@@ -112,6 +112,17 @@ pub fn create(
     Ok(d)
 }
 
+/// Record a review (approve or reject, with its note), replacing any earlier one.
+pub fn set_review(doc: &mut AutoCommit, review: &Review) -> Result<(), DocError> {
+    let value = serde_json::json!({
+        "state": review.state,
+        "by": review.by,
+        "at": ts(review.at),
+        "note": review.note,
+    });
+    put_json(doc, &automerge::ROOT, "review", &value)
+}
+
 pub fn read(doc: &AutoCommit) -> Result<Photo, DocError> {
     doc::read_state(doc, DocKind::Photo)
 }

@@ -78,4 +78,13 @@ impl JobView {
             signoff: job.signoff,
         }
     }
+
+    /// Whether the checklist and parts still hash to the summary the customer signed: `None`
+    /// without a sign-off, `Some(false)` when something changed after signing.
+    pub fn signoff_matches(&self) -> Option<bool> {
+        let signoff = self.signoff.as_ref()?;
+        let mut lines: Vec<&PartLine> = self.parts.iter().collect();
+        lines.sort_by(|a, b| a.id.cmp(&b.id));
+        Some(crate::checklist::summary_hash(&self.checklist.items, lines) == signoff.summary_sha256)
+    }
 }

@@ -14,6 +14,8 @@ pub const ORG: &str = "demo";
 pub const PASSWORD: &str = "fieldsync-demo";
 pub const DISPATCHER: &str = "dispatch";
 pub const TECHNICIANS: [&str; 3] = ["ana", "ben", "chloe"];
+/// The back office: reviews photos at `/review`.
+pub const BACK_OFFICE: &str = "office";
 
 /// Create the demo org, users and jobs unless they exist. Returns the sign-in lines to print.
 pub async fn ensure(app: &AppState) -> anyhow::Result<Vec<String>> {
@@ -21,8 +23,16 @@ pub async fn ensure(app: &AppState) -> anyhow::Result<Vec<String>> {
         format!("dispatcher  {DISPATCHER} / {PASSWORD}"),
         format!("technicians {} / {PASSWORD}", TECHNICIANS.join(", ")),
         format!("admin       admin / {PASSWORD}"),
+        format!("back office {BACK_OFFICE} / {PASSWORD}  (photo review at /review)"),
     ];
-    if app.store.org_by_name(ORG).await?.is_some() {
+    if let Some(org) = app.store.org_by_name(ORG).await? {
+        // Demo data made before the back office user existed gains it.
+        if app.store.user_by_name(BACK_OFFICE).await?.is_none() {
+            let hash = auth::hash_password(PASSWORD);
+            app.store
+                .create_user(org.id, BACK_OFFICE, Role::BackOffice, &hash)
+                .await?;
+        }
         return Ok(lines);
     }
     let org = app.store.create_org(ORG).await?;
@@ -33,6 +43,9 @@ pub async fn ensure(app: &AppState) -> anyhow::Result<Vec<String>> {
         .await?;
     app.store
         .create_user(org.id, "admin", Role::Admin, &hash)
+        .await?;
+    app.store
+        .create_user(org.id, BACK_OFFICE, Role::BackOffice, &hash)
         .await?;
     let mut techs = Vec::new();
     for name in TECHNICIANS {

@@ -149,6 +149,32 @@ async fn job_meta(app: &AppState, org: Uuid, id: Uuid) -> Result<DocMeta, ApiErr
     }
 }
 
+/// The document, when `user` may read it: one of their org, and for a technician one of their
+/// assigned jobs (their document set). Otherwise 404 `doc-unavailable`, telling nothing more.
+pub async fn readable_doc(app: &AppState, user: &User, id: Uuid) -> Result<DocMeta, ApiError> {
+    let unavailable = || {
+        ApiError::Rejected(
+            axum::http::StatusCode::NOT_FOUND,
+            "doc-unavailable",
+            format!("document {id} is not in your document set"),
+        )
+    };
+    let meta = app.store.document(id).await?.ok_or_else(unavailable)?;
+    if meta.org_id != user.org_id {
+        return Err(unavailable());
+    }
+    if user.role == Role::Technician
+        && !app
+            .store
+            .assigned_jobs(user.id)
+            .await?
+            .contains(&meta.job_id)
+    {
+        return Err(unavailable());
+    }
+    Ok(meta)
+}
+
 /// Make a server change on a document: edit, commit, append to the log, fan out.
 pub async fn edit_doc(
     app: &AppState,

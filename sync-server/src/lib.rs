@@ -7,7 +7,7 @@
 //! and the writer's role; documents are loaded on demand into a bounded cache; changes fan out to
 //! the other connections holding the same document, and to other nodes through Postgres
 //! LISTEN/NOTIFY ([`state::AppState::doc_changed`]). [`http`] is the JSON API (sign-in,
-//! dispatcher actions) over the job service [`jobs`]; [`auth`] holds passwords and tokens ([`passwords`]: checks within a memory budget),
+//! dispatcher actions, the back office's [`review`]) over the job service [`jobs`]; [`auth`] holds passwords and tokens ([`passwords`]: checks within a memory budget),
 //! [`throttle`] the sign-in backoff. Photo and signature bytes come in through the tus endpoint
 //! ([`http::uploads`], [`uploads`]) and are kept in a blob store ([`blobs`]: S3 or a folder). [`server::launch`] runs it all; the binary only parses flags.
 //!
@@ -24,6 +24,7 @@ pub mod http;
 pub mod jobs;
 pub mod metrics;
 pub mod passwords;
+pub mod review;
 pub mod server;
 pub mod state;
 pub mod store;

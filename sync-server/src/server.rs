@@ -47,6 +47,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(http::uploads::routes())
         .route("/api/v1/photos/{id}", get(http::photos::get_photo))
         .route(
+            "/api/v1/photos/{id}/review",
+            post(http::review::review_photo),
+        )
+        .route("/api/v1/review/jobs", get(http::review::jobs))
+        .route("/api/v1/jobs/{id}/signature", get(http::review::signature))
+        .route("/review", get(http::review::page))
+        .route(
             "/api/v1/photos/{id}/original",
             get(http::photos::get_original),
         )

@@ -242,6 +242,22 @@ impl Device {
         );
     }
 
+    /// Send every blob waiting in the device's upload queue (64 KiB chunks) to `server`.
+    pub async fn upload(&self, server: &TestServer) -> client_core::sync::upload::UploadSummary {
+        let (dir, url, token) = (
+            self.dir.path().to_path_buf(),
+            server.url.clone(),
+            self.token.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let r = Replica::open(&dir).unwrap();
+            client_core::sync::upload::upload_pending(&r, &url, &token, 64 * 1024, &mut |_| {})
+        })
+        .await
+        .unwrap()
+        .expect("upload pass")
+    }
+
     /// Every document on the device as `(id, JSON)`.
     pub fn docs_json(&mut self) -> Vec<(Uuid, serde_json::Value)> {
         let docs = self.replica.documents().unwrap();
@@ -333,4 +349,103 @@ pub fn http_login(url: &str, name: &str) -> String {
         .as_str()
         .unwrap()
         .to_string()
+}
+
+/// A JPEG of `w`×`h` with an EXIF `DateTimeOriginal` of 2026-11-28 10:30:00 and a GPS position.
+pub fn jpeg_with_exif(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([
+            (x * 255 / w) as u8,
+            (y * 255 / h) as u8,
+            ((x ^ y) & 0xff) as u8,
+        ])
+    });
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
+        .encode_image(&img)
+        .unwrap();
+    // APP1 Exif right after SOI: TIFF (little endian); IFD0 at 8 → Exif IFD at 38
+    // (DateTimeOriginal, its text at 56) and GPS IFD at 76 (48°51'24" N, 2°21'0" W at 130, 154).
+    let entry = |t: &mut Vec<u8>, tag: u16, kind: u16, count: u32, value: u32| {
+        t.extend(tag.to_le_bytes());
+        t.extend(kind.to_le_bytes());
+        t.extend(count.to_le_bytes());
+        t.extend(value.to_le_bytes());
+    };
+    let mut tiff: Vec<u8> = b"II*\0".to_vec();
+    tiff.extend(8u32.to_le_bytes());
+    tiff.extend(2u16.to_le_bytes());
+    entry(&mut tiff, 0x8769, 4, 1, 38); // ExifIFDPointer
+    entry(&mut tiff, 0x8825, 4, 1, 76); // GPSInfo
+    tiff.extend(0u32.to_le_bytes());
+    tiff.extend(1u16.to_le_bytes());
+    entry(&mut tiff, 0x9003, 2, 20, 56); // DateTimeOriginal
+    tiff.extend(0u32.to_le_bytes());
+    tiff.extend(b"2026:11:28 10:30:00\0");
+    tiff.extend(4u16.to_le_bytes());
+    entry(&mut tiff, 1, 2, 2, u32::from(b'N')); // GPSLatitudeRef, inline "N\0"
+    entry(&mut tiff, 2, 5, 3, 130); // GPSLatitude
+    entry(&mut tiff, 3, 2, 2, u32::from(b'W')); // GPSLongitudeRef
+    entry(&mut tiff, 4, 5, 3, 154); // GPSLongitude
+    tiff.extend(0u32.to_le_bytes());
+    for (n, d) in [(48u32, 1u32), (51, 1), (24, 1), (2, 1), (21, 1), (0, 1)] {
+        tiff.extend(n.to_le_bytes());
+        tiff.extend(d.to_le_bytes());
+    }
+    assert_eq!(tiff.len(), 178);
+    let mut app1 = vec![0xFF, 0xE1];
+    app1.extend(((2 + 6 + tiff.len()) as u16).to_be_bytes());
+    app1.extend(b"Exif\0\0");
+    app1.extend(tiff);
+    let mut with_exif = out[..2].to_vec();
+    with_exif.extend(app1);
+    with_exif.extend(&out[2..]);
+    with_exif
+}
+
+/// A JSON request over real HTTP that returns any status (blocking: call from `spawn_blocking`
+/// or [`api`]): `(status, body as JSON, or null)`.
+pub fn api_blocking(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut req = ureq::http::Request::builder().method(method).uri(url);
+    if let Some(t) = token {
+        req = req.header("Authorization", format!("Bearer {t}"));
+    }
+    let mut res = match body {
+        Some(b) => agent
+            .run(
+                req.header("Content-Type", "application/json")
+                    .body(b.to_string())
+                    .unwrap(),
+            )
+            .unwrap(),
+        None => agent.run(req.body(()).unwrap()).unwrap(),
+    };
+    let status = res.status().as_u16();
+    let json = res
+        .body_mut()
+        .read_json::<serde_json::Value>()
+        .unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
+/// [`api_blocking`] from async code.
+pub async fn api(
+    method: &str,
+    url: String,
+    token: Option<String>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let method = method.to_string();
+    tokio::task::spawn_blocking(move || api_blocking(&method, &url, token.as_deref(), body))
+        .await
+        .unwrap()
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use fieldsync_e2e::jpeg_with_exif as jpeg;
 use fieldsync_e2e::{Backend, ServerHome, Team, TestServer, access_token};
 use fieldsync_test_support::Garage;
 use rand::{Rng, SeedableRng};
@@ -113,58 +114,6 @@ async fn photo_doc(server: &TestServer, org: Uuid, job: Uuid, bytes: &[u8]) -> U
     sd.doc.merge(&mut doc).unwrap();
     server.app.docs.persist(&mut sd, &before).await.unwrap();
     id
-}
-
-/// A JPEG of `w`×`h` with an EXIF `DateTimeOriginal` of 2026-11-28 10:30:00 and a GPS position.
-fn jpeg(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| {
-        image::Rgb([
-            (x * 255 / w) as u8,
-            (y * 255 / h) as u8,
-            ((x ^ y) & 0xff) as u8,
-        ])
-    });
-    let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
-        .encode_image(&img)
-        .unwrap();
-    // APP1 Exif right after SOI: TIFF (little endian); IFD0 at 8 → Exif IFD at 38
-    // (DateTimeOriginal, its text at 56) and GPS IFD at 76 (48°51'24" N, 2°21'0" W at 130, 154).
-    let entry = |t: &mut Vec<u8>, tag: u16, kind: u16, count: u32, value: u32| {
-        t.extend(tag.to_le_bytes());
-        t.extend(kind.to_le_bytes());
-        t.extend(count.to_le_bytes());
-        t.extend(value.to_le_bytes());
-    };
-    let mut tiff: Vec<u8> = b"II*\0".to_vec();
-    tiff.extend(8u32.to_le_bytes());
-    tiff.extend(2u16.to_le_bytes());
-    entry(&mut tiff, 0x8769, 4, 1, 38); // ExifIFDPointer
-    entry(&mut tiff, 0x8825, 4, 1, 76); // GPSInfo
-    tiff.extend(0u32.to_le_bytes());
-    tiff.extend(1u16.to_le_bytes());
-    entry(&mut tiff, 0x9003, 2, 20, 56); // DateTimeOriginal
-    tiff.extend(0u32.to_le_bytes());
-    tiff.extend(b"2026:11:28 10:30:00\0");
-    tiff.extend(4u16.to_le_bytes());
-    entry(&mut tiff, 1, 2, 2, u32::from(b'N')); // GPSLatitudeRef, inline "N\0"
-    entry(&mut tiff, 2, 5, 3, 130); // GPSLatitude
-    entry(&mut tiff, 3, 2, 2, u32::from(b'W')); // GPSLongitudeRef
-    entry(&mut tiff, 4, 5, 3, 154); // GPSLongitude
-    tiff.extend(0u32.to_le_bytes());
-    for (n, d) in [(48u32, 1u32), (51, 1), (24, 1), (2, 1), (21, 1), (0, 1)] {
-        tiff.extend(n.to_le_bytes());
-        tiff.extend(d.to_le_bytes());
-    }
-    assert_eq!(tiff.len(), 178);
-    let mut app1 = vec![0xFF, 0xE1];
-    app1.extend(((2 + 6 + tiff.len()) as u16).to_be_bytes());
-    app1.extend(b"Exif\0\0");
-    app1.extend(tiff);
-    let mut with_exif = out[..2].to_vec();
-    with_exif.extend(app1);
-    with_exif.extend(&out[2..]);
-    with_exif
 }
 
 fn crc32(bytes: &[u8]) -> u32 {

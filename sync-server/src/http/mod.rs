@@ -20,6 +20,7 @@ pub mod auth;
 pub mod extract;
 pub mod jobs;
 pub mod photos;
+pub mod review;
 pub mod uploads;
 
 pub use crate::error::{ApiError, error_chain};

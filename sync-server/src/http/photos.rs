@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -16,37 +16,12 @@ use uuid::Uuid;
 use crate::blobs;
 use crate::error::ApiError;
 use crate::http::{Caller, PathParam};
+use crate::jobs::readable_doc;
 use crate::state::AppState;
-use crate::store::{DocMeta, Role, User};
+use crate::store::DocMeta;
 
 /// How long a presigned URL handed out here works.
 const URL_TTL: Duration = Duration::from_secs(15 * 60);
-
-/// The document, when `user` may read it: one of their org, and for a technician one of their
-/// assigned jobs (their document set). Otherwise 404 `doc-unavailable`, telling nothing more.
-pub async fn readable_doc(app: &AppState, user: &User, id: Uuid) -> Result<DocMeta, ApiError> {
-    let unavailable = || {
-        ApiError::Rejected(
-            StatusCode::NOT_FOUND,
-            "doc-unavailable",
-            format!("document {id} is not in your document set"),
-        )
-    };
-    let meta = app.store.document(id).await?.ok_or_else(unavailable)?;
-    if meta.org_id != user.org_id {
-        return Err(unavailable());
-    }
-    if user.role == Role::Technician
-        && !app
-            .store
-            .assigned_jobs(user.id)
-            .await?
-            .contains(&meta.job_id)
-    {
-        return Err(unavailable());
-    }
-    Ok(meta)
-}
 
 async fn photo_doc(
     app: &AppState,

@@ -21,10 +21,10 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
-use super::photos::readable_doc;
 use crate::blobs;
 use crate::error::ApiError;
 use crate::http::{Caller, PathParam};
+use crate::jobs::readable_doc;
 use crate::state::AppState;
 use crate::uploads::UploadInfo;
 
