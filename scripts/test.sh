@@ -30,6 +30,21 @@ if ! command -v garage >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bi
     cargo install garage --version 2.5.0 --locked
 fi
 
+# The page tests drive Debian's Chromium with playwright-core from npm (which downloads no browser
+# of its own): tests/browser, run from the Rust tests.
+if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
+    log "installing Chromium (Debian's package)"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+fi
+if ! command -v node >/dev/null 2>&1; then
+    log "installing Node.js"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm
+fi
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+    log "installing playwright-core (tests/browser, from its package-lock.json)"
+    npm ci --prefix tests/browser --no-audit --no-fund
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
     log "installing cargo-nextest"
     cargo install cargo-nextest --locked

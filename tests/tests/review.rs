@@ -255,3 +255,94 @@ async fn a_review_is_checked_stored_and_reaches_the_device_on_sqlite() {
 async fn a_review_is_checked_stored_and_reaches_the_device_on_postgres() {
     a_review_is_checked_stored_and_reaches_the_device(Backend::Postgres).await;
 }
+
+/// The `/review` page in headless Chromium (`tests/browser/review.mjs`, playwright-core driving
+/// Debian's chromium; both installed by `scripts/test.sh`): the back office signs in, sees the
+/// thumbnail, EXIF place, full-size photo, signature and summary check, and rejects the photo
+/// with a comment. The server then holds that review and the device receives it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_review_page_works_in_a_real_browser() {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("browser/review.mjs");
+    let modules = script
+        .with_file_name("node_modules")
+        .join("playwright-core");
+    assert!(
+        modules.is_dir(),
+        "playwright-core is not installed in tests/browser: run scripts/test.sh (npm ci there)"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "no Chromium at {chromium}: run scripts/test.sh (apt-get install chromium)"
+    );
+
+    let home = ServerHome::new(Backend::Sqlite).await;
+    let server = TestServer::start(&home).await;
+    let team = Team::create(server.store(), &["ana"]).await;
+    let office = back_office(&server, &team).await;
+    let ana_user = team.techs[0].clone();
+    let job = team.job(&server, "Boiler", "general", &[&ana_user]).await;
+    let mut ana = Device::new(server.store(), &ana_user).await;
+    let photo = work_to_signoff(&mut ana, &server, job).await;
+    // Thumbnails are made off the request path: wait for them so the page shows one.
+    let office_token = access_token(server.store(), &office, None).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, record) = api(
+            "GET",
+            format!("{}/api/v1/photos/{photo}", server.url),
+            Some(office_token.clone()),
+            None,
+        )
+        .await;
+        if record["thumbnails"]["320"].is_string() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no thumbnails: {record}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    let note = "glare on the label, please retake";
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(&script)
+        .env("FIELDSYNC_URL", &server.url)
+        .env("REVIEW_USER", &office.name)
+        .env("REVIEW_PASSWORD", fieldsync_e2e::PASSWORD)
+        .env("JOB_ID", job.to_string())
+        .env("PHOTO_ID", photo.to_string())
+        .env("REVIEW_NOTE", note)
+        .env("CHROMIUM", &chromium)
+        .kill_on_drop(true);
+    if let Ok(path) = std::env::var("REVIEW_SCREENSHOT") {
+        cmd.env("SCREENSHOT", path);
+    }
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
+        .await
+        .expect("the browser test finished within 2 minutes")
+        .expect("node runs (Node.js is needed for the browser tests)");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the page failed in Chromium:\n{printed}"
+    );
+    assert!(printed.contains("review page: ok"), "{printed}");
+
+    // What the browser did is on the server and reaches the device.
+    let meta = server.store().document(photo).await.unwrap().unwrap();
+    let doc = server.doc_json(&meta).await;
+    assert_eq!(doc["review"]["state"], "rejected");
+    assert_eq!(doc["review"]["note"], note);
+    ana.settle(&server).await;
+    let got = ana.replica.photo(photo).unwrap().unwrap().review.unwrap();
+    assert_eq!(
+        (got.state, got.note.as_str()),
+        (ReviewState::Rejected, note)
+    );
+}
