@@ -31,7 +31,7 @@ if ! command -v garage >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bi
 fi
 
 # The page tests drive Debian's Chromium with playwright-core from npm (which downloads no browser
-# of its own): tests/browser, run from the Rust tests.
+# of its own), and the tus test uses the reference tus client: tests/js, run from the Rust tests.
 if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
     log "installing Chromium (Debian's package)"
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
@@ -40,9 +40,11 @@ if ! command -v node >/dev/null 2>&1; then
     log "installing Node.js"
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm
 fi
-if [ ! -d tests/browser/node_modules/playwright-core ]; then
-    log "installing playwright-core (tests/browser, from its package-lock.json)"
-    npm ci --prefix tests/browser --no-audit --no-fund
+# (again whenever package-lock.json changed: a copy of it is kept beside what it installed)
+if ! cmp -s tests/js/package-lock.json tests/js/node_modules/.installed-lock.json; then
+    log "installing the JavaScript test tools (tests/js, from its package-lock.json)"
+    npm ci --prefix tests/js --no-audit --no-fund
+    cp tests/js/package-lock.json tests/js/node_modules/.installed-lock.json
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -256,19 +256,19 @@ async fn a_review_is_checked_stored_and_reaches_the_device_on_postgres() {
     a_review_is_checked_stored_and_reaches_the_device(Backend::Postgres).await;
 }
 
-/// The `/review` page in headless Chromium (`tests/browser/review.mjs`, playwright-core driving
+/// The `/review` page in headless Chromium (`tests/js/review.mjs`, playwright-core driving
 /// Debian's chromium; both installed by `scripts/test.sh`): the back office signs in, sees the
 /// thumbnail, EXIF place, full-size photo, signature and summary check, and rejects the photo
 /// with a comment. The server then holds that review and the device receives it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_review_page_works_in_a_real_browser() {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("browser/review.mjs");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("js/review.mjs");
     let modules = script
         .with_file_name("node_modules")
         .join("playwright-core");
     assert!(
         modules.is_dir(),
-        "playwright-core is not installed in tests/browser: run scripts/test.sh (npm ci there)"
+        "playwright-core is not installed in tests/js: run scripts/test.sh (npm ci there)"
     );
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
