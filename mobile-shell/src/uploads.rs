@@ -67,12 +67,30 @@ pub fn send(
             }
         }
     };
-    let result =
-        upload::upload_pending(r, server, token, upload::DEFAULT_CHUNK_BYTES, &mut on_event);
+    let result = upload::upload_pending(r, server, token, chunk_bytes(), &mut on_event);
     if let Some(b) = bar.take() {
         b.abandon();
     }
     result
+}
+
+/// The chunk size: `FIELDSYNC_UPLOAD_CHUNK_KB` (smaller chunks lose less to a cut on a poor
+/// link, larger ones cost fewer requests), else the client's default of 1 MiB. A value that is
+/// not a whole number of KiB from 16 to 65536 is ignored with a warning.
+fn chunk_bytes() -> usize {
+    let Ok(text) = std::env::var("FIELDSYNC_UPLOAD_CHUNK_KB") else {
+        return upload::DEFAULT_CHUNK_BYTES;
+    };
+    match text.trim().parse::<usize>() {
+        Ok(kb) if (16..=65_536).contains(&kb) => kb * 1024,
+        _ => {
+            eprintln!(
+                "warning: FIELDSYNC_UPLOAD_CHUNK_KB={text} is not a size from 16 to 65536 (KiB); using {} KiB",
+                upload::DEFAULT_CHUNK_BYTES / 1024
+            );
+            upload::DEFAULT_CHUNK_BYTES
+        }
+    }
 }
 
 /// The queue as `status` shows it.
