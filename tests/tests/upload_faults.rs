@@ -294,7 +294,8 @@ async fn uploads_cut_at_random_points_finish_whole_and_resend_at_most_a_chunk_pe
                 );
                 assert_eq!(
                     (status, &record["uploaded"]),
-                    (200, &serde_json::json!(true))
+                    (200, &serde_json::json!(true)),
+                    "photo {id}: {record} (SEED={seed})"
                 );
                 let original =
                     ureq::get(format!("{url}{}", record["original_url"].as_str().unwrap()))

@@ -388,7 +388,44 @@ on_both_stores!(
     unauthorized_uploads_are_refused,
     wrong_checksum_is_refused_and_dropped,
     bad_images_are_refused_and_leave_nothing,
+    an_interrupted_finish_completes_before_head_reports_the_end,
 );
+
+/// Every byte arrived but storing the blob failed half way (the store refused its `photos` row,
+/// as when the node stops between the blob and the row): the PATCH fails, and a `HEAD` then
+/// finishes the upload before it answers an offset equal to the length, because a client takes
+/// that offset to mean the blob is stored.
+async fn an_interrupted_finish_completes_before_head_reports_the_end(blobs: Blobs) {
+    let env = Env::new(blobs).await;
+    let bytes = jpeg(640, 480);
+    let photo = env.photo(env.job, &bytes).await;
+    let r = create(&env, &env.ana, photo, &bytes).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let location = r.header("location").unwrap().to_string();
+    env.server.faults.fail_next(1);
+    let r = patch(&env, &env.ana, &location, 0, &bytes).await;
+    assert_eq!(r.status, 500, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(env.server.faults.injected(), 1);
+    let r = get(&env, &env.ana, &format!("/api/v1/photos/{photo}")).await;
+    assert_eq!(r.json()["uploaded"], false);
+
+    let h = head(&env, &env.ana, &location).await;
+    assert_eq!(h.status, 200, "{}", String::from_utf8_lossy(&h.body));
+    assert_eq!(
+        h.header("upload-offset"),
+        Some(bytes.len().to_string().as_str())
+    );
+    let record = get(&env, &env.ana, &format!("/api/v1/photos/{photo}"))
+        .await
+        .json();
+    assert_eq!(record["uploaded"], true, "{record}");
+    assert_eq!(stored(&env, &bytes).await.as_deref(), Some(&bytes[..]));
+    let doc = env
+        .server
+        .doc_json(&env.server.store().document(photo).await.unwrap().unwrap())
+        .await;
+    assert_eq!(doc["upload"], "uploaded");
+}
 
 async fn complete_upload_and_photo_record(blobs: Blobs) {
     let env = Env::new(blobs).await;

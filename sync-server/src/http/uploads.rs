@@ -333,12 +333,17 @@ async fn head(
     // A PATCH still taking bytes (its client cut away) finishes first: the offset is then final.
     let lock = app.uploads.lock(info.id);
     let _held = lock.lock().await;
-    let info = own_upload(&app, &caller, &id).await?;
+    let mut info = own_upload(&app, &caller, &id).await?;
     let offset = app
         .uploads
         .offset(&info)
         .await
         .map_err(ApiError::internal)?;
+    if !info.complete && offset == info.length {
+        complete(&app, &mut info)
+            .await
+            .map_err(|e| counted(&app, e))?;
+    }
     Ok(with_headers(StatusCode::OK, upload_headers(&info, offset)))
 }
 
@@ -444,11 +449,14 @@ async fn receive(
     }
     let expected = checksum(headers)?;
     let path = app.uploads.part_path(info.id);
-    let mut file = tokio::fs::OpenOptions::new()
+    let file = tokio::fs::OpenOptions::new()
         .append(true)
         .open(&path)
         .await
         .map_err(ApiError::internal)?;
+    // The body arrives in frames of a few KiB; each write to a tokio file is a trip to a
+    // blocking thread, so they are gathered into 1 MiB writes.
+    let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
     let room = info.length - offset;
     let mut hasher = Sha256::new();
     let mut written: u64 = 0;
@@ -500,8 +508,10 @@ async fn receive(
     if !keep {
         written = 0;
     }
+    let flushed = file.flush().await;
+    let file = file.into_inner();
     let synced = if keep {
-        file.sync_data().await
+        flushed.and(file.sync_data().await)
     } else {
         file.set_len(offset).await
     };
@@ -512,36 +522,45 @@ async fn receive(
     }
     let now_at = offset + written;
     if now_at == info.length {
-        match app
-            .uploads
-            .finish(info, &app.blobs, &app.store, &app.metrics)
-            .await
-        {
-            Ok(()) => {
-                app.metrics.uploads_in_progress.dec();
-                // The blob is stored whatever happens next: a failure to mark the document is
-                // logged, and the next creation for it (answered complete at once) marks it.
-                let marked = match app.store.document(info.doc_id).await {
-                    Ok(Some(meta)) => crate::jobs::mark_uploaded(app, &meta).await,
-                    Ok(None) => Ok(()),
-                    Err(e) => Err(e.into()),
-                };
-                if let Err(e) = marked {
-                    tracing::warn!(doc = %info.doc_id, error = %e, "could not mark a photo uploaded");
-                }
-            }
-            Err(f) => {
-                if f.client {
-                    app.metrics.uploads_in_progress.dec();
-                    return Err(ApiError::Rejected(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        f.code,
-                        f.message,
-                    ));
-                }
-                return Err(ApiError::internal(f.message));
-            }
-        }
+        complete(app, info).await?;
     }
     Ok(now_at)
+}
+
+/// Every byte is here: check and store the blob ([`crate::uploads::Uploads::finish`]), then mark
+/// the document. Called by the request that brought the last byte, and by a `HEAD` or `PATCH`
+/// that finds every byte there but the upload not complete (the node stopped while finishing):
+/// an offset equal to the length always means the blob is stored.
+async fn complete(app: &Arc<AppState>, info: &mut UploadInfo) -> Result<(), ApiError> {
+    match app
+        .uploads
+        .finish(info, &app.blobs, &app.store, &app.metrics)
+        .await
+    {
+        Ok(()) => {
+            app.metrics.uploads_in_progress.dec();
+            // The blob is stored whatever happens next: a failure to mark the document is
+            // logged, and the next creation for it (answered complete at once) marks it.
+            let marked = match app.store.document(info.doc_id).await {
+                Ok(Some(meta)) => crate::jobs::mark_uploaded(app, &meta).await,
+                Ok(None) => Ok(()),
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = marked {
+                tracing::warn!(doc = %info.doc_id, error = %e, "could not mark a photo uploaded");
+            }
+        }
+        Err(f) => {
+            if f.client {
+                app.metrics.uploads_in_progress.dec();
+                return Err(ApiError::Rejected(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    f.code,
+                    f.message,
+                ));
+            }
+            return Err(ApiError::internal(f.message));
+        }
+    }
+    Ok(())
 }

@@ -56,8 +56,11 @@ fn decode_error(e: ImageError) -> Refusal {
     }
 }
 
-/// Decode the image at `path` within the limits of `c`, and read its EXIF time and place.
-pub fn check(path: &Path, c: &UploadConfig) -> Result<Checked, Refusal> {
+/// What the header says, checked before any pixel is decoded: the format (JPEG, PNG or WebP),
+/// dimensions within the limits of `c` (a decompression bomb is refused here, from its header),
+/// a whole file (a truncated one is refused), and the EXIF time and place. [`decode`] then
+/// checks the pixels.
+pub fn inspect(path: &Path, c: &UploadConfig) -> Result<Checked, Refusal> {
     let io = |e: std::io::Error| refuse("bad-image", format!("could not read the upload: {e}"));
     let mut reader = ImageReader::open(path)
         .map_err(io)?
@@ -77,22 +80,87 @@ pub fn check(path: &Path, c: &UploadConfig) -> Result<Checked, Refusal> {
             return Err(refuse("not-an-image", "not a JPEG, PNG or WebP image"));
         }
     };
-    if format == ImageFormat::Jpeg && !jpeg_complete(path).map_err(io)? {
-        return Err(refuse(
-            "bad-image",
-            "the image is truncated (no JPEG end marker)",
-        ));
+    if !complete(path, format).map_err(io)? {
+        return Err(refuse("bad-image", "the image is truncated"));
     }
     reader.limits(limits(c));
-    let img = reader.decode().map_err(decode_error)?;
+    let (width, height) = reader.into_dimensions().map_err(decode_error)?;
+    let max = c.max_image_dimension;
+    // Four bytes a pixel is what the decoder would allocate for RGBA; the header alone tells.
+    if width > max || height > max || u64::from(width) * u64::from(height) * 4 > c.max_image_alloc {
+        return Err(refuse(
+            "image-too-large",
+            format!(
+                "the image is {width}×{height}: larger than the server accepts (at most {max} px a side, {} MiB decoded)",
+                c.max_image_alloc >> 20
+            ),
+        ));
+    }
     let (taken_at, location) = exif_of(path);
     Ok(Checked {
-        width: img.width(),
-        height: img.height(),
+        width,
+        height,
         mime,
         taken_at,
         location,
     })
+}
+
+/// Decode every pixel of the image at `path` within the limits of `c`: corrupt data that the
+/// header does not show is refused here. The pixels are dropped (thumbnails are made later).
+pub fn decode(path: &Path, c: &UploadConfig) -> Result<(), Refusal> {
+    let io = |e: std::io::Error| refuse("bad-image", format!("could not read the upload: {e}"));
+    let mut reader = ImageReader::open(path)
+        .map_err(io)?
+        .with_guessed_format()
+        .map_err(io)?;
+    reader.limits(limits(c));
+    reader.decode().map(drop).map_err(decode_error)
+}
+
+/// [`inspect`], then [`decode`]: everything the server checks of an image, one after the other.
+pub fn check(path: &Path, c: &UploadConfig) -> Result<Checked, Refusal> {
+    let checked = inspect(path, c)?;
+    decode(path, c)?;
+    Ok(checked)
+}
+
+/// Whether the file is whole, as far as its format tells from its end: decoders fill a cut
+/// image with grey rather than failing, so a truncated upload is caught here.
+fn complete(path: &Path, format: ImageFormat) -> std::io::Result<bool> {
+    match format {
+        ImageFormat::Jpeg => jpeg_complete(path),
+        ImageFormat::Png => png_complete(path),
+        ImageFormat::WebP => webp_complete(path),
+        _ => Ok(true),
+    }
+}
+
+/// A PNG ends with its IEND chunk (length 0, type, CRC).
+fn png_complete(path: &Path) -> std::io::Result<bool> {
+    const IEND: [u8; 12] = [0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82];
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    if len < 12 {
+        return Ok(false);
+    }
+    f.seek(SeekFrom::Start(len - 12))?;
+    let mut tail = [0u8; 12];
+    f.read_exact(&mut tail)?;
+    Ok(tail == IEND)
+}
+
+/// A WebP is a RIFF file whose header gives its length: the file must be at least that long.
+fn webp_complete(path: &Path) -> std::io::Result<bool> {
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    let mut head = [0u8; 8];
+    if len < 8 {
+        return Ok(false);
+    }
+    f.read_exact(&mut head)?;
+    let riff = u64::from(u32::from_le_bytes([head[4], head[5], head[6], head[7]]));
+    Ok(len >= riff + 8)
 }
 
 /// A JPEG ends with the EOI marker (FF D9), after at most some zero padding. The JPEG decoder

@@ -2,8 +2,9 @@
 //! them. An upload in progress is two files in `uploads/` under the data dir: `{id}.json` (who,
 //! for which document, which sha256, how long, until when) and `{id}.part` (the bytes so far; its
 //! length is the offset), so uploads resume after a restart. At the end [`Uploads::finish`]
-//! checks the sha256 against the document and the image ([`image::check`]), stores the original
-//! untouched in the blob store, then what was read from it in the store's `photos` row
+//! checks the sha256 against the document and the image's header ([`image::inspect`]), then
+//! stores the original untouched in the blob store while decoding its pixels ([`image::decode`]),
+//! then what was read from it in the store's `photos` row
 //! ([`PhotoRecord`]), removes the upload's files and queues the thumbnails on a bounded pool, off
 //! the request path.
 
@@ -168,24 +169,24 @@ impl Uploads {
         metrics: &Arc<Metrics>,
     ) -> Result<(), Failure> {
         let part = self.part_path(info.id);
-        let config = self.config.clone();
-        let path = part.clone();
-        // Held by the blocking work itself, so a request given up on still counts until it ends.
-        let permit = self.checks.clone().acquire_owned().await;
-        let checked = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let mut hasher = Sha256::new();
-            let mut f = std::fs::File::open(&path)?;
-            std::io::copy(&mut f, &mut hasher)?;
-            Ok::<_, std::io::Error>((hex::encode(hasher.finalize()), image::check(&path, &config)))
-        })
-        .await;
         let fail = |code, message: String, client| Failure {
             code,
             message,
             client,
         };
-        let result = match checked {
+        // First what is quick: the hash against the document and the image's header.
+        let (config, path) = (self.config.clone(), part.clone());
+        let inspected = tokio::task::spawn_blocking(move || {
+            let mut hasher = Sha256::new();
+            let mut f = std::fs::File::open(&path)?;
+            std::io::copy(&mut f, &mut hasher)?;
+            Ok::<_, std::io::Error>((
+                hex::encode(hasher.finalize()),
+                image::inspect(&path, &config),
+            ))
+        })
+        .await;
+        let result = match inspected {
             Err(e) => Err(fail("internal", e.to_string(), false)),
             Ok(Err(e)) => Err(fail("internal", e.to_string(), false)),
             Ok(Ok((sha, _))) if sha != info.sha256 => Err(fail(
@@ -206,7 +207,44 @@ impl Uploads {
                 return Err(f);
             }
         };
+        // Then the two slow steps side by side: the original goes to the blob store while its
+        // pixels are decoded within the limits (which refuses corrupt data the header hides).
+        // The photo is not uploaded until its `photos` row exists, written only when both
+        // succeeded, so an original stored beside a failed decode is never shown, and is
+        // deleted.
         let key = blobs::original_key(info.org_id, &info.sha256);
+        let (config, path) = (self.config.clone(), part.clone());
+        // Held by the blocking work itself, so a request given up on still counts until it ends.
+        let permit = self.checks.clone().acquire_owned().await;
+        let decoding = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            image::decode(&path, &config)
+        });
+        let (stored, decoded) = tokio::join!(blobs.put_file(&key, &part, checked.mime), decoding);
+        let refusal = match decoded {
+            Ok(Ok(())) => None,
+            Ok(Err(refusal)) => Some(fail(refusal.code, refusal.message, true)),
+            Err(e) => Some(fail("internal", e.to_string(), false)),
+        };
+        if let Some(f) = refusal {
+            if stored.is_ok()
+                && let Err(e) = blobs.delete(&key).await
+            {
+                tracing::warn!(key, error = %e, "could not delete the original of a refused image");
+            }
+            if f.client {
+                self.remove(info.id).await;
+            }
+            return Err(f);
+        }
+        if let Err(e) = stored {
+            // The bytes stay for a retry of the last PATCH; the blob store may come back.
+            return Err(fail(
+                "blob-store-unavailable",
+                format!("could not store the blob: {e}"),
+                false,
+            ));
+        }
         let photo = PhotoRecord {
             org_id: info.org_id,
             sha256: info.sha256.clone(),
@@ -219,14 +257,6 @@ impl Uploads {
             thumbnails: Vec::new(),
             stored_at: Utc::now(),
         };
-        if let Err(e) = blobs.put_file(&key, &part, checked.mime).await {
-            // The bytes stay for a retry of the last PATCH; the blob store may come back.
-            return Err(fail(
-                "blob-store-unavailable",
-                format!("could not store the blob: {e}"),
-                false,
-            ));
-        }
         if let Err(e) = store.put_photo(&photo).await {
             return Err(fail(
                 "store-unavailable",
