@@ -61,17 +61,26 @@ impl BlobStore for LocalBlobs {
 
     async fn put_file(&self, key: &str, path: &Path, _content_type: &str) -> BlobResult<()> {
         let dest = self.path(key)?;
-        let (mut file, tmp) = Self::temp_beside(&dest).await?;
-        let copied = async {
-            let mut src = tokio::fs::File::open(path).await?;
-            tokio::io::copy(&mut src, &mut file).await?;
-            file.flush().await
-        }
-        .await;
+        let (file, tmp) = Self::temp_beside(&dest).await?;
+        drop(file);
+        // `std::fs::copy` lets the kernel copy (copy_file_range), on one blocking thread: a tokio
+        // copy would cross to the blocking pool for every 8 KiB.
+        let (src, to) = (path.to_path_buf(), tmp.clone());
+        let copied = tokio::task::spawn_blocking(move || std::fs::copy(&src, &to))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
         if let Err(e) = copied {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(e.into());
         }
+        let file = match tokio::fs::OpenOptions::new().write(true).open(&tmp).await {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(e.into());
+            }
+        };
         Self::commit(file, &tmp, &dest).await
     }
 

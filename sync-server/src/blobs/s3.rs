@@ -13,12 +13,15 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use futures_util::{StreamExt, TryStreamExt};
 
 use super::{BlobError, BlobResult, BlobStore};
 use crate::config::S3Config;
 
 /// Blobs larger than this go up in parts of this size.
 pub const PART_BYTES: u64 = 16 * 1024 * 1024;
+/// Parts of one object uploaded at once.
+const PARTS_IN_FLIGHT: usize = 4;
 
 pub struct S3Blobs {
     client: Client,
@@ -76,43 +79,49 @@ impl S3Blobs {
             .ok_or_else(|| BlobError::Backend("S3 gave no multipart upload id".into()))?
             .to_string();
         let parts = async {
-            let mut parts = Vec::new();
-            let mut offset = 0;
-            let mut number = 1;
-            while offset < len {
-                let size = PART_BYTES.min(len - offset);
-                let body = ByteStream::read_from()
-                    .path(path)
-                    .offset(offset)
-                    .length(Length::Exact(size))
-                    .build()
-                    .await
-                    .map_err(backend)?;
-                let part = self
-                    .client
-                    .upload_part()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .part_number(number)
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(backend)?;
-                parts.push(
-                    CompletedPart::builder()
-                        .set_e_tag(part.e_tag().map(str::to_string))
+            // Parts go up a few at a time: one stream to the store is slower than the link.
+            let ranges: Vec<(i32, u64, u64)> = (0..len.div_ceil(PART_BYTES))
+                .map(|i| {
+                    let offset = i * PART_BYTES;
+                    (i as i32 + 1, offset, PART_BYTES.min(len - offset))
+                })
+                .collect();
+            let upload_id = upload_id.as_str();
+            let parts: Vec<CompletedPart> = futures_util::stream::iter(ranges)
+                .map(|(number, offset, size)| async move {
+                    let body = ByteStream::read_from()
+                        .path(path)
+                        .offset(offset)
+                        .length(Length::Exact(size))
+                        .build()
+                        .await
+                        .map_err(backend)?;
+                    let part = self
+                        .client
+                        .upload_part()
+                        .bucket(&self.bucket)
+                        .key(key)
+                        .upload_id(upload_id)
                         .part_number(number)
-                        .build(),
-                );
-                offset += size;
-                number += 1;
-            }
+                        .body(body)
+                        .send()
+                        .await
+                        .map_err(backend)?;
+                    Ok::<_, BlobError>(
+                        CompletedPart::builder()
+                            .set_e_tag(part.e_tag().map(str::to_string))
+                            .part_number(number)
+                            .build(),
+                    )
+                })
+                .buffered(PARTS_IN_FLIGHT)
+                .try_collect()
+                .await?;
             self.client
                 .complete_multipart_upload()
                 .bucket(&self.bucket)
                 .key(key)
-                .upload_id(&upload_id)
+                .upload_id(upload_id)
                 .multipart_upload(
                     CompletedMultipartUpload::builder()
                         .set_parts(Some(parts))
