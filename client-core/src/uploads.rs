@@ -203,6 +203,34 @@ impl Replica {
         Ok(())
     }
 
+    /// Free the space of blobs the device no longer needs: the server confirmed them (`done`),
+    /// their job has left the device, and no photo still here names them. The file goes first,
+    /// then its row, so a crash in between only leaves a row that the next prune removes.
+    /// Returns how many blobs were removed. Pending and refused blobs are always kept.
+    pub fn prune_blobs(&self) -> Result<usize> {
+        let gone: Vec<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT sha256 FROM uploads
+                 WHERE state = 'done'
+                   AND job_id NOT IN (SELECT id FROM q_jobs)
+                   AND sha256 NOT IN (SELECT sha256 FROM q_photos)",
+            )?
+            .query_map([], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for sha in &gone {
+            match std::fs::remove_file(blobs::blob_path(&self.dir, sha)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+            self.conn
+                .prepare_cached("DELETE FROM uploads WHERE sha256 = ?1 AND state = 'done'")?
+                .execute([sha])?;
+        }
+        Ok(gone.len())
+    }
+
     /// An attempt failed in a way that may pass (offline, server busy): counted, kept pending.
     pub fn note_upload_failure(&self, sha256: &str, reason: &str) -> Result<()> {
         self.conn
@@ -224,6 +252,55 @@ mod tests {
             .write_to(&mut bytes, image::ImageFormat::Png)
             .unwrap();
         bytes.into_inner()
+    }
+
+    #[test]
+    fn a_confirmed_blob_is_removed_only_once_its_job_has_left_the_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Replica::open(dir.path()).unwrap();
+        r.set_user("tess").unwrap();
+        let mut job = |title: &str| {
+            r.create_job(
+                schemas::job::NewJob {
+                    title: title.into(),
+                    ..Default::default()
+                },
+                None,
+            )
+            .unwrap()
+        };
+        let (a, b) = (job("Boiler"), job("Chiller"));
+        let file = dir.path().join("photo.png");
+        std::fs::write(&file, png()).unwrap();
+        let pa = r.attach_photo(a.id, &file, None, "").unwrap();
+        let blob = blobs::blob_path(dir.path(), &pa.sha256);
+        let remove_job = |r: &mut Replica, view: &crate::JobView, photos: &[Uuid]| {
+            for id in [view.id, view.checklist.id]
+                .into_iter()
+                .chain(photos.iter().copied())
+            {
+                r.remove_document(id).unwrap();
+            }
+        };
+
+        // Still pending: kept even with its job gone.
+        remove_job(&mut r, &a, &[pa.id]);
+        assert_eq!(r.prune_blobs().unwrap(), 0);
+        assert!(blob.exists());
+
+        // Confirmed, and the same bytes are a photo of a job still here: kept.
+        let pb = r.attach_photo(b.id, &file, None, "").unwrap();
+        assert_eq!(pb.sha256, pa.sha256);
+        r.set_upload_done(&pa.sha256).unwrap();
+        assert_eq!(r.prune_blobs().unwrap(), 0);
+        assert!(blob.exists());
+
+        // That job leaves too: the file and its row go.
+        remove_job(&mut r, &b, &[pb.id]);
+        assert_eq!(r.prune_blobs().unwrap(), 1);
+        assert!(!blob.exists());
+        assert!(r.upload(&pa.sha256).unwrap().is_none());
+        assert_eq!(r.prune_blobs().unwrap(), 0);
     }
 
     #[test]

@@ -199,6 +199,28 @@ async fn a_photo_taken_offline_uploads_after_sync_and_resumes_after_the_server_d
         events.as_slice(),
         [UploadEvent::Done { skipped: true, .. }]
     ));
+
+    // While the job is on ana's device its photo stays there; once the dispatcher unassigns it
+    // and the device releases the job, the confirmed blob is removed to free the space.
+    let blob = client_core::blobs::blob_path(ana.dir.path(), &photo.sha256);
+    ana.settle(&server).await;
+    assert!(blob.exists());
+    let dispatcher = fieldsync_e2e::access_token(server.store(), &team.dispatcher, None).await;
+    let (status, body) = fieldsync_e2e::api(
+        "POST",
+        format!("{}/api/v1/jobs/{job}/unassign", server.url),
+        Some(dispatcher),
+        Some(serde_json::json!({"user": ana_user.name})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    ana.settle(&server).await;
+    assert!(ana.replica.photo(photo.id).unwrap().is_none());
+    assert!(
+        !blob.exists(),
+        "the released job's confirmed photo is removed"
+    );
+    assert!(ana.replica.upload(&photo.sha256).unwrap().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

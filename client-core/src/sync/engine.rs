@@ -413,11 +413,15 @@ impl SyncEngine {
             self.dirty.remove(&id);
             released.push(id);
         }
-        Ok(if released.is_empty() {
-            vec![]
-        } else {
-            vec![ClientMsg::Released { docs: released }]
-        })
+        if released.is_empty() {
+            return Ok(vec![]);
+        }
+        // The photos and signatures of jobs that left are not needed once the server has them.
+        let pruned = r.prune_blobs()?;
+        if pruned > 0 {
+            tracing::debug!(pruned, "removed the blobs of released jobs");
+        }
+        Ok(vec![ClientMsg::Released { docs: released }])
     }
 
     /// Save the sync states that changed, so the next connection sends only what is new.
