@@ -821,6 +821,20 @@ async fn wrong_checksum_is_refused_and_dropped(blobs: Blobs) {
 async fn bad_images_are_refused_and_leave_nothing(blobs: Blobs) {
     let env = Env::new(blobs).await;
     let good = jpeg(200, 150);
+    let signature = {
+        let mut out = std::io::Cursor::new(Vec::new());
+        image::RgbImage::from_fn(300, 100, |x, y| {
+            image::Rgb([(x % 251) as u8, (y * 2) as u8, 7])
+        })
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+        out.into_inner()
+    };
+    let mut damaged_png = signature.clone();
+    let idat = damaged_png.windows(4).position(|w| w == b"IDAT").unwrap();
+    for b in &mut damaged_png[idat + 10..idat + 60] {
+        *b ^= 0x5a;
+    }
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (
             b"%PDF-1.4 this is not an image at all".to_vec(),
@@ -828,6 +842,10 @@ async fn bad_images_are_refused_and_leave_nothing(blobs: Blobs) {
         ),
         (good[..good.len() * 6 / 10].to_vec(), "bad-image"),
         (png_bomb(), "image-too-large"),
+        (signature[..signature.len() - 20].to_vec(), "bad-image"),
+        // Whole (it ends with IEND) but its compressed pixels are damaged: only a full decode,
+        // which runs beside storing the original, finds it, and the original is deleted.
+        (damaged_png, "bad-image"),
     ];
     for (bytes, code) in cases {
         let photo = env.photo(env.job, &bytes).await;

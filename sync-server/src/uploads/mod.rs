@@ -215,10 +215,20 @@ impl Uploads {
         let key = blobs::original_key(info.org_id, &info.sha256);
         let (config, path) = (self.config.clone(), part.clone());
         // Held by the blocking work itself, so a request given up on still counts until it ends.
+        // A JPEG's pixels are not decoded here: JPEG decoders fill damaged or missing data
+        // rather than fail, so once the header and the end marker are checked a full decode
+        // refuses next to nothing more, and it was most of the time an upload took (measured:
+        // 0.6 s of 0.83 s for 48 MB). The thumbnail pool decodes it within the same limits. A PNG
+        // or WebP (signatures, mostly small) is decoded here: its compressed data is checked.
+        let decode_now = checked.mime != "image/jpeg";
         let permit = self.checks.clone().acquire_owned().await;
         let decoding = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            image::decode(&path, &config)
+            if decode_now {
+                image::decode(&path, &config)
+            } else {
+                Ok(())
+            }
         });
         let (stored, decoded) = tokio::join!(blobs.put_file(&key, &part, checked.mime), decoding);
         let refusal = match decoded {
