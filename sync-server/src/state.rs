@@ -43,8 +43,11 @@ impl AppState {
         let passwords =
             crate::passwords::PasswordChecks::new(config.password_memory, metrics.clone());
         let blobs = crate::blobs::open(&config);
-        let uploads =
-            crate::uploads::Uploads::new(config.data_dir.join("uploads"), config.uploads.clone());
+        let uploads = crate::uploads::Uploads::new(
+            config.data_dir.join("uploads"),
+            config.uploads.clone(),
+            blobs.clone(),
+        );
         Arc::new(AppState {
             blobs,
             uploads,

@@ -389,7 +389,104 @@ on_both_stores!(
     wrong_checksum_is_refused_and_dropped,
     bad_images_are_refused_and_leave_nothing,
     an_interrupted_finish_completes_before_head_reports_the_end,
+    a_large_upload_goes_ahead_in_parts_survives_a_restart_and_is_dropped_when_refused,
 );
+
+/// A JPEG of about `mb` MiB: a small picture padded with comment segments (decoders skip them),
+/// so a large upload costs no encoding time. `seed` varies the padding (and so the hash).
+fn padded_jpeg(mb: usize, seed: u8) -> Vec<u8> {
+    let small = jpeg(64, 48);
+    let mut out = small[..2].to_vec();
+    let segment = 65_533usize;
+    for i in 0..(mb << 20) / (segment + 4) {
+        out.extend([0xFF, 0xFE]);
+        out.extend(((segment + 2) as u16).to_be_bytes());
+        out.extend(std::iter::repeat_n(
+            seed.wrapping_add(i as u8) & 0x7F,
+            segment,
+        ));
+    }
+    out.extend(&small[2..]);
+    out
+}
+
+/// The upload's files in the server's data dir: `(parts file present, parts recorded)`.
+fn parts_file(env: &Env, location: &str) -> (bool, usize) {
+    let id = location.rsplit('/').next().unwrap();
+    let path = env
+        .home
+        .config
+        .data_dir
+        .join(format!("uploads/{id}.parts.json"));
+    match std::fs::read(&path) {
+        Ok(b) => {
+            let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+            (true, v["parts"].as_array().unwrap().len())
+        }
+        Err(_) => (false, 0),
+    }
+}
+
+/// 20 MiB in 8 MiB PATCHes. On S3 the kept bytes go to the store in parts while the rest is
+/// still arriving (seen in the parts file); the server restarts in the middle and goes on from
+/// the parts it recorded; the object appears only at the end, whole. A second upload, whose last
+/// chunk hashes wrong against the document, is refused with its parts dropped and nothing stored.
+async fn a_large_upload_goes_ahead_in_parts_survives_a_restart_and_is_dropped_when_refused(
+    blobs: Blobs,
+) {
+    const CHUNK: usize = 8 << 20;
+    let mut env = Env::new(blobs).await;
+    let bytes = padded_jpeg(20, 1);
+    let photo = env.photo(env.job, &bytes).await;
+    let r = create(&env, &env.ana, photo, &bytes).await;
+    let location = r.header("location").unwrap().to_string();
+    for (i, chunk) in bytes.chunks(CHUNK).enumerate() {
+        let offset = (i * CHUNK) as u64;
+        let r = patch(&env, &env.ana, &location, offset, chunk).await;
+        assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+        if i == 1 {
+            if let Blobs::Garage = blobs {
+                // The first 16 MiB go ahead as two parts (waited for: it is a background task).
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                while parts_file(&env, &location) != (true, 2) {
+                    assert!(std::time::Instant::now() < deadline, "no parts sent ahead");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            } else {
+                assert_eq!(parts_file(&env, &location), (false, 0));
+            }
+            assert!(stored(&env, &bytes).await.is_none(), "nothing visible yet");
+            env.restart().await;
+            let h = head(&env, &env.ana, &location).await;
+            assert_eq!(
+                h.header("upload-offset"),
+                Some((2 * CHUNK).to_string().as_str())
+            );
+        }
+    }
+    assert_eq!(stored(&env, &bytes).await.as_deref(), Some(&bytes[..]));
+    assert_eq!(parts_file(&env, &location), (false, 0));
+    let record = get(&env, &env.ana, &format!("/api/v1/photos/{photo}"))
+        .await
+        .json();
+    assert_eq!(record["uploaded"], true, "{record}");
+
+    // Refused at the end: the document names other bytes than the ones sent.
+    let other = padded_jpeg(20, 2);
+    let named = padded_jpeg(20, 3);
+    let photo = env.photo(env.job, &named).await;
+    let r = create(&env, &env.ana, photo, &named).await;
+    let location = r.header("location").unwrap().to_string();
+    let mut last = None;
+    for (i, chunk) in other.chunks(CHUNK).enumerate() {
+        last = Some(patch(&env, &env.ana, &location, (i * CHUNK) as u64, chunk).await);
+    }
+    let r = last.unwrap();
+    assert_eq!((r.status, r.code().as_str()), (422, "sha256-mismatch"));
+    assert_eq!(parts_file(&env, &location), (false, 0));
+    assert!(stored(&env, &named).await.is_none());
+    assert!(stored(&env, &other).await.is_none());
+}
 
 /// Every byte arrived but storing the blob failed half way (the store refused its `photos` row,
 /// as when the node stops between the blob and the row): the PATCH fails, and a `HEAD` then

@@ -46,6 +46,56 @@ pub trait BlobStore: Send + Sync + 'static {
     /// A URL anyone holding it may GET for `ttl` (S3's presigned URL), or `None` when the store
     /// has no such thing and the server serves the bytes itself (the local folder).
     async fn presigned_get(&self, key: &str, ttl: Duration) -> BlobResult<Option<String>>;
+
+    // Storing a blob in parts (S3's multipart upload), so an upload's bytes can go to the store
+    // while they are still arriving: nothing is visible under `key` until `complete_parts`, and
+    // `abort_parts` drops what was sent. A store without parts (the local folder) answers `None`
+    // to `begin_parts`, and callers use `put_file` instead.
+
+    /// Start storing `key` in parts: the id of the parts upload, or `None` without parts.
+    async fn begin_parts(&self, _key: &str, _content_type: &str) -> BlobResult<Option<String>> {
+        Ok(None)
+    }
+
+    /// Store bytes `from..to` of the file at `path` as parts of `part_bytes` (the last one
+    /// shorter), numbered from `first_number`. Every part but the last of an object must be at
+    /// least 5 MiB on S3.
+    #[allow(clippy::too_many_arguments)]
+    async fn put_parts(
+        &self,
+        _key: &str,
+        _upload_id: &str,
+        _first_number: i32,
+        _path: &Path,
+        _from: u64,
+        _to: u64,
+        _part_bytes: u64,
+    ) -> BlobResult<Vec<PartTag>> {
+        Err(BlobError::Backend("this blob store has no parts".into()))
+    }
+
+    /// Make the object of `parts` (in order, covering the whole blob) visible under `key`.
+    async fn complete_parts(
+        &self,
+        _key: &str,
+        _upload_id: &str,
+        _parts: &[PartTag],
+    ) -> BlobResult<()> {
+        Err(BlobError::Backend("this blob store has no parts".into()))
+    }
+
+    /// Drop a parts upload and what it stored.
+    async fn abort_parts(&self, _key: &str, _upload_id: &str) -> BlobResult<()> {
+        Ok(())
+    }
+}
+
+/// One stored part: its number, the store's tag for it, and the blob offset it ends at.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartTag {
+    pub number: i32,
+    pub etag: String,
+    pub end: u64,
 }
 
 /// Thumbnail widths made for every photo (the longer side, in pixels).

@@ -15,7 +15,7 @@ use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use futures_util::{StreamExt, TryStreamExt};
 
-use super::{BlobError, BlobResult, BlobStore};
+use super::{BlobError, BlobResult, BlobStore, PartTag};
 use crate::config::S3Config;
 
 /// Blobs larger than this go up in parts of this size.
@@ -65,6 +65,27 @@ impl S3Blobs {
         len: u64,
         content_type: &str,
     ) -> BlobResult<()> {
+        let upload_id = self
+            .begin_parts(key, content_type)
+            .await?
+            .expect("S3 has multipart uploads");
+        let done = async {
+            let parts = self
+                .put_parts(key, &upload_id, 1, path, 0, len, PART_BYTES)
+                .await?;
+            self.complete_parts(key, &upload_id, &parts).await
+        }
+        .await;
+        if done.is_err() {
+            let _ = self.abort_parts(key, &upload_id).await;
+        }
+        done
+    }
+}
+
+#[async_trait]
+impl BlobStore for S3Blobs {
+    async fn begin_parts(&self, key: &str, content_type: &str) -> BlobResult<Option<String>> {
         let created = self
             .client
             .create_multipart_upload()
@@ -74,81 +95,105 @@ impl S3Blobs {
             .send()
             .await
             .map_err(backend)?;
-        let upload_id = created
-            .upload_id()
-            .ok_or_else(|| BlobError::Backend("S3 gave no multipart upload id".into()))?
-            .to_string();
-        let parts = async {
-            // Parts go up a few at a time: one stream to the store is slower than the link.
-            let ranges: Vec<(i32, u64, u64)> = (0..len.div_ceil(PART_BYTES))
-                .map(|i| {
-                    let offset = i * PART_BYTES;
-                    (i as i32 + 1, offset, PART_BYTES.min(len - offset))
-                })
-                .collect();
-            let upload_id = upload_id.as_str();
-            let parts: Vec<CompletedPart> = futures_util::stream::iter(ranges)
-                .map(|(number, offset, size)| async move {
-                    let body = ByteStream::read_from()
-                        .path(path)
-                        .offset(offset)
-                        .length(Length::Exact(size))
-                        .build()
-                        .await
-                        .map_err(backend)?;
-                    let part = self
-                        .client
-                        .upload_part()
-                        .bucket(&self.bucket)
-                        .key(key)
-                        .upload_id(upload_id)
-                        .part_number(number)
-                        .body(body)
-                        .send()
-                        .await
-                        .map_err(backend)?;
-                    Ok::<_, BlobError>(
-                        CompletedPart::builder()
-                            .set_e_tag(part.e_tag().map(str::to_string))
-                            .part_number(number)
-                            .build(),
-                    )
-                })
-                .buffered(PARTS_IN_FLIGHT)
-                .try_collect()
-                .await?;
-            self.client
-                .complete_multipart_upload()
-                .bucket(&self.bucket)
-                .key(key)
-                .upload_id(upload_id)
-                .multipart_upload(
-                    CompletedMultipartUpload::builder()
-                        .set_parts(Some(parts))
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(backend)?;
-            Ok::<(), BlobError>(())
-        }
-        .await;
-        if parts.is_err() {
-            let _ = self
-                .client
-                .abort_multipart_upload()
-                .bucket(&self.bucket)
-                .key(key)
-                .upload_id(&upload_id)
-                .send()
-                .await;
-        }
-        parts
+        Ok(Some(
+            created
+                .upload_id()
+                .ok_or_else(|| BlobError::Backend("S3 gave no multipart upload id".into()))?
+                .to_string(),
+        ))
     }
-}
 
-#[async_trait]
-impl BlobStore for S3Blobs {
+    async fn put_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+        first_number: i32,
+        path: &Path,
+        from: u64,
+        to: u64,
+        part_bytes: u64,
+    ) -> BlobResult<Vec<PartTag>> {
+        // Parts go up a few at a time: one stream to the store is slower than the link.
+        let ranges: Vec<(i32, u64, u64)> = (0..(to - from).div_ceil(part_bytes))
+            .map(|i| {
+                let offset = from + i * part_bytes;
+                (first_number + i as i32, offset, part_bytes.min(to - offset))
+            })
+            .collect();
+        futures_util::stream::iter(ranges)
+            .map(|(number, offset, size)| async move {
+                let body = ByteStream::read_from()
+                    .path(path)
+                    .offset(offset)
+                    .length(Length::Exact(size))
+                    .build()
+                    .await
+                    .map_err(backend)?;
+                let part = self
+                    .client
+                    .upload_part()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .part_number(number)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(backend)?;
+                Ok::<_, BlobError>(PartTag {
+                    number,
+                    etag: part.e_tag().unwrap_or_default().to_string(),
+                    end: offset + size,
+                })
+            })
+            .buffered(PARTS_IN_FLIGHT)
+            .try_collect()
+            .await
+    }
+
+    async fn complete_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[PartTag],
+    ) -> BlobResult<()> {
+        let parts = parts
+            .iter()
+            .map(|p| {
+                CompletedPart::builder()
+                    .e_tag(&p.etag)
+                    .part_number(p.number)
+                    .build()
+            })
+            .collect();
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn abort_parts(&self, key: &str, upload_id: &str) -> BlobResult<()> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     async fn size(&self, key: &str) -> BlobResult<Option<u64>> {
         match self
             .client

@@ -517,6 +517,10 @@ async fn receive(
     };
     drop(file);
     synced.map_err(ApiError::internal)?;
+    if keep {
+        // On a store with parts, what is kept starts towards the blob store already.
+        app.uploads.kept(info, offset + written);
+    }
     if let Some(e) = cut {
         return Err(e);
     }

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -25,6 +26,27 @@ use crate::metrics::Metrics;
 use crate::store::{PhotoRecord, Store};
 
 pub mod image;
+pub mod ship;
+
+/// An upload's bytes kept so far, and the task sending them ahead ([`ship::ship_ahead`]).
+type Shipper = (Arc<AtomicU64>, tokio::task::JoinHandle<()>);
+
+/// Whether an image's pixels are decoded before it is stored. A JPEG's are not: JPEG decoders
+/// fill damaged or missing data rather than fail, so once its header and end marker are checked
+/// a full decode refuses next to nothing more, and it was most of an upload's time (measured:
+/// 0.6 s of 0.83 s for 48 MB); the thumbnail pool decodes it within the same limits. A PNG or
+/// WebP (signatures, mostly small) is decoded: its compressed data is checked.
+fn decodes_here(checked: &image::Checked) -> bool {
+    checked.mime != "image/jpeg"
+}
+
+fn unavailable(e: &crate::blobs::BlobError) -> Failure {
+    Failure {
+        code: "blob-store-unavailable",
+        message: format!("could not store the blob: {e}"),
+        client: false,
+    }
+}
 
 /// An upload, as kept in `{id}.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -58,14 +80,20 @@ pub struct Uploads {
     /// Final checks (hash and full decode of an image) at once: each may take up to
     /// `max_image_alloc` of memory, so they are bounded like the thumbnails.
     checks: Arc<Semaphore>,
+    /// The blob store, for sending parts ahead ([`ship`]).
+    blobs: Arc<dyn BlobStore>,
+    /// Per upload sending parts ahead: what it kept so far, and the task sending it.
+    shippers: Mutex<HashMap<Uuid, Shipper>>,
     pub config: UploadConfig,
 }
 
 impl Uploads {
-    pub fn new(dir: PathBuf, config: UploadConfig) -> Uploads {
+    pub fn new(dir: PathBuf, config: UploadConfig, blobs: Arc<dyn BlobStore>) -> Uploads {
         Uploads {
             dir,
             locks: Mutex::default(),
+            blobs,
+            shippers: Mutex::default(),
             thumbs: Arc::new(Semaphore::new(config.thumbnail_workers.max(1))),
             checks: Arc::new(Semaphore::new(config.thumbnail_workers.max(1))),
             config,
@@ -129,8 +157,45 @@ impl Uploads {
         Ok(tokio::fs::metadata(self.part_path(info.id)).await?.len())
     }
 
+    /// The upload kept its bytes up to `offset` (a request ended): on a store with parts, send
+    /// every whole part of them ahead, in a task of its own ([`ship::ship_ahead`]).
+    pub fn kept(&self, info: &UploadInfo, offset: u64) {
+        if offset < ship::SHIP_PART || offset >= info.length {
+            return;
+        }
+        let mut shippers = self.shippers.lock().expect("shippers");
+        let entry = shippers
+            .entry(info.id)
+            .or_insert_with(|| (Arc::new(AtomicU64::new(0)), tokio::spawn(async {})));
+        entry.0.store(offset, Ordering::SeqCst);
+        if entry.1.is_finished() {
+            entry.1 = tokio::spawn(ship::ship_ahead(
+                self.dir.clone(),
+                info.id,
+                self.blobs.clone(),
+                blobs::original_key(info.org_id, &info.sha256),
+                self.part_path(info.id),
+                entry.0.clone(),
+            ));
+        }
+    }
+
     /// Remove the upload's files (nothing left behind).
     pub async fn remove(&self, id: Uuid) {
+        if let Some((_, task)) = self.shippers.lock().expect("shippers").remove(&id) {
+            task.abort();
+        }
+        // Parts sent ahead are dropped from the blob store too.
+        if let Some(shipped) = ship::load(&self.dir, id).await
+            && let Ok(bytes) = tokio::fs::read(self.info_path(id)).await
+            && let Ok(info) = serde_json::from_slice::<UploadInfo>(&bytes)
+        {
+            let key = blobs::original_key(info.org_id, &info.sha256);
+            if let Err(e) = self.blobs.abort_parts(&key, &shipped.upload_id).await {
+                tracing::warn!(upload = %id, error = %e, "could not drop an upload's parts");
+            }
+        }
+        let _ = tokio::fs::remove_file(ship::parts_path(&self.dir, id)).await;
         let _ = tokio::fs::remove_file(self.part_path(id)).await;
         let _ = tokio::fs::remove_file(self.info_path(id)).await;
         self.locks.lock().expect("upload locks").remove(&id);
@@ -169,92 +234,81 @@ impl Uploads {
         metrics: &Arc<Metrics>,
     ) -> Result<(), Failure> {
         let part = self.part_path(info.id);
-        let fail = |code, message: String, client| Failure {
-            code,
-            message,
-            client,
-        };
-        // First what is quick: the hash against the document and the image's header.
-        let (config, path) = (self.config.clone(), part.clone());
-        let inspected = tokio::task::spawn_blocking(move || {
-            let mut hasher = Sha256::new();
-            let mut f = std::fs::File::open(&path)?;
-            std::io::copy(&mut f, &mut hasher)?;
-            Ok::<_, std::io::Error>((
-                hex::encode(hasher.finalize()),
-                image::inspect(&path, &config),
-            ))
-        })
-        .await;
-        let result = match inspected {
-            Err(e) => Err(fail("internal", e.to_string(), false)),
-            Ok(Err(e)) => Err(fail("internal", e.to_string(), false)),
-            Ok(Ok((sha, _))) if sha != info.sha256 => Err(fail(
-                "sha256-mismatch",
-                format!(
-                    "the bytes received hash to {sha}, not to the document's {}",
-                    info.sha256
-                ),
-                true,
-            )),
-            Ok(Ok((_, Err(refusal)))) => Err(fail(refusal.code, refusal.message, true)),
-            Ok(Ok((_, Ok(checked)))) => Ok(checked),
-        };
-        let checked = match result {
-            Ok(c) => c,
-            Err(f) => {
-                self.remove(info.id).await;
-                return Err(f);
-            }
-        };
-        // Then the two slow steps side by side: the original goes to the blob store while its
-        // pixels are decoded within the limits (which refuses corrupt data the header hides).
-        // The photo is not uploaded until its `photos` row exists, written only when both
-        // succeeded, so an original stored beside a failed decode is never shown, and is
-        // deleted.
         let key = blobs::original_key(info.org_id, &info.sha256);
-        let (config, path) = (self.config.clone(), part.clone());
-        // Held by the blocking work itself, so a request given up on still counts until it ends.
-        // A JPEG's pixels are not decoded here: JPEG decoders fill damaged or missing data
-        // rather than fail, so once the header and the end marker are checked a full decode
-        // refuses next to nothing more, and it was most of the time an upload took (measured:
-        // 0.6 s of 0.83 s for 48 MB). The thumbnail pool decodes it within the same limits. A PNG
-        // or WebP (signatures, mostly small) is decoded here: its compressed data is checked.
-        let decode_now = checked.mime != "image/jpeg";
-        let permit = self.checks.clone().acquire_owned().await;
-        let decoding = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            if decode_now {
-                image::decode(&path, &config)
-            } else {
-                Ok(())
+        // Parts being sent ahead are waited for; what they stored is in the parts file.
+        let ahead = self
+            .shippers
+            .lock()
+            .expect("shippers")
+            .remove(&info.id)
+            .map(|(_, task)| task);
+        if let Some(task) = ahead {
+            let _ = task.await;
+        }
+        let shipped = ship::begin(&self.dir, info.id, blobs, &key, &part)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let checked = match shipped {
+            // A store with parts: the rest goes while the bytes are checked, and the object
+            // becomes visible only once both are done and the checks passed.
+            Some(shipped) => {
+                let rest = async {
+                    if shipped.end() >= info.length {
+                        return Ok(Vec::new());
+                    }
+                    blobs
+                        .put_parts(
+                            &key,
+                            &shipped.upload_id,
+                            shipped.next_number(),
+                            &part,
+                            shipped.end(),
+                            info.length,
+                            ship::SHIP_PART,
+                        )
+                        .await
+                };
+                let (checked, sent) = tokio::join!(self.check(info, true), rest);
+                let checked = match checked {
+                    Ok(c) => c,
+                    Err(f) => return Err(self.refused(info.id, f).await),
+                };
+                let mut parts = shipped.parts.clone();
+                parts.extend(sent.map_err(|e| unavailable(&e))?);
+                if let Err(e) = blobs.complete_parts(&key, &shipped.upload_id, &parts).await {
+                    // Start the parts over next time rather than trust an upload id that may
+                    // be gone.
+                    let _ = blobs.abort_parts(&key, &shipped.upload_id).await;
+                    let _ = tokio::fs::remove_file(ship::parts_path(&self.dir, info.id)).await;
+                    return Err(unavailable(&e));
+                }
+                let _ = tokio::fs::remove_file(ship::parts_path(&self.dir, info.id)).await;
+                checked
             }
-        });
-        let (stored, decoded) = tokio::join!(blobs.put_file(&key, &part, checked.mime), decoding);
-        let refusal = match decoded {
-            Ok(Ok(())) => None,
-            Ok(Err(refusal)) => Some(fail(refusal.code, refusal.message, true)),
-            Err(e) => Some(fail("internal", e.to_string(), false)),
+            // The local folder: the hash and header first, then the whole file is copied in
+            // while the pixels are decoded; an original stored beside a failed decode is deleted
+            // (the photo is not uploaded until its `photos` row exists, written only after).
+            None => {
+                let checked = match self.check(info, false).await {
+                    Ok(c) => c,
+                    Err(f) => return Err(self.refused(info.id, f).await),
+                };
+                let (stored, decoded) = tokio::join!(
+                    blobs.put_file(&key, &part, checked.mime),
+                    self.decode(&checked, &part)
+                );
+                if let Err(f) = decoded {
+                    if stored.is_ok()
+                        && let Err(e) = blobs.delete(&key).await
+                    {
+                        tracing::warn!(key, error = %e, "could not delete the original of a refused image");
+                    }
+                    return Err(self.refused(info.id, f).await);
+                }
+                stored.map_err(|e| unavailable(&e))?;
+                checked
+            }
         };
-        if let Some(f) = refusal {
-            if stored.is_ok()
-                && let Err(e) = blobs.delete(&key).await
-            {
-                tracing::warn!(key, error = %e, "could not delete the original of a refused image");
-            }
-            if f.client {
-                self.remove(info.id).await;
-            }
-            return Err(f);
-        }
-        if let Err(e) = stored {
-            // The bytes stay for a retry of the last PATCH; the blob store may come back.
-            return Err(fail(
-                "blob-store-unavailable",
-                format!("could not store the blob: {e}"),
-                false,
-            ));
-        }
         let photo = PhotoRecord {
             org_id: info.org_id,
             sha256: info.sha256.clone(),
@@ -268,11 +322,11 @@ impl Uploads {
             stored_at: Utc::now(),
         };
         if let Err(e) = store.put_photo(&photo).await {
-            return Err(fail(
-                "store-unavailable",
-                format!("could not record the photo: {e}"),
-                false,
-            ));
+            return Err(Failure {
+                code: "store-unavailable",
+                message: format!("could not record the photo: {e}"),
+                client: false,
+            });
         }
         info.complete = true;
         if let Err(e) = self.save(info).await {
@@ -281,6 +335,100 @@ impl Uploads {
         let _ = tokio::fs::remove_file(&part).await;
         self.queue_thumbnails(photo, blobs.clone(), store.clone(), metrics.clone());
         Ok(())
+    }
+
+    /// The checks of a whole upload, on a blocking thread: its sha256 against the document's,
+    /// the image's header ([`image::inspect`]) and, when `decode`, its pixels ([`Self::decode`]'s
+    /// rule).
+    async fn check(&self, info: &UploadInfo, decode: bool) -> Result<image::Checked, Failure> {
+        let (config, path, want) = (
+            self.config.clone(),
+            self.part_path(info.id),
+            info.sha256.clone(),
+        );
+        // Held by the blocking work itself, so a request given up on still counts until it ends.
+        let permit = self.checks.clone().acquire_owned().await;
+        let checked = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let mut hasher = Sha256::new();
+            let mut f = std::fs::File::open(&path)?;
+            std::io::copy(&mut f, &mut hasher)?;
+            let sha = hex::encode(hasher.finalize());
+            if sha != want {
+                return Ok(Err(Failure {
+                    code: "sha256-mismatch",
+                    message: format!(
+                        "the bytes received hash to {sha}, not to the document's {want}"
+                    ),
+                    client: true,
+                }));
+            }
+            let checked = image::inspect(&path, &config).and_then(|c| {
+                if decode && decodes_here(&c) {
+                    image::decode(&path, &config)?;
+                }
+                Ok(c)
+            });
+            Ok::<_, std::io::Error>(checked.map_err(|r| Failure {
+                code: r.code,
+                message: r.message,
+                client: true,
+            }))
+        })
+        .await;
+        match checked {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(Failure {
+                code: "internal",
+                message: e.to_string(),
+                client: false,
+            }),
+            Err(e) => Err(Failure {
+                code: "internal",
+                message: e.to_string(),
+                client: false,
+            }),
+        }
+    }
+
+    /// Decode the pixels of a checked image on a blocking thread, if [`decodes_here`] says so.
+    async fn decode(
+        &self,
+        checked: &image::Checked,
+        path: &std::path::Path,
+    ) -> Result<(), Failure> {
+        if !decodes_here(checked) {
+            return Ok(());
+        }
+        let (config, path) = (self.config.clone(), path.to_path_buf());
+        let permit = self.checks.clone().acquire_owned().await;
+        let decoded = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            image::decode(&path, &config)
+        })
+        .await;
+        match decoded {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(r)) => Err(Failure {
+                code: r.code,
+                message: r.message,
+                client: true,
+            }),
+            Err(e) => Err(Failure {
+                code: "internal",
+                message: e.to_string(),
+                client: false,
+            }),
+        }
+    }
+
+    /// A refused upload: removed when the client is at fault (nothing left behind; its parts
+    /// are dropped from the store), kept for a retry otherwise.
+    async fn refused(&self, id: Uuid, f: Failure) -> Failure {
+        if f.client {
+            self.remove(id).await;
+        }
+        f
     }
 
     /// Make the thumbnails of a stored original on the bounded pool (a permit per image, the

@@ -1,0 +1,136 @@
+//! Sending an upload's bytes to the blob store while they are still arriving, on stores with
+//! parts (S3's multipart upload; the local folder has none and gets the whole file at the end).
+//! After each request that kept bytes, a task per upload sends every whole [`SHIP_PART`] the
+//! upload has kept and not yet sent; at the last byte [`super::Uploads::finish`] sends the rest
+//! while it checks the hash and the image, and makes the object visible only if they pass
+//! (otherwise the parts are dropped). What the store holds is recorded in `{id}.parts.json`, so a
+//! restarted node goes on from there; a part lost in flight is sent again from the part file.
+//!
+//! Only kept bytes are sent: a request's bytes are kept once the request ended (its checksum
+//! matched, or it had none), so bytes a later refusal truncates are never in a part.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::blobs::{BlobStore, PartTag};
+
+/// Size of the parts sent ahead (S3 wants at least 5 MiB for every part but the last).
+pub const SHIP_PART: u64 = 8 * 1024 * 1024;
+
+/// What the blob store holds of an upload: a parts upload and its parts, in order, covering the
+/// bytes `0..end()`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Shipped {
+    pub upload_id: String,
+    pub parts: Vec<PartTag>,
+}
+
+impl Shipped {
+    pub fn end(&self) -> u64 {
+        self.parts.last().map_or(0, |p| p.end)
+    }
+
+    pub fn next_number(&self) -> i32 {
+        self.parts.len() as i32 + 1
+    }
+}
+
+pub fn parts_path(dir: &Path, id: Uuid) -> PathBuf {
+    dir.join(format!("{}.parts.json", id.simple()))
+}
+
+pub async fn load(dir: &Path, id: Uuid) -> Option<Shipped> {
+    let bytes = tokio::fs::read(parts_path(dir, id)).await.ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+pub async fn save(dir: &Path, id: Uuid, shipped: &Shipped) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{}.parts.tmp", id.simple()));
+    tokio::fs::write(&tmp, serde_json::to_vec(shipped).expect("serializable")).await?;
+    tokio::fs::rename(&tmp, parts_path(dir, id)).await
+}
+
+/// The MIME type the first bytes of the part file suggest, for the object's `Content-Type` (the
+/// image checks at the end refuse anything else before the object becomes visible).
+pub async fn sniff(part: &Path) -> &'static str {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 32];
+    let n = match tokio::fs::File::open(part).await {
+        Ok(mut f) => f.read(&mut head).await.unwrap_or(0),
+        Err(_) => 0,
+    };
+    match image::guess_format(&head[..n]) {
+        Ok(image::ImageFormat::Jpeg) => "image/jpeg",
+        Ok(image::ImageFormat::Png) => "image/png",
+        Ok(image::ImageFormat::WebP) => "image/webp",
+        _ => "application/octet-stream",
+    }
+}
+
+/// The recorded parts upload of `id`, or a new one (`None` when the store has no parts).
+pub async fn begin(
+    dir: &Path,
+    id: Uuid,
+    blobs: &Arc<dyn BlobStore>,
+    key: &str,
+    part: &Path,
+) -> Result<Option<Shipped>, crate::blobs::BlobError> {
+    if let Some(s) = load(dir, id).await {
+        return Ok(Some(s));
+    }
+    let Some(upload_id) = blobs.begin_parts(key, sniff(part).await).await? else {
+        return Ok(None);
+    };
+    let shipped = Shipped {
+        upload_id,
+        parts: Vec::new(),
+    };
+    save(dir, id, &shipped).await?;
+    Ok(Some(shipped))
+}
+
+/// The task that sends whole parts of what `kept` says the upload kept, until nothing whole is
+/// left to send. A failure stops it (logged): the end sends what is missing.
+pub async fn ship_ahead(
+    dir: PathBuf,
+    id: Uuid,
+    blobs: Arc<dyn BlobStore>,
+    key: String,
+    part: PathBuf,
+    kept: Arc<AtomicU64>,
+) {
+    let result = async {
+        let Some(mut shipped) = begin(&dir, id, &blobs, &key, &part).await? else {
+            return Ok(());
+        };
+        loop {
+            let (end, kept) = (shipped.end(), kept.load(Ordering::SeqCst));
+            let whole = kept.saturating_sub(end) / SHIP_PART * SHIP_PART;
+            if whole == 0 {
+                return Ok(());
+            }
+            let tags = blobs
+                .put_parts(
+                    &key,
+                    &shipped.upload_id,
+                    shipped.next_number(),
+                    &part,
+                    end,
+                    end + whole,
+                    SHIP_PART,
+                )
+                .await?;
+            shipped.parts.extend(tags);
+            save(&dir, id, &shipped).await?;
+        }
+    }
+    .await;
+    if let Err(e) = result {
+        let e: crate::blobs::BlobError = e;
+        tracing::warn!(upload = %id, error = %e, "could not send an upload's parts ahead; they go at the end");
+    }
+}
