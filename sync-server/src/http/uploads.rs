@@ -459,6 +459,8 @@ async fn receive(
     let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
     let room = info.length - offset;
     let mut hasher = Sha256::new();
+    // The whole upload's sha256 so far, when this node saw every byte before this request.
+    let mut whole = app.uploads.running_hash(info.id, offset);
     let mut written: u64 = 0;
     let mut stream = body.into_data_stream();
     let mut cut = None;
@@ -490,6 +492,9 @@ async fn receive(
             break;
         }
         hasher.update(&chunk);
+        if let Some(h) = whole.as_mut() {
+            h.update(&chunk);
+        }
         written += chunk.len() as u64;
         app.metrics.upload_bytes.inc_by(chunk.len() as u64);
     }
@@ -518,6 +523,8 @@ async fn receive(
     drop(file);
     synced.map_err(ApiError::internal)?;
     if keep {
+        app.uploads
+            .set_running_hash(info.id, offset + written, whole);
         // On a store with parts, what is kept starts towards the blob store already.
         app.uploads.kept(info, offset + written);
     }

@@ -1,12 +1,13 @@
 //! Uploads of photo and signature blobs, as the tus endpoint ([`crate::http::uploads`]) drives
 //! them. An upload in progress is two files in `uploads/` under the data dir: `{id}.json` (who,
 //! for which document, which sha256, how long, until when) and `{id}.part` (the bytes so far; its
-//! length is the offset), so uploads resume after a restart. At the end [`Uploads::finish`]
-//! checks the sha256 against the document and the image's header ([`image::inspect`]), then
-//! stores the original untouched in the blob store while decoding its pixels ([`image::decode`]),
-//! then what was read from it in the store's `photos` row
-//! ([`PhotoRecord`]), removes the upload's files and queues the thumbnails on a bounded pool, off
-//! the request path.
+//! length is the offset), so uploads resume after a restart. On S3 the kept bytes go to the store
+//! in parts while the rest arrives ([`ship`], `{id}.parts.json`). At the end [`Uploads::finish`]
+//! checks the sha256 against the document (hashed as the bytes arrived), the image's header
+//! ([`image::inspect`]) and, but for a JPEG, its pixels ([`image::decode`]), while the last part
+//! is sent; the object is completed only if the checks passed. Then what was read from the image
+//! goes into the store's `photos` row ([`PhotoRecord`]), the upload's files are removed and the
+//! thumbnails are queued on a bounded pool, off the request path.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -84,6 +85,9 @@ pub struct Uploads {
     blobs: Arc<dyn BlobStore>,
     /// Per upload sending parts ahead: what it kept so far, and the task sending it.
     shippers: Mutex<HashMap<Uuid, Shipper>>,
+    /// Per upload, the sha256 of its first bytes as they arrived here, and how many: the end
+    /// then need not read the file again. Lost on a restart (the end then hashes the file).
+    running: Mutex<HashMap<Uuid, (u64, Sha256)>>,
     pub config: UploadConfig,
 }
 
@@ -94,6 +98,7 @@ impl Uploads {
             locks: Mutex::default(),
             blobs,
             shippers: Mutex::default(),
+            running: Mutex::default(),
             thumbs: Arc::new(Semaphore::new(config.thumbnail_workers.max(1))),
             checks: Arc::new(Semaphore::new(config.thumbnail_workers.max(1))),
             config,
@@ -180,11 +185,33 @@ impl Uploads {
         }
     }
 
+    /// The running sha256 of upload `id` if it covers exactly its first `offset` bytes (a new
+    /// hasher at offset 0), to go on with; `None` when this node did not see them all.
+    pub fn running_hash(&self, id: Uuid, offset: u64) -> Option<Sha256> {
+        if offset == 0 {
+            return Some(Sha256::new());
+        }
+        match self.running.lock().expect("running hashes").get(&id) {
+            Some((at, h)) if *at == offset => Some(h.clone()),
+            _ => None,
+        }
+    }
+
+    /// Record the running sha256 of the first `offset` bytes of upload `id` (or forget it).
+    pub fn set_running_hash(&self, id: Uuid, offset: u64, hash: Option<Sha256>) {
+        let mut running = self.running.lock().expect("running hashes");
+        match hash {
+            Some(h) => running.insert(id, (offset, h)),
+            None => running.remove(&id),
+        };
+    }
+
     /// Remove the upload's files (nothing left behind).
     pub async fn remove(&self, id: Uuid) {
         if let Some((_, task)) = self.shippers.lock().expect("shippers").remove(&id) {
             task.abort();
         }
+        self.running.lock().expect("running hashes").remove(&id);
         // Parts sent ahead are dropped from the blob store too.
         if let Some(shipped) = ship::load(&self.dir, id).await
             && let Ok(bytes) = tokio::fs::read(self.info_path(id)).await
@@ -235,46 +262,49 @@ impl Uploads {
     ) -> Result<(), Failure> {
         let part = self.part_path(info.id);
         let key = blobs::original_key(info.org_id, &info.sha256);
-        // Parts being sent ahead are waited for; what they stored is in the parts file.
+        // The bytes are checked (hash, header, and the pixels unless a JPEG) while, on a store
+        // with parts, the parts sent ahead finish and the rest is sent; the object becomes
+        // visible only once both are done and the checks passed. The local folder gets the whole
+        // file after the checks.
         let ahead = self
             .shippers
             .lock()
             .expect("shippers")
             .remove(&info.id)
             .map(|(_, task)| task);
-        if let Some(task) = ahead {
-            let _ = task.await;
-        }
-        let shipped = ship::begin(&self.dir, info.id, blobs, &key, &part)
-            .await
-            .map_err(|e| unavailable(&e))?;
-        let checked = match shipped {
-            // A store with parts: the rest goes while the bytes are checked, and the object
-            // becomes visible only once both are done and the checks passed.
-            Some(shipped) => {
-                let rest = async {
-                    if shipped.end() >= info.length {
-                        return Ok(Vec::new());
-                    }
-                    blobs
-                        .put_parts(
-                            &key,
-                            &shipped.upload_id,
-                            shipped.next_number(),
-                            &part,
-                            shipped.end(),
-                            info.length,
-                            ship::SHIP_PART,
-                        )
-                        .await
-                };
-                let (checked, sent) = tokio::join!(self.check(info, true), rest);
-                let checked = match checked {
-                    Ok(c) => c,
-                    Err(f) => return Err(self.refused(info.id, f).await),
-                };
-                let mut parts = shipped.parts.clone();
-                parts.extend(sent.map_err(|e| unavailable(&e))?);
+        let sending = async {
+            if let Some(task) = ahead {
+                let _ = task.await;
+            }
+            let Some(shipped) = ship::begin(&self.dir, info.id, blobs, &key, &part).await? else {
+                return Ok(None);
+            };
+            let rest = if shipped.end() >= info.length {
+                Vec::new()
+            } else {
+                blobs
+                    .put_parts(
+                        &key,
+                        &shipped.upload_id,
+                        shipped.next_number(),
+                        &part,
+                        shipped.end(),
+                        info.length,
+                        ship::SHIP_PART,
+                    )
+                    .await?
+            };
+            Ok::<_, crate::blobs::BlobError>(Some((shipped, rest)))
+        };
+        let (checked, sent) = tokio::join!(self.check(info), sending);
+        let checked = match checked {
+            Ok(c) => c,
+            Err(f) => return Err(self.refused(info.id, f).await),
+        };
+        match sent.map_err(|e| unavailable(&e))? {
+            Some((shipped, rest)) => {
+                let mut parts = shipped.parts;
+                parts.extend(rest);
                 if let Err(e) = blobs.complete_parts(&key, &shipped.upload_id, &parts).await {
                     // Start the parts over next time rather than trust an upload id that may
                     // be gone.
@@ -283,32 +313,12 @@ impl Uploads {
                     return Err(unavailable(&e));
                 }
                 let _ = tokio::fs::remove_file(ship::parts_path(&self.dir, info.id)).await;
-                checked
             }
-            // The local folder: the hash and header first, then the whole file is copied in
-            // while the pixels are decoded; an original stored beside a failed decode is deleted
-            // (the photo is not uploaded until its `photos` row exists, written only after).
-            None => {
-                let checked = match self.check(info, false).await {
-                    Ok(c) => c,
-                    Err(f) => return Err(self.refused(info.id, f).await),
-                };
-                let (stored, decoded) = tokio::join!(
-                    blobs.put_file(&key, &part, checked.mime),
-                    self.decode(&checked, &part)
-                );
-                if let Err(f) = decoded {
-                    if stored.is_ok()
-                        && let Err(e) = blobs.delete(&key).await
-                    {
-                        tracing::warn!(key, error = %e, "could not delete the original of a refused image");
-                    }
-                    return Err(self.refused(info.id, f).await);
-                }
-                stored.map_err(|e| unavailable(&e))?;
-                checked
-            }
-        };
+            None => blobs
+                .put_file(&key, &part, checked.mime)
+                .await
+                .map_err(|e| unavailable(&e))?,
+        }
         let photo = PhotoRecord {
             org_id: info.org_id,
             sha256: info.sha256.clone(),
@@ -337,23 +347,36 @@ impl Uploads {
         Ok(())
     }
 
-    /// The checks of a whole upload, on a blocking thread: its sha256 against the document's,
-    /// the image's header ([`image::inspect`]) and, when `decode`, its pixels ([`Self::decode`]'s
-    /// rule).
-    async fn check(&self, info: &UploadInfo, decode: bool) -> Result<image::Checked, Failure> {
+    /// The checks of a whole upload, on a blocking thread: its sha256 against the document's
+    /// (hashed as it arrived when this node saw every byte), the image's header
+    /// ([`image::inspect`]) and its pixels when [`decodes_here`] says so ([`image::decode`]).
+    async fn check(&self, info: &UploadInfo) -> Result<image::Checked, Failure> {
         let (config, path, want) = (
             self.config.clone(),
             self.part_path(info.id),
             info.sha256.clone(),
         );
+        // Hashed as the bytes arrived, when this node saw them all.
+        let known = self
+            .running
+            .lock()
+            .expect("running hashes")
+            .remove(&info.id)
+            .filter(|(at, _)| *at == info.length)
+            .map(|(_, h)| hex::encode(h.finalize()));
         // Held by the blocking work itself, so a request given up on still counts until it ends.
         let permit = self.checks.clone().acquire_owned().await;
         let checked = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let mut hasher = Sha256::new();
-            let mut f = std::fs::File::open(&path)?;
-            std::io::copy(&mut f, &mut hasher)?;
-            let sha = hex::encode(hasher.finalize());
+            let sha = match known {
+                Some(sha) => sha,
+                None => {
+                    let mut hasher = Sha256::new();
+                    let mut f = std::fs::File::open(&path)?;
+                    std::io::copy(&mut f, &mut hasher)?;
+                    hex::encode(hasher.finalize())
+                }
+            };
             if sha != want {
                 return Ok(Err(Failure {
                     code: "sha256-mismatch",
@@ -364,7 +387,7 @@ impl Uploads {
                 }));
             }
             let checked = image::inspect(&path, &config).and_then(|c| {
-                if decode && decodes_here(&c) {
+                if decodes_here(&c) {
                     image::decode(&path, &config)?;
                 }
                 Ok(c)
@@ -382,37 +405,6 @@ impl Uploads {
                 code: "internal",
                 message: e.to_string(),
                 client: false,
-            }),
-            Err(e) => Err(Failure {
-                code: "internal",
-                message: e.to_string(),
-                client: false,
-            }),
-        }
-    }
-
-    /// Decode the pixels of a checked image on a blocking thread, if [`decodes_here`] says so.
-    async fn decode(
-        &self,
-        checked: &image::Checked,
-        path: &std::path::Path,
-    ) -> Result<(), Failure> {
-        if !decodes_here(checked) {
-            return Ok(());
-        }
-        let (config, path) = (self.config.clone(), path.to_path_buf());
-        let permit = self.checks.clone().acquire_owned().await;
-        let decoded = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            image::decode(&path, &config)
-        })
-        .await;
-        match decoded {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(r)) => Err(Failure {
-                code: r.code,
-                message: r.message,
-                client: true,
             }),
             Err(e) => Err(Failure {
                 code: "internal",
