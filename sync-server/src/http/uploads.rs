@@ -515,25 +515,33 @@ async fn receive(
     }
     let flushed = file.flush().await;
     let file = file.into_inner();
-    let synced = if keep {
-        flushed.and(file.sync_data().await)
-    } else {
-        file.set_len(offset).await
-    };
+    if !keep {
+        let truncated = flushed.and(file.set_len(offset).await);
+        drop(file);
+        truncated.map_err(ApiError::internal)?;
+        return Err(cut.expect("bytes are dropped only with a reason"));
+    }
+    flushed.map_err(ApiError::internal)?;
+    let now_at = offset + written;
+    app.uploads.set_running_hash(info.id, now_at, whole);
+    if cut.is_none() && now_at == info.length {
+        // The last byte: the bytes are checked and stored while the file is synced. Once
+        // stored, the file no longer matters; if storing fails, the sync keeps them for a retry.
+        let (synced, completed) = tokio::join!(file.sync_data(), complete(app, info));
+        drop(file);
+        completed?;
+        if let Err(e) = synced {
+            tracing::debug!(upload = %info.id, error = %e, "the part file of a stored upload did not sync");
+        }
+        return Ok(now_at);
+    }
+    let synced = file.sync_data().await;
     drop(file);
     synced.map_err(ApiError::internal)?;
-    if keep {
-        app.uploads
-            .set_running_hash(info.id, offset + written, whole);
-        // On a store with parts, what is kept starts towards the blob store already.
-        app.uploads.kept(info, offset + written);
-    }
+    // On a store with parts, what is kept starts towards the blob store already.
+    app.uploads.kept(info, now_at);
     if let Some(e) = cut {
         return Err(e);
-    }
-    let now_at = offset + written;
-    if now_at == info.length {
-        complete(app, info).await?;
     }
     Ok(now_at)
 }
