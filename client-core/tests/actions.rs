@@ -448,3 +448,49 @@ fn a_job_a_peer_broke_is_listed_as_broken_with_the_reason() {
         other => panic!("expected a broken job, got {other:?}"),
     }
 }
+
+/// The installation pack (trades seed): completion waits for every required item, photos of the
+/// area before and after included; the diagnostics pack records a data wipe with its method.
+#[test]
+fn an_installation_is_completed_only_with_its_required_items_and_a_wipe_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = open(dir.path());
+    let id = new_job(&mut r, "trades_installation");
+    r.set_status(id, JobStatus::EnRoute).unwrap();
+    r.set_status(id, JobStatus::InProgress).unwrap();
+    for (item, value) in [
+        ("site_survey_ok", "pass"),
+        ("equipment_serial", "HP-4410-0032871"),
+        ("installed_to_spec", "pass"),
+        ("electrical_tested", "pass"),
+        ("commissioning_result", "passed with adjustments"),
+        ("customer_walkthrough", "pass"),
+    ] {
+        r.set_check_str(id, item, value).unwrap();
+    }
+    r.attach_photo(id, &png(dir.path(), "before.png"), Some("before_photo"), "")
+        .unwrap();
+    let missing = r.set_status(id, JobStatus::Completed);
+    assert!(
+        matches!(&missing, Err(e) if e.to_string().contains("after_photo")),
+        "{missing:?}"
+    );
+    r.attach_photo(id, &png(dir.path(), "after.png"), Some("after_photo"), "")
+        .unwrap();
+    r.set_status(id, JobStatus::Completed).unwrap();
+    assert_eq!(r.job(id).unwrap().checklist.progress.required_done, 8);
+
+    let bench = new_job(&mut r, "device_diagnostics");
+    r.set_status(bench, JobStatus::EnRoute).unwrap();
+    r.set_status(bench, JobStatus::InProgress).unwrap();
+    r.set_check_str(bench, "wipe_method", "NIST 800-88 Purge")
+        .unwrap();
+    r.set_check_str(bench, "wipe_verified", "pass").unwrap();
+    assert!(r.set_check_str(bench, "wipe_method", "rm -rf").is_err());
+    let items = r.job(bench).unwrap().checklist.items;
+    let value = |id: &str| items.iter().find(|i| i.id == id).unwrap().value.clone();
+    assert_eq!(
+        value("wipe_method"),
+        Some(ItemValue::Text("NIST 800-88 Purge".into()))
+    );
+}

@@ -1,5 +1,6 @@
 //! Checklist templates. A job's checklist is made from one; the pack below covers the seeds'
-//! businesses (HVAC maintenance, collision repair QC, device diagnostics, hotel maintenance).
+//! businesses (HVAC maintenance, collision repair QC, device diagnostics with its data wipe, hotel
+//! maintenance, trades installation and commissioning).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -65,6 +66,7 @@ const PACK: &[&str] = &[
     include_str!("../templates/collision_qc.json"),
     include_str!("../templates/device_diagnostics.json"),
     include_str!("../templates/hotel_maintenance.json"),
+    include_str!("../templates/trades_installation.json"),
 ];
 
 /// The built-in template pack, parsed. The files are checked by the tests below.
@@ -114,5 +116,39 @@ mod tests {
             }
         }
         assert!(find(DEFAULT_TEMPLATE).is_some());
+    }
+
+    #[test]
+    fn the_pack_covers_installation_and_the_data_wipe_record() {
+        let install = find("trades_installation").expect("the installation pack");
+        let required: Vec<&str> = install
+            .items
+            .iter()
+            .filter(|i| i.required)
+            .map(|i| i.id.as_str())
+            .collect();
+        for id in [
+            "before_photo",
+            "after_photo",
+            "equipment_serial",
+            "commissioning_result",
+        ] {
+            assert!(required.contains(&id), "{id} is required: {required:?}");
+        }
+        let diagnostics = find("device_diagnostics").expect("the diagnostics pack");
+        let method = diagnostics
+            .items
+            .iter()
+            .find(|i| i.id == "wipe_method")
+            .expect("a wipe method");
+        assert_eq!(method.kind, ItemKind::Choice);
+        assert!(method.choices.iter().any(|c| c == "NIST 800-88 Clear"));
+        assert!(method.choices.iter().any(|c| c == "NIST 800-88 Purge"));
+        let verified = diagnostics
+            .items
+            .iter()
+            .find(|i| i.id == "wipe_verified")
+            .expect("a verification");
+        assert_eq!(verified.kind, ItemKind::PassFail);
     }
 }
