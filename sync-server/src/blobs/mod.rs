@@ -74,6 +74,20 @@ pub trait BlobStore: Send + Sync + 'static {
         Err(BlobError::Backend("this blob store has no parts".into()))
     }
 
+    /// Store `len` bytes arriving on `body` as part `number` (streamed as they come: the part
+    /// is sent while the upload's request is still being received). A body that ends short of
+    /// `len` fails the part.
+    async fn put_part_stream(
+        &self,
+        _key: &str,
+        _upload_id: &str,
+        _number: i32,
+        _len: u64,
+        _body: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    ) -> BlobResult<String> {
+        Err(BlobError::Backend("this blob store has no parts".into()))
+    }
+
     /// Make the object of `parts` (in order, covering the whole blob) visible under `key`.
     async fn complete_parts(
         &self,

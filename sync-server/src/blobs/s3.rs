@@ -151,6 +151,38 @@ impl BlobStore for S3Blobs {
             .await
     }
 
+    async fn put_part_stream(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        len: u64,
+        body: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    ) -> BlobResult<String> {
+        let frames = futures_util::stream::unfold(body, |mut rx| async move {
+            rx.recv().await.map(|b| {
+                (
+                    Ok::<_, std::convert::Infallible>(http_body::Frame::data(b)),
+                    rx,
+                )
+            })
+        });
+        let body = ByteStream::from_body_1_x(http_body_util::StreamBody::new(frames));
+        let part = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .content_length(len as i64)
+            .body(body)
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(part.e_tag().unwrap_or_default().to_string())
+    }
+
     async fn complete_parts(
         &self,
         key: &str,

@@ -458,6 +458,14 @@ async fn receive(
     // blocking thread, so they are gathered into 1 MiB writes.
     let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
     let room = info.length - offset;
+    // On S3, the body also goes into parts as it arrives (when its length is announced).
+    let announced = header_str(headers, header::CONTENT_LENGTH.as_str())
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|n| *n <= room);
+    let mut tee = match announced {
+        Some(len) => app.uploads.tee(info, offset, len).await,
+        None => None,
+    };
     let mut hasher = Sha256::new();
     // The whole upload's sha256 so far, when this node saw every byte before this request.
     let mut whole = app.uploads.running_hash(info.id, offset);
@@ -491,6 +499,9 @@ async fn receive(
             cut = Some(ApiError::internal(e));
             break;
         }
+        if let Some(t) = tee.as_mut() {
+            t.feed(chunk.clone()).await;
+        }
         hasher.update(&chunk);
         if let Some(h) = whole.as_mut() {
             h.update(&chunk);
@@ -513,6 +524,10 @@ async fn receive(
     if !keep {
         written = 0;
     }
+    let shipped_to = match tee {
+        Some(t) => Some(app.uploads.tee_done(t, info.id, keep).await),
+        None => None,
+    };
     let flushed = file.flush().await;
     let file = file.into_inner();
     if !keep {
@@ -539,7 +554,7 @@ async fn receive(
     drop(file);
     synced.map_err(ApiError::internal)?;
     // On a store with parts, what is kept starts towards the blob store already.
-    app.uploads.kept(info, now_at);
+    app.uploads.kept(info, now_at, shipped_to);
     if let Some(e) = cut {
         return Err(e);
     }

@@ -164,8 +164,10 @@ impl Uploads {
 
     /// The upload kept its bytes up to `offset` (a request ended): on a store with parts, send
     /// every whole part of them ahead, in a task of its own ([`ship::ship_ahead`]).
-    pub fn kept(&self, info: &UploadInfo, offset: u64) {
-        if offset < ship::SHIP_PART || offset >= info.length {
+    /// `shipped_to` is where recorded parts end when the request knows it (its tee): nothing
+    /// is started when they cover every kept byte.
+    pub fn kept(&self, info: &UploadInfo, offset: u64, shipped_to: Option<u64>) {
+        if offset < ship::SHIP_PART || offset >= info.length || shipped_to == Some(offset) {
             return;
         }
         let mut shippers = self.shippers.lock().expect("shippers");
@@ -183,6 +185,29 @@ impl Uploads {
                 entry.0.clone(),
             ));
         }
+    }
+
+    /// A tee sending the body of a request (`len` bytes at `offset`) to the blob store as it
+    /// arrives ([`ship::Tee`]): on a store with parts, when no task is sending parts ahead for
+    /// this upload and every byte before `offset` is in recorded parts.
+    pub async fn tee(&self, info: &UploadInfo, offset: u64, len: u64) -> Option<ship::Tee> {
+        if let Some((_, task)) = self.shippers.lock().expect("shippers").get(&info.id)
+            && !task.is_finished()
+        {
+            return None;
+        }
+        let key = blobs::original_key(info.org_id, &info.sha256);
+        let part = self.part_path(info.id);
+        let shipped = ship::begin(&self.dir, info.id, &self.blobs, &key, &part)
+            .await
+            .ok()??;
+        ship::Tee::new(key, shipped, &self.blobs, offset, len, info.length)
+    }
+
+    /// The tee of a request ended: record its parts when its bytes are kept; returns where the
+    /// recorded parts end.
+    pub async fn tee_done(&self, tee: ship::Tee, id: Uuid, keep: bool) -> u64 {
+        tee.finish(&self.dir, id, keep).await
     }
 
     /// The running sha256 of upload `id` if it covers exactly its first `offset` bytes (a new

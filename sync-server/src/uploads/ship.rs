@@ -134,3 +134,134 @@ pub async fn ship_ahead(
         tracing::warn!(upload = %id, error = %e, "could not send an upload's parts ahead; they go at the end");
     }
 }
+
+/// The smallest part S3 accepts but for an object's last.
+const MIN_PART: u64 = 5 * 1024 * 1024;
+
+/// A request's body streamed into parts as it arrives (besides going to the part file), so
+/// receiving and storing overlap: the request's range is cut into [`SHIP_PART`] pieces (a short
+/// tail joins the piece before it unless it ends the upload), each sent as a part fed by a
+/// channel. Only pieces of a request whose bytes are kept are recorded; a part sent for bytes
+/// that are then dropped is replaced by the next part with its number, or left out at completion.
+pub struct Tee {
+    key: String,
+    shipped: Shipped,
+    blobs: Arc<dyn BlobStore>,
+    /// Planned pieces: (part number, start, end) in blob offsets.
+    pieces: Vec<(i32, u64, u64)>,
+    /// The blob offset the next fed byte has.
+    at: u64,
+    /// The open piece's index and its channel.
+    open: Option<(usize, tokio::sync::mpsc::Sender<bytes::Bytes>)>,
+    sending: Vec<(
+        i32,
+        u64,
+        tokio::task::JoinHandle<crate::blobs::BlobResult<String>>,
+    )>,
+}
+
+impl Tee {
+    /// A tee for a request carrying `len` bytes at `offset` of an upload of `length`, given
+    /// what is recorded (`shipped`, which must end at `offset`); `None` when the request cannot
+    /// be cut into parts S3 accepts (under 5 MiB and not the upload's end).
+    pub fn new(
+        key: String,
+        shipped: Shipped,
+        blobs: &Arc<dyn BlobStore>,
+        offset: u64,
+        len: u64,
+        length: u64,
+    ) -> Option<Tee> {
+        let end = offset + len;
+        if len == 0 || shipped.end() != offset || (len < MIN_PART && end < length) {
+            return None;
+        }
+        let mut pieces = Vec::new();
+        let mut start = offset;
+        let mut number = shipped.next_number();
+        while start < end {
+            let mut stop = (start + SHIP_PART).min(end);
+            if end - stop < MIN_PART && end < length {
+                stop = end;
+            }
+            pieces.push((number, start, stop));
+            number += 1;
+            start = stop;
+        }
+        Some(Tee {
+            key,
+            shipped,
+            blobs: blobs.clone(),
+            pieces,
+            at: offset,
+            open: None,
+            sending: Vec::new(),
+        })
+    }
+
+    /// The next bytes of the body, in order.
+    pub async fn feed(&mut self, mut chunk: bytes::Bytes) {
+        while !chunk.is_empty() {
+            let Some(index) = self
+                .pieces
+                .iter()
+                .position(|p| p.1 <= self.at && self.at < p.2)
+            else {
+                return; // more bytes than announced: the request is refused anyway
+            };
+            if self.open.as_ref().is_none_or(|(i, _)| *i != index) {
+                let (number, start, stop) = self.pieces[index];
+                let (tx, rx) = tokio::sync::mpsc::channel(64);
+                let (blobs, key, upload_id) = (
+                    self.blobs.clone(),
+                    self.key.clone(),
+                    self.shipped.upload_id.clone(),
+                );
+                let task = tokio::spawn(async move {
+                    blobs
+                        .put_part_stream(&key, &upload_id, number, stop - start, rx)
+                        .await
+                });
+                self.sending.push((number, stop, task));
+                self.open = Some((index, tx));
+            }
+            let stop = self.pieces[index].2;
+            let take = ((stop - self.at) as usize).min(chunk.len());
+            let piece = chunk.split_to(take);
+            self.at += take as u64;
+            let (_, tx) = self.open.as_ref().expect("a piece is open");
+            // A part that failed stops reading: its bytes go at the end instead.
+            let _ = tx.send(piece).await;
+            if self.at == stop {
+                self.open = None;
+            }
+        }
+    }
+
+    /// The request ended. When its bytes are kept (`keep`), the parts that went through, from
+    /// the first on without a gap, are recorded in the parts file; the end of what is recorded
+    /// is returned. Parts of dropped bytes are not recorded.
+    pub async fn finish(mut self, dir: &Path, id: Uuid, keep: bool) -> u64 {
+        self.open = None;
+        let mut recorded = true;
+        for (number, end, task) in self.sending {
+            let sent = task.await;
+            if !keep || !recorded {
+                continue;
+            }
+            match sent {
+                Ok(Ok(etag)) => self.shipped.parts.push(PartTag { number, etag, end }),
+                Ok(Err(e)) => {
+                    tracing::debug!(upload = %id, part = number, error = %e, "a streamed part failed; it goes again from the file");
+                    recorded = false;
+                }
+                Err(_) => recorded = false,
+            }
+        }
+        if keep && let Err(e) = save(dir, id, &self.shipped).await {
+            tracing::warn!(upload = %id, error = %e, "could not record the parts sent");
+            return 0;
+        }
+        self.shipped.end()
+    }
+}
