@@ -524,13 +524,12 @@ async fn receive(
     if !keep {
         written = 0;
     }
-    let shipped_to = match tee {
-        Some(t) => Some(app.uploads.tee_done(t, info.id, keep).await),
-        None => None,
-    };
     let flushed = file.flush().await;
     let file = file.into_inner();
     if !keep {
+        if let Some(t) = tee {
+            app.uploads.tee_done(t, info.id, false).await;
+        }
         let truncated = flushed.and(file.set_len(offset).await);
         drop(file);
         truncated.map_err(ApiError::internal)?;
@@ -540,8 +539,12 @@ async fn receive(
     let now_at = offset + written;
     app.uploads.set_running_hash(info.id, now_at, whole);
     if cut.is_none() && now_at == info.length {
-        // The last byte: the bytes are checked and stored while the file is synced. Once
-        // stored, the file no longer matters; if storing fails, the sync keeps them for a retry.
+        // The last byte: its parts are recorded, then the bytes are checked and stored while
+        // the file is synced. Once stored, the file no longer matters; if storing fails, the
+        // sync keeps the bytes for a retry.
+        if let Some(t) = tee {
+            app.uploads.tee_done(t, info.id, true).await;
+        }
         let (synced, completed) = tokio::join!(file.sync_data(), complete(app, info));
         drop(file);
         completed?;
@@ -550,10 +553,19 @@ async fn receive(
         }
         return Ok(now_at);
     }
-    let synced = file.sync_data().await;
+    // The file is synced while the request's parts finish.
+    let (shipped_to, synced) = tokio::join!(
+        async {
+            match tee {
+                Some(t) => Some(app.uploads.tee_done(t, info.id, true).await),
+                None => None,
+            }
+        },
+        file.sync_data()
+    );
     drop(file);
     synced.map_err(ApiError::internal)?;
-    // On a store with parts, what is kept starts towards the blob store already.
+    // On a store with parts, what is kept and not in parts yet starts towards the blob store.
     app.uploads.kept(info, now_at, shipped_to);
     if let Some(e) = cut {
         return Err(e);
