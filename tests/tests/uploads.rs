@@ -1030,6 +1030,50 @@ async fn blob_store_round_trip(blobs: Blobs) {
     }
 }
 
+/// An S3 store that accepts connections and never answers does not hold up receiving: a
+/// request's bytes are kept and answered within a few seconds (its parts are not streamed, and go
+/// to the store later), and HEAD reports them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_store_that_stops_answering_does_not_hold_up_receiving() {
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", hole.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = hole.accept().await {
+            held.push(socket); // never read, never answered
+        }
+    });
+    let mut env = Env::new(Blobs::Local).await;
+    env.home.config.s3 = Some(sync_server::config::S3Config {
+        endpoint,
+        bucket: "nowhere".into(),
+        region: "garage".into(),
+        access_key_id: "GK0000".into(),
+        secret_access_key: "secret".into(),
+    });
+    env.restart().await;
+    let bytes = padded_jpeg(12, 4);
+    let photo = env.photo(env.job, &bytes).await;
+    let r = create(&env, &env.ana, photo, &bytes).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let location = r.header("location").unwrap().to_string();
+    let chunk = &bytes[..8 << 20];
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_secs(20),
+        patch(&env, &env.ana, &location, 0, chunk),
+    )
+    .await
+    .expect("the PATCH is answered although the store hangs");
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    println!("answered in {:?}", started.elapsed());
+    let h = head(&env, &env.ana, &location).await;
+    assert_eq!(
+        h.header("upload-offset"),
+        Some(chunk.len().to_string().as_str())
+    );
+}
+
 /// An upload past its `Upload-Expires` is gone, with its bytes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_upload_is_gone() {

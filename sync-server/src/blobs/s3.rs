@@ -51,6 +51,14 @@ impl S3Blobs {
             // where an operation requires one.
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            // A store that stops answering fails calls instead of holding them (and the
+            // requests waiting on them) forever.
+            .timeout_config(
+                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .read_timeout(Duration::from_secs(60))
+                    .build(),
+            )
             .build();
         S3Blobs {
             client: Client::from_conf(conf),

@@ -198,9 +198,14 @@ impl Uploads {
         }
         let key = blobs::original_key(info.org_id, &info.sha256);
         let part = self.part_path(info.id);
-        let shipped = ship::begin(&self.dir, info.id, &self.blobs, &key, &part)
-            .await
-            .ok()??;
+        // Starting the parts upload is one small call; a store slow to answer it is not
+        // waited for (the body then goes to the file alone, and to the store later).
+        let begun = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            ship::begin(&self.dir, info.id, &self.blobs, &key, &part),
+        )
+        .await;
+        let shipped = begun.ok()?.ok()??;
         ship::Tee::new(key, shipped, &self.blobs, offset, len, info.length)
     }
 

@@ -135,6 +135,12 @@ pub async fn ship_ahead(
     }
 }
 
+/// How long a request waits for the blob store to take the next bytes of a part it streams.
+const STALL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long the end of a request waits for a part whose bytes were all handed over.
+const PART_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The smallest part S3 accepts but for an object's last.
 const MIN_PART: u64 = 5 * 1024 * 1024;
 
@@ -158,6 +164,8 @@ pub struct Tee {
         u64,
         tokio::task::JoinHandle<crate::blobs::BlobResult<String>>,
     )>,
+    /// The store stalled: nothing of this request is recorded.
+    abandoned: bool,
 }
 
 impl Tee {
@@ -196,6 +204,7 @@ impl Tee {
             at: offset,
             open: None,
             sending: Vec::new(),
+            abandoned: false,
         })
     }
 
@@ -230,8 +239,19 @@ impl Tee {
             let piece = chunk.split_to(take);
             self.at += take as u64;
             let (_, tx) = self.open.as_ref().expect("a piece is open");
-            // A part that failed stops reading: its bytes go at the end instead.
-            let _ = tx.send(piece).await;
+            // A part that failed stops reading: its bytes go at the end instead. A store that
+            // stops taking bytes must not hold up the request: past a few seconds the tee is
+            // given up (its open part fails) and the body goes on to the file alone.
+            match tokio::time::timeout(STALL, tx.send(piece)).await {
+                Ok(_) => {}
+                Err(_) => {
+                    tracing::warn!(key = %self.key, "the blob store stopped taking a part; it goes from the file later");
+                    self.open = None;
+                    self.pieces.clear();
+                    self.abandoned = true;
+                    return;
+                }
+            }
             if self.at == stop {
                 self.open = None;
             }
@@ -244,11 +264,18 @@ impl Tee {
     pub async fn finish(mut self, dir: &Path, id: Uuid, keep: bool) -> u64 {
         self.open = None;
         let mut recorded = true;
+        let keep = keep && !self.abandoned;
         for (number, end, task) in self.sending {
-            let sent = task.await;
             if !keep || !recorded {
+                task.abort();
                 continue;
             }
+            let abort = task.abort_handle();
+            let Ok(sent) = tokio::time::timeout(PART_WAIT, task).await else {
+                abort.abort();
+                recorded = false;
+                continue;
+            };
             match sent {
                 Ok(Ok(etag)) => self.shipped.parts.push(PartTag { number, etag, end }),
                 Ok(Err(e)) => {
