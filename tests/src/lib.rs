@@ -449,3 +449,21 @@ pub async fn api(
         .await
         .unwrap()
 }
+
+/// A JPEG of about `mb` MiB: a small picture padded with comment segments (decoders skip them),
+/// so a large upload costs no encoding time. `seed` varies the padding (and so the hash).
+pub fn padded_jpeg(mb: usize, seed: u8) -> Vec<u8> {
+    let small = jpeg_with_exif(64, 48);
+    let mut out = small[..2].to_vec();
+    let segment = 65_533usize;
+    for i in 0..(mb << 20) / (segment + 4) {
+        out.extend([0xFF, 0xFE]);
+        out.extend(((segment + 2) as u16).to_be_bytes());
+        out.extend(std::iter::repeat_n(
+            seed.wrapping_add(i as u8) & 0x7F,
+            segment,
+        ));
+    }
+    out.extend(&small[2..]);
+    out
+}

@@ -16,8 +16,6 @@ use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const CHUNK_KB: u64 = 64;
-const CHUNK: u64 = CHUNK_KB * 1024;
 /// Per pass: request and reply headers of its tus requests, its hello and sync exchange.
 const PASS_OVERHEAD: u64 = 24 * 1024;
 
@@ -98,17 +96,22 @@ fn addr_of(url: &str) -> String {
     url.trim_start_matches("http://").to_string()
 }
 
-fn shell(dir: &std::path::Path) -> tokio::process::Command {
+fn shell(dir: &std::path::Path, chunk_kb: u64) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(workspace_bin("mobile-shell"));
     cmd.arg("--data-dir")
         .arg(dir)
-        .env("FIELDSYNC_UPLOAD_CHUNK_KB", CHUNK_KB.to_string())
+        .env("FIELDSYNC_UPLOAD_CHUNK_KB", chunk_kb.to_string())
         .kill_on_drop(true);
     cmd
 }
 
 async fn shell_json(dir: &std::path::Path, args: &[&str]) -> serde_json::Value {
-    let out = shell(dir).args(args).arg("--json").output().await.unwrap();
+    let out = shell(dir, 1024)
+        .args(args)
+        .arg("--json")
+        .output()
+        .await
+        .unwrap();
     assert!(
         out.status.success(),
         "{args:?}: {}{}",
@@ -137,15 +140,58 @@ enum Fault {
     ServerRestarted,
 }
 
+/// The local blob store: three photos of a few hundred KiB in 64 KiB chunks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn uploads_cut_at_random_points_finish_whole_and_resend_at_most_a_chunk_per_cut() {
+async fn uploads_to_the_local_store_cut_at_random_points_finish_whole() {
+    cut_at_random_points(None, 64, |rng| {
+        let (w, h) = (rng.random_range(300..520), rng.random_range(240..400));
+        noisy_jpeg(rng, w, h)
+    })
+    .await;
+}
+
+/// S3 (Garage): three photos of 11 to 16 MiB in 6 MiB chunks, so every request streams into a
+/// part, parts go ahead from the file after cuts, and restarts go on from the recorded parts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_to_s3_cut_at_random_points_finish_whole() {
+    let garage = tokio::task::spawn_blocking(fieldsync_test_support::Garage::shared)
+        .await
+        .unwrap();
+    cut_at_random_points(Some(garage), 6 * 1024, |rng| {
+        fieldsync_e2e::padded_jpeg(rng.random_range(11..=16), rng.random())
+    })
+    .await;
+}
+
+async fn cut_at_random_points(
+    s3: Option<fieldsync_test_support::Garage>,
+    chunk_kb: u64,
+    mut photo_bytes: impl FnMut(&mut rand::rngs::StdRng) -> Vec<u8>,
+) {
+    let chunk = chunk_kb * 1024;
     let seed = fieldsync_e2e::seed();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let server_dir = tempfile::tempdir().unwrap();
-    let env = [("FIELDSYNC_DATA_DIR", server_dir.path().to_str().unwrap())];
-    fieldsync_e2e::add_user(&env, "acme", "ana", "technician");
-    fieldsync_e2e::add_user(&env, "acme", "dana", "dispatcher");
-    let mut server = ServerProcess::spawn(&env);
+    let mut env = vec![(
+        "FIELDSYNC_DATA_DIR".to_string(),
+        server_dir.path().to_str().unwrap().to_string(),
+    )];
+    if let Some(g) = &s3 {
+        for (k, v) in [
+            ("FIELDSYNC_S3_ENDPOINT", &g.endpoint),
+            ("FIELDSYNC_S3_BUCKET", &g.bucket),
+            ("FIELDSYNC_S3_REGION", &g.region),
+            ("FIELDSYNC_S3_ACCESS_KEY_ID", &g.key_id),
+            ("FIELDSYNC_S3_SECRET_ACCESS_KEY", &g.secret),
+        ] {
+            env.push((k.to_string(), v.clone()));
+        }
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let env = env.as_slice();
+    fieldsync_e2e::add_user(env, "acme", "ana", "technician");
+    fieldsync_e2e::add_user(env, "acme", "dana", "dispatcher");
+    let mut server = ServerProcess::spawn(env);
     let proxy = Proxy::start(&server.url).await;
     let url = server.url.clone();
     let job = tokio::task::spawn_blocking(move || {
@@ -164,7 +210,7 @@ async fn uploads_cut_at_random_points_finish_whole_and_resend_at_most_a_chunk_pe
 
     // The device signs in through the proxy, syncs, and takes three photos.
     let device = tempfile::tempdir().unwrap();
-    let mut login = shell(device.path())
+    let mut login = shell(device.path(), chunk_kb)
         .args([
             "login",
             "--server",
@@ -187,8 +233,7 @@ async fn uploads_cut_at_random_points_finish_whole_and_resend_at_most_a_chunk_pe
     shell_json(device.path(), &["sync", "--once"]).await;
     let mut photos = Vec::new();
     for n in 0..3 {
-        let (w, h) = (rng.random_range(300..520), rng.random_range(240..400));
-        let bytes = noisy_jpeg(&mut rng, w, h);
+        let bytes = photo_bytes(&mut rng);
         let file = device.path().join(format!("IMG_{n}.jpg"));
         std::fs::write(&file, &bytes).unwrap();
         let photo = shell_json(
@@ -216,11 +261,11 @@ async fn uploads_cut_at_random_points_finish_whole_and_resend_at_most_a_chunk_pe
         });
         // Within what is left to send (roughly: what went through so far includes overhead), so
         // that most cuts land mid-upload.
-        let left = total.saturating_sub(proxy.up() - before).max(CHUNK);
+        let left = total.saturating_sub(proxy.up() - before).max(chunk);
         let at = rng.random_range(1..left * 2 / 3);
         let start = proxy.up();
         passes += 1;
-        let mut child = shell(device.path())
+        let mut child = shell(device.path(), chunk_kb)
             .args(["sync", "--once", "--json"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -252,7 +297,7 @@ async fn uploads_cut_at_random_points_finish_whole_and_resend_at_most_a_chunk_pe
                     Fault::ServerRestarted => {
                         server.kill_dash_nine();
                         proxy.cut();
-                        server = ServerProcess::spawn(&env);
+                        server = ServerProcess::spawn(env);
                         proxy.retarget(&server.url);
                     }
                 }
@@ -297,16 +342,21 @@ async fn uploads_cut_at_random_points_finish_whole_and_resend_at_most_a_chunk_pe
                     (200, &serde_json::json!(true)),
                     "photo {id}: {record} (SEED={seed})"
                 );
-                let original =
-                    ureq::get(format!("{url}{}", record["original_url"].as_str().unwrap()))
-                        .header("authorization", &bearer)
-                        .call()
-                        .unwrap()
-                        .body_mut()
-                        .with_config()
-                        .limit(64 << 20)
-                        .read_to_vec()
-                        .unwrap();
+                // A server route (with the token), or a presigned S3 URL (as it is).
+                let at = record["original_url"].as_str().unwrap();
+                let request = if at.starts_with("http") {
+                    ureq::get(at)
+                } else {
+                    ureq::get(format!("{url}{at}")).header("authorization", &bearer)
+                };
+                let original = request
+                    .call()
+                    .unwrap()
+                    .body_mut()
+                    .with_config()
+                    .limit(64 << 20)
+                    .read_to_vec()
+                    .unwrap();
                 (hex::encode(Sha256::digest(&original)), sha.clone())
             })
             .collect::<Vec<_>>()
@@ -319,7 +369,7 @@ async fn uploads_cut_at_random_points_finish_whole_and_resend_at_most_a_chunk_pe
 
     // Nothing sent twice beyond a chunk per cut.
     let sent = proxy.up() - before;
-    let bound = total + cuts * CHUNK + passes * PASS_OVERHEAD;
+    let bound = total + cuts * chunk + passes * PASS_OVERHEAD;
     println!(
         "sent {sent} bytes for {total} bytes of photos in {passes} passes with {cuts} cuts (bound {bound})"
     );

@@ -7,6 +7,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use fieldsync_e2e::jpeg_with_exif as jpeg;
+use fieldsync_e2e::padded_jpeg;
 use fieldsync_e2e::{Backend, ServerHome, Team, TestServer, access_token};
 use fieldsync_test_support::Garage;
 use rand::{Rng, SeedableRng};
@@ -391,24 +392,6 @@ on_both_stores!(
     an_interrupted_finish_completes_before_head_reports_the_end,
     a_large_upload_goes_ahead_in_parts_survives_a_restart_and_is_dropped_when_refused,
 );
-
-/// A JPEG of about `mb` MiB: a small picture padded with comment segments (decoders skip them),
-/// so a large upload costs no encoding time. `seed` varies the padding (and so the hash).
-fn padded_jpeg(mb: usize, seed: u8) -> Vec<u8> {
-    let small = jpeg(64, 48);
-    let mut out = small[..2].to_vec();
-    let segment = 65_533usize;
-    for i in 0..(mb << 20) / (segment + 4) {
-        out.extend([0xFF, 0xFE]);
-        out.extend(((segment + 2) as u16).to_be_bytes());
-        out.extend(std::iter::repeat_n(
-            seed.wrapping_add(i as u8) & 0x7F,
-            segment,
-        ));
-    }
-    out.extend(&small[2..]);
-    out
-}
 
 /// The upload's files in the server's data dir: `(parts file present, parts recorded)`.
 fn parts_file(env: &Env, location: &str) -> (bool, usize) {
