@@ -103,6 +103,25 @@ impl AppState {
                     tracing::warn!(%doc, error = %e, "could not catch up with another node's change")
                 }
             },
+            // Notices were lost while the feed was down: every document held is brought up to
+            // the store, and every connection checks its document set again.
+            Notified::Resync => {
+                let mut caught_up = 0;
+                for doc in self.docs.loaded_ids() {
+                    match self.docs.refresh(doc).await {
+                        Ok(true) => {
+                            caught_up += 1;
+                            self.hub.doc_changed(doc, None);
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::warn!(%doc, error = %e, "could not catch up after the change feed came back")
+                        }
+                    }
+                }
+                self.hub.all_sets_changed();
+                tracing::info!(caught_up, "caught up after the change feed came back");
+            }
         }
     }
 }

@@ -137,3 +137,145 @@ async fn a_change_on_node_one_reaches_a_device_on_node_two() {
     let (_ben, result) = waiting.await.unwrap();
     result.expect("the new assignment reached node 2's device live");
 }
+
+/// A TCP proxy to Postgres for one node: `cut` drops every connection it carries, and while
+/// `hold` is on, new connections wait before they reach the database.
+struct PgProxy {
+    addr: String,
+    open: tokio::sync::watch::Sender<bool>,
+    cuts: tokio::sync::watch::Sender<u64>,
+}
+
+impl PgProxy {
+    async fn start(target: String) -> PgProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (open, _) = tokio::sync::watch::channel(true);
+        let (cuts, _) = tokio::sync::watch::channel(0u64);
+        let (o, c) = (open.clone(), cuts.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let (mut open, mut cut) = (o.subscribe(), c.subscribe());
+                let target = target.clone();
+                tokio::spawn(async move {
+                    if open.wait_for(|o| *o).await.is_err() {
+                        return;
+                    }
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    cut.mark_unchanged();
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        PgProxy { addr, open, cuts }
+    }
+
+    fn hold(&self, on: bool) {
+        self.open.send_replace(!on);
+    }
+
+    fn cut(&self) {
+        self.cuts.send_modify(|n| *n += 1);
+    }
+}
+
+/// Node 2 loses its database connections, its change feed included, and cannot reconnect while
+/// node 1 commits a change and notifies: that notice is lost to node 2. Once node 2 listens
+/// again it catches up with the store (every document it holds, every connection's set), so the
+/// device on node 2 still gets the change, without any change of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_made_while_node_two_cannot_listen_still_reaches_its_device() {
+    let db = PgDb::create().await;
+    let env1 = [("DATABASE_URL", db.url.as_str())];
+    add_user(&env1, "acme", "ana", "technician");
+    add_user(&env1, "acme", "ben", "technician");
+    add_user(&env1, "acme", "dana", "dispatcher");
+    let host = db
+        .url
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_string();
+    let proxy = PgProxy::start(host.clone()).await;
+    let proxied = db.url.replacen(&host, &proxy.addr, 1);
+    let env2 = [("DATABASE_URL", proxied.as_str())];
+    let node1 = ServerProcess::spawn(&env1);
+    let node2 = ServerProcess::spawn(&env2);
+
+    let url1 = node1.url.clone();
+    let job: uuid::Uuid = blocking(move || {
+        let bearer = format!("Bearer {}", http_login(&url1, "dana"));
+        let job: serde_json::Value = ureq::post(format!("{url1}/api/v1/jobs"))
+            .header("authorization", &bearer)
+            .send_json(serde_json::json!({"title": "Feed gap", "assignees": ["ana", "ben"]}))
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap();
+        job["id"].as_str().unwrap().parse().unwrap()
+    })
+    .await;
+    let device = |name: &'static str, url: String| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = client_core::Replica::open(dir.path()).unwrap();
+        r = blocking(move || {
+            client_core::sync::account::login(&mut r, &url, name, fieldsync_e2e::PASSWORD, "phone")
+                .unwrap();
+            r
+        })
+        .await;
+        (r, dir)
+    };
+    let (mut ana, _ana_dir) = device("ana", node1.url.clone()).await;
+    let (mut ben, _ben_dir) = device("ben", node2.url.clone()).await;
+    let ana_token = ana.meta("access_token").unwrap().unwrap();
+    let ben_token = ben.meta("access_token").unwrap().unwrap();
+    client_core::sync::sync_once(&mut ana, &node1.url, &ana_token, Duration::from_secs(10))
+        .await
+        .unwrap();
+    client_core::sync::sync_once(&mut ben, &node2.url, &ben_token, Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    // Ben stays connected to node 2 (which holds the job's documents) and waits.
+    let url2 = node2.url.clone();
+    let waiting = tokio::spawn(async move {
+        client_core::sync::sync_until(&mut ben, &url2, &ben_token, Duration::from_secs(30), |r| {
+            r.job(job)
+                .is_ok_and(|v| v.parts.iter().any(|l| l.sku == "WHILE-DOWN"))
+        })
+        .await
+    });
+    wait_for_connections(&node2.url, 1).await;
+    // Its first exchange done, the idle connection asks nothing of the store.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Node 2 loses the database; node 1 commits and notifies meanwhile.
+    proxy.hold(true);
+    proxy.cut();
+    ana.add_part(
+        job,
+        NewPartLine {
+            sku: "WHILE-DOWN".into(),
+            qty: 1.0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    client_core::sync::sync_once(&mut ana, &node1.url, &ana_token, Duration::from_secs(10))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.hold(false);
+
+    waiting
+        .await
+        .unwrap()
+        .expect("ben, on node 2, got the change whose notice node 2 missed");
+}

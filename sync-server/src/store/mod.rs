@@ -275,6 +275,10 @@ pub enum Notified {
     /// The document sets of this user, or of this org's org-wide connections, changed (an
     /// assignment moved, a job was made).
     Sets { of: Uuid },
+    /// The feed itself was interrupted (its connection to the database was lost and made
+    /// again): notices sent meanwhile are gone, so everything held must be checked against the
+    /// store. Made by the subscription, never sent between nodes.
+    Resync,
 }
 
 #[async_trait]

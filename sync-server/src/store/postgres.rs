@@ -301,6 +301,8 @@ fn notice_payload(notice: &ChangeNotice) -> String {
     match notice.what {
         Notified::Doc { doc, seq } => format!("d:{doc}:{seq}:{}", notice.node),
         Notified::Sets { of } => format!("s:{of}:{}", notice.node),
+        // Made by a subscription for itself; sent, it would be read as malformed.
+        Notified::Resync => format!("r:{}", notice.node),
     }
 }
 
@@ -323,17 +325,22 @@ fn parse_notice(payload: &str) -> Option<ChangeNotice> {
     parts.next().is_none().then_some(notice)
 }
 
-/// Forward what `listener` receives to `notices` until the receiver is dropped. `recv` reconnects
-/// (and listens again) by itself after a lost connection; an error means reconnecting failed,
-/// and the next `recv` tries again.
-async fn forward_notices(mut listener: PgListener, notices: mpsc::Sender<ChangeNotice>) {
+/// Forward what `listener` receives to `notices` until the receiver is dropped. When the
+/// listening connection is lost, notices sent until a new one listens are gone: once a new
+/// connection listens, a [`Notified::Resync`] is sent, so the receiver catches up with the store
+/// (every change committed before it) and gets the later ones as notices.
+async fn forward_notices(
+    pool: PgPool,
+    mut listener: PgListener,
+    notices: mpsc::Sender<ChangeNotice>,
+) {
     loop {
         let received = tokio::select! {
             () = notices.closed() => return,
-            received = listener.recv() => received,
+            received = listener.try_recv() => received,
         };
         match received {
-            Ok(notification) => match parse_notice(notification.payload()) {
+            Ok(Some(notification)) => match parse_notice(notification.payload()) {
                 Some(notice) => {
                     if notices.send(notice).await.is_err() {
                         return;
@@ -344,15 +351,51 @@ async fn forward_notices(mut listener: PgListener, notices: mpsc::Sender<ChangeN
                     "ignoring a malformed change notice"
                 ),
             },
+            // The connection was lost; the listener made a new one and listens again (sqlx's
+            // eager reconnect) before it says so.
+            Ok(None) => {
+                tracing::info!("change notices: connection lost and made again; catching up");
+                if notices.send(resync()).await.is_err() {
+                    return;
+                }
+            }
+            // Reconnecting failed (the database is away): a new listener, once one listens.
             Err(err) => {
-                tracing::warn!(error = %err, "change notices: listening failed, retrying");
-                tokio::select! {
-                    () = notices.closed() => return,
-                    () = tokio::time::sleep(LISTEN_RETRY) => {}
+                tracing::warn!(error = %err, "change notices: listening failed");
+                drop(listener);
+                listener = loop {
+                    tokio::select! {
+                        () = notices.closed() => return,
+                        () = tokio::time::sleep(LISTEN_RETRY) => {}
+                    }
+                    match listen(&pool).await {
+                        Ok(l) => break l,
+                        Err(err) => {
+                            tracing::warn!(error = %err, "change notices: listening again failed, retrying")
+                        }
+                    }
+                };
+                tracing::info!("change notices: listening again; catching up");
+                if notices.send(resync()).await.is_err() {
+                    return;
                 }
             }
         }
     }
+}
+
+fn resync() -> ChangeNotice {
+    ChangeNotice {
+        what: Notified::Resync,
+        node: Uuid::nil(),
+    }
+}
+
+/// A listener on the change channel, on a connection of `pool`.
+async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANGES_CHANNEL).await?;
+    Ok(listener)
 }
 
 fn parse_role(role: &str) -> StoreResult<Role> {
@@ -1062,12 +1105,9 @@ impl Store for PgStore {
             .connect_with(connect_options)
             .await
             .map_err(db_error)?;
-        let mut listener = PgListener::connect_with(&listener_pool)
-            .await
-            .map_err(db_error)?;
-        listener.listen(CHANGES_CHANNEL).await.map_err(db_error)?;
+        let listener = listen(&listener_pool).await.map_err(db_error)?;
         let (sender, receiver) = mpsc::channel(NOTICE_BUFFER);
-        tokio::spawn(forward_notices(listener, sender));
+        tokio::spawn(forward_notices(listener_pool, listener, sender));
         Ok(Some(receiver))
     }
 }

@@ -165,6 +165,17 @@ impl DocCache {
         self.inner.lock().expect("cache lock").lru.contains(&id)
     }
 
+    /// The documents in memory now.
+    pub fn loaded_ids(&self) -> Vec<Uuid> {
+        self.inner
+            .lock()
+            .expect("cache lock")
+            .lru
+            .iter()
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     pub fn loaded_count(&self) -> usize {
         self.inner.lock().expect("cache lock").lru.len()
     }

@@ -145,6 +145,14 @@ impl Hub {
         }
     }
 
+    /// Every connection's document set may have changed (notices about them were lost).
+    pub fn all_sets_changed(&self) {
+        let inner = self.inner.lock().expect("hub lock");
+        for c in inner.conns.values() {
+            let _ = c.tx.send(Notice::SetChanged);
+        }
+    }
+
     /// Tell the connections of a revoked device to close.
     pub fn device_revoked(&self, device: Uuid) {
         let inner = self.inner.lock().expect("hub lock");
