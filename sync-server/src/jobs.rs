@@ -7,6 +7,7 @@
 
 use automerge::AutoCommit;
 use automerge::transaction::CommitOptions;
+use axum::http::StatusCode;
 use chrono::Utc;
 use schemas::api::{CreateJob, PatchJob};
 use schemas::job::NewJob;
@@ -430,13 +431,53 @@ pub async fn change_assignment(
     job_view(app, me.org_id, id).await
 }
 
+/// The job document's version as an HTTP entity tag: its heads, hex, sorted, joined by `.`.
+pub fn etag(heads: &[automerge::ChangeHash]) -> String {
+    let mut hex: Vec<String> = heads.iter().map(|h| hex::encode(h.0)).collect();
+    hex.sort();
+    format!("\"{}\"", hex.join("."))
+}
+
+/// The heads an `If-Match` value names; `None` when it is not one of our entity tags.
+pub fn parse_etag(value: &str) -> Option<Vec<automerge::ChangeHash>> {
+    let inner = value.trim().strip_prefix('"')?.strip_suffix('"')?;
+    if inner.is_empty() {
+        return Some(Vec::new());
+    }
+    inner
+        .split('.')
+        .map(|h| {
+            let bytes: [u8; 32] = hex::decode(h).ok()?.try_into().ok()?;
+            Some(automerge::ChangeHash(bytes))
+        })
+        .collect()
+}
+
+/// The job's view and its version ([`etag`]).
+pub async fn job_view_tagged(
+    app: &AppState,
+    org: Uuid,
+    id: Uuid,
+) -> Result<(JobView, String), ApiError> {
+    let view = job_view(app, org, id).await?;
+    let meta = job_meta(app, org, id).await?;
+    let tag = etag(&app.docs.lock(&meta).await?.doc.get_heads());
+    Ok((view, tag))
+}
+
 /// A dispatcher's edit. Any status may be set (dispatchers override the technician's workflow,
 /// e.g. to cancel or reopen), and it is recorded in the status history like any other.
+///
+/// `if_match` is the version the dispatcher read ([`etag`]). When the job changed since, an
+/// edit of the notes alone merges like a device's: the text is diffed against the version read,
+/// so what others wrote meanwhile stays; any other field is refused with 412 (it would silently
+/// undo a newer value). Without `if_match` the edit applies to the current version.
 pub async fn patch_job(
     app: &AppState,
     me: &Actor,
     id: Uuid,
     body: PatchJob,
+    if_match: Option<&str>,
 ) -> Result<JobView, ApiError> {
     me.dispatcher()?;
     let meta = job_meta(app, me.org_id, id).await?;
@@ -444,7 +485,52 @@ pub async fn patch_job(
         return Err(ApiError::BadRequest("the title cannot be empty".into()));
     }
     let current = read(app, &meta, job::read).await?;
+    let stale =
+        |msg: String| ApiError::Rejected(StatusCode::PRECONDITION_FAILED, "stale-version", msg);
+    let read_at = match if_match {
+        None => None,
+        Some(v) if v.trim() == "*" => None,
+        Some(v) => Some(parse_etag(v).ok_or_else(|| {
+            stale(format!(
+                "If-Match {v:?} is not a version of this job: read the job again"
+            ))
+        })?),
+    };
+    let only_notes = body.title.is_none()
+        && body.priority.is_none()
+        && body.schedule.is_none()
+        && body.status.is_none();
     edit_doc(app, &meta, "dispatcher edit", |d| {
+        if let Some(heads) = &read_at {
+            let mut now = d.get_heads();
+            now.sort();
+            let mut then = heads.clone();
+            then.sort();
+            if now != then {
+                if heads.iter().any(|h| d.get_change_by_hash(h).is_none()) {
+                    return Err(stale(
+                        "If-Match names a version this job never had: read the job again".into(),
+                    ));
+                }
+                if !only_notes {
+                    return Err(stale(
+                        "the job changed since you read it: read it again and redo the edit".into(),
+                    ));
+                }
+                if let Some(n) = &body.notes {
+                    // The edit as it was meant: against the text the dispatcher read.
+                    let mut then = d.fork_at(heads).map_err(ApiError::internal)?;
+                    job::set_notes(&mut then, n)?;
+                    then.commit_with(
+                        CommitOptions::default()
+                            .with_message("dispatcher edit".to_string())
+                            .with_time(Utc::now().timestamp()),
+                    );
+                    d.merge(&mut then).map_err(ApiError::internal)?;
+                }
+                return Ok(());
+            }
+        }
         if let Some(t) = &body.title {
             job::set_title(d, t.trim())?;
         }

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
 use schemas::api::{AssignRequest, CreateJob, PatchJob};
 use schemas::view::JobView;
 use uuid::Uuid;
@@ -35,14 +36,15 @@ pub struct JobReply {
     pub flags: Vec<crate::store::AuditRecord>,
 }
 
+/// The job, with its version in `ETag` (send it back in `If-Match` when editing).
 pub async fn get_job(
     State(app): State<Arc<AppState>>,
     caller: Caller,
     PathParam(id): PathParam<Uuid>,
-) -> ApiResult<JobReply> {
+) -> Result<impl IntoResponse, ApiError> {
     let me = caller.actor();
     me.org_reader()?;
-    let view = jobs::job_view(&app, me.org_id, id).await?;
+    let (view, tag) = jobs::job_view_tagged(&app, me.org_id, id).await?;
     let flags = app
         .store
         .job_audit(id)
@@ -50,7 +52,7 @@ pub async fn get_job(
         .into_iter()
         .filter(|a| a.flagged)
         .collect();
-    Ok(Json(JobReply { view, flags }))
+    Ok(([(header::ETAG, tag)], Json(JobReply { view, flags })))
 }
 
 pub async fn assign(
@@ -73,13 +75,24 @@ pub async fn unassign(
     Ok(Json(view))
 }
 
+/// `If-Match` (optional) is the `ETag` the edit is based on; see [`jobs::patch_job`]. The reply
+/// carries the new version in `ETag`.
 pub async fn patch_job(
     State(app): State<Arc<AppState>>,
     caller: Caller,
     PathParam(id): PathParam<Uuid>,
+    headers: HeaderMap,
     Body(body): Body<PatchJob>,
-) -> ApiResult<JobView> {
-    Ok(Json(
-        jobs::patch_job(&app, &caller.actor(), id, body).await?,
-    ))
+) -> Result<impl IntoResponse, ApiError> {
+    let if_match = headers
+        .get(header::IF_MATCH)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::BadRequest("If-Match is not text".into()))
+        })
+        .transpose()?;
+    let me = caller.actor();
+    jobs::patch_job(&app, &me, id, body, if_match).await?;
+    let (view, tag) = jobs::job_view_tagged(&app, me.org_id, id).await?;
+    Ok(([(header::ETAG, tag)], Json(view)))
 }
