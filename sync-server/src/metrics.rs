@@ -17,6 +17,8 @@ pub struct Metrics {
     pub acks: Counter,
     /// Device changes the server kept but repaired (contract or role).
     pub repairs: Counter,
+    /// Fields two writers set concurrently to different values (recorded, flagged).
+    pub conflicts: Counter,
     /// From a sync frame's arrival to its ack being sent, in seconds.
     pub ack_latency: Histogram,
     /// Store append latency (waiting for the group commit included), in seconds.
@@ -58,6 +60,7 @@ impl Default for Metrics {
             frames_refused: Counter::default(),
             acks: Counter::default(),
             repairs: Counter::default(),
+            conflicts: Counter::default(),
             ack_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             store_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             commit_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
@@ -93,6 +96,11 @@ impl Default for Metrics {
             "sync_repairs",
             "Device changes kept and repaired by the server",
             m.repairs.clone(),
+        );
+        registry.register(
+            "sync_conflicts",
+            "Fields set concurrently to different values by two writers (kept, recorded in the audit log, flagged)",
+            m.conflicts.clone(),
         );
         registry.register(
             "sync_ack_latency_seconds",

@@ -236,8 +236,10 @@ pub struct AuditRecord {
     pub doc_id: Option<Uuid>,
     pub actor_user: Option<Uuid>,
     pub actor_device: Option<Uuid>,
-    /// `repair` (the server put back valid values) or `after_unassign` (changes from a device
-    /// whose job had been unassigned, accepted so nothing is lost).
+    /// `repair` (the server put back valid values), `after_unassign` (changes from a device
+    /// whose job had been unassigned, accepted so nothing is lost) or `conflict` (a field two
+    /// writers set concurrently to different values; every replica shows one, the reasons name
+    /// all of them).
     pub action: String,
     pub reasons: Vec<String>,
     /// The repaired parts of the document as the writer left them, and as the repair left them.

@@ -511,7 +511,17 @@ impl Connection {
                 )],
             ));
         }
-        let Some(repair) = guard::check(entry.kind, doc, before, user.role) else {
+        let repair = guard::check(entry.kind, doc, before, user.role);
+        // Concurrent values these changes created (after any repair, which may settle them).
+        let conflicts = super::conflicts::new_conflicts(entry.kind, doc, before);
+        if !conflicts.is_empty() {
+            self.app.metrics.conflicts.inc_by(conflicts.len() as u64);
+            audit.push(record(
+                "conflict",
+                conflicts.iter().map(|c| c.describe()).collect(),
+            ));
+        }
+        let Some(repair) = repair else {
             return (audit, None);
         };
         self.app.metrics.repairs.inc();

@@ -11,6 +11,7 @@
 
 pub mod bounds;
 pub mod commit;
+pub mod conflicts;
 pub mod connection;
 pub mod docs;
 pub mod guard;

@@ -1,0 +1,100 @@
+//! Concurrent edits made visible: two technicians on one job answer the same checklist item
+//! differently while offline, and reconnect in a seeded random order. Every
+//! replica converges on one value, and the other is not lost without a trace: the job carries a
+//! flagged `conflict` entry naming the field and both values. On both stores.
+
+use fieldsync_e2e::{Backend, Device, ServerHome, Team, TestServer, access_token, api};
+use rand::{Rng, SeedableRng};
+use schemas::JobStatus;
+
+async fn concurrent_values_are_flagged(backend: Backend) {
+    let seed = fieldsync_e2e::seed();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let home = ServerHome::new(backend).await;
+    let server = TestServer::start(&home).await;
+    let team = Team::create(server.store(), &["ana", "ben"]).await;
+    let (ana_user, ben_user) = (team.techs[0].clone(), team.techs[1].clone());
+    let job = team
+        .job(&server, "Rooftop unit", "general", &[&ana_user, &ben_user])
+        .await;
+    let mut ana = Device::new(server.store(), &ana_user).await;
+    let mut ben = Device::new(server.store(), &ben_user).await;
+    ana.settle(&server).await;
+    ben.settle(&server).await;
+
+    // Offline, each answers the same item differently; ana also moves the job along.
+    ana.replica.set_status(job, JobStatus::EnRoute).unwrap();
+    ana.replica
+        .set_check_str(job, "arrived_on_site", "pass")
+        .unwrap();
+    ben.replica
+        .set_check_str(job, "arrived_on_site", "fail")
+        .unwrap();
+    ben.replica
+        .set_check_str(job, "work_performed", "replaced the belt")
+        .unwrap();
+    let mut devices = [&mut ana, &mut ben];
+    if rng.random_bool(0.5) {
+        devices.swap(0, 1);
+    }
+    for d in devices.iter_mut() {
+        d.settle(&server).await;
+    }
+    for d in devices.iter_mut() {
+        d.settle(&server).await;
+    }
+    fieldsync_e2e::assert_device_matches_server(&mut ana, &server).await;
+    fieldsync_e2e::assert_device_matches_server(&mut ben, &server).await;
+    let item = |d: &mut Device| {
+        d.replica
+            .job(job)
+            .unwrap()
+            .checklist
+            .items
+            .into_iter()
+            .find(|i| i.id == "arrived_on_site")
+            .unwrap()
+            .value
+    };
+    assert_eq!(item(&mut ana), item(&mut ben), "SEED={seed}");
+
+    // The dispatcher sees the conflict on the job: the field, the shown value and the other.
+    let dispatcher = access_token(server.store(), &team.dispatcher, None).await;
+    let (status, body) = api(
+        "GET",
+        format!("{}/api/v1/jobs/{job}", server.url),
+        Some(dispatcher),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let conflicts: Vec<&serde_json::Value> = body["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["action"] == "conflict")
+        .collect();
+    assert_eq!(conflicts.len(), 1, "{body} (SEED={seed})");
+    let reason = conflicts[0]["reasons"][0].as_str().unwrap();
+    assert!(
+        reason.contains("items[arrived_on_site].value")
+            && reason.contains("\"pass\"")
+            && reason.contains("\"fail\""),
+        "{reason}"
+    );
+    // Fields set by one writer only are no conflict.
+    assert!(
+        !body["flags"].to_string().contains("work_performed"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_values_are_flagged_on_sqlite() {
+    concurrent_values_are_flagged(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_values_are_flagged_on_postgres() {
+    concurrent_values_are_flagged(Backend::Postgres).await;
+}
