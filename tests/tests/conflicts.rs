@@ -89,6 +89,70 @@ async fn concurrent_values_are_flagged(backend: Backend) {
     );
 }
 
+/// Two technicians move the job's status apart while offline (ana to en route, ben on to in
+/// progress): the status converges on one, and the merged history, where each appended its own
+/// entries, ends on an entry leading to that status (the server adds it) on every replica.
+async fn concurrent_statuses_leave_a_history_that_ends_at_the_status(backend: Backend) {
+    let seed = fieldsync_e2e::seed();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let home = ServerHome::new(backend).await;
+    let server = TestServer::start(&home).await;
+    let team = Team::create(server.store(), &["ana", "ben"]).await;
+    let (ana_user, ben_user) = (team.techs[0].clone(), team.techs[1].clone());
+    let job = team
+        .job(&server, "Chiller", "general", &[&ana_user, &ben_user])
+        .await;
+    let mut ana = Device::new(server.store(), &ana_user).await;
+    let mut ben = Device::new(server.store(), &ben_user).await;
+    ana.settle(&server).await;
+    ben.settle(&server).await;
+    ana.replica.set_status(job, JobStatus::EnRoute).unwrap();
+    ben.replica.set_status(job, JobStatus::EnRoute).unwrap();
+    ben.replica.set_status(job, JobStatus::InProgress).unwrap();
+    let mut devices = [&mut ana, &mut ben];
+    if rng.random_bool(0.5) {
+        devices.swap(0, 1);
+    }
+    for _ in 0..2 {
+        for d in devices.iter_mut() {
+            d.settle(&server).await;
+        }
+    }
+    for d in [&mut ana, &mut ben] {
+        fieldsync_e2e::assert_device_matches_server(d, &server).await;
+        let view = d.replica.job(job).unwrap();
+        let last = view.status_history.last().unwrap();
+        assert_eq!(
+            last.to, view.status,
+            "{:?} (SEED={seed})",
+            view.status_history
+        );
+    }
+    let dispatcher = access_token(server.store(), &team.dispatcher, None).await;
+    let (_, body) = api(
+        "GET",
+        format!("{}/api/v1/jobs/{job}", server.url),
+        Some(dispatcher),
+        None,
+    )
+    .await;
+    let flags = body["flags"].to_string();
+    assert!(
+        flags.contains("conflict") && flags.contains("status:"),
+        "{body} (SEED={seed})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_statuses_leave_a_history_that_ends_at_the_status_on_sqlite() {
+    concurrent_statuses_leave_a_history_that_ends_at_the_status(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_statuses_leave_a_history_that_ends_at_the_status_on_postgres() {
+    concurrent_statuses_leave_a_history_that_ends_at_the_status(Backend::Postgres).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_values_are_flagged_on_sqlite() {
     concurrent_values_are_flagged(Backend::Sqlite).await;

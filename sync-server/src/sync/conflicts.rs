@@ -102,6 +102,35 @@ pub fn new_conflicts(kind: DocKind, doc: &AutoCommit, before: &[ChangeHash]) -> 
     out
 }
 
+/// After concurrent status changes the merged status history may end on an entry that is not
+/// the status every replica shows (each writer appended its own). Append the entry that leads
+/// to the shown status, as the server (`by`), so the history ends where the job is. Returns
+/// whether it did; the caller commits.
+pub fn settle_status_history(
+    doc: &mut AutoCommit,
+    by: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, schemas::DocError> {
+    let state = schemas::read_json(doc);
+    let (Some(status), Some(last)) = (
+        state["status"].as_str().and_then(schemas::JobStatus::parse),
+        state["status_history"]
+            .as_array()
+            .and_then(|h| h.last())
+            .and_then(|e| e["to"].as_str())
+            .and_then(schemas::JobStatus::parse),
+    ) else {
+        return Ok(false);
+    };
+    if status == last {
+        return Ok(false);
+    }
+    // `set_status` writes the status again (the same value, which also settles the register)
+    // and appends the entry.
+    schemas::job::set_status(doc, last, status, by, at)?;
+    Ok(true)
+}
+
 fn object(doc: &AutoCommit, parent: &ObjId, key: &str, want: ObjType) -> Option<ObjId> {
     match doc.get(parent, key).ok().flatten() {
         Some((AmValue::Object(t), id)) if t == want => Some(id),

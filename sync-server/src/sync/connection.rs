@@ -516,10 +516,25 @@ impl Connection {
         let conflicts = super::conflicts::new_conflicts(entry.kind, doc, before);
         if !conflicts.is_empty() {
             self.app.metrics.conflicts.inc_by(conflicts.len() as u64);
-            audit.push(record(
-                "conflict",
-                conflicts.iter().map(|c| c.describe()).collect(),
-            ));
+            let mut reasons: Vec<String> = conflicts.iter().map(|c| c.describe()).collect();
+            if entry.kind == schemas::DocKind::Job && conflicts.iter().any(|c| c.path == "status") {
+                match super::conflicts::settle_status_history(doc, "fieldsync", now.wall) {
+                    Ok(true) => {
+                        doc.commit_with(
+                            automerge::transaction::CommitOptions::default()
+                                .with_message("fieldsync: status history settled"),
+                        );
+                        reasons.push(
+                            "status history: an entry leading to the shown status was added".into(),
+                        );
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(doc = %entry.id, error = %e, "could not settle a status history")
+                    }
+                }
+            }
+            audit.push(record("conflict", reasons));
         }
         let Some(repair) = repair else {
             return (audit, None);
