@@ -403,14 +403,16 @@ pub fn jpeg_with_exif(w: u32, h: u32) -> Vec<u8> {
     with_exif
 }
 
-/// A JSON request over real HTTP that returns any status (blocking: call from `spawn_blocking`
-/// or [`api`]): `(status, body as JSON, or null)`.
-pub fn api_blocking(
+/// A JSON request over real HTTP that returns any status, with extra request `headers`
+/// (blocking: call from `spawn_blocking`): `(status, response headers with lower-case names,
+/// body as JSON or null)`.
+pub fn http_json(
     method: &str,
     url: &str,
     token: Option<&str>,
+    headers: &[(&str, &str)],
     body: Option<serde_json::Value>,
-) -> (u16, serde_json::Value) {
+) -> (u16, Vec<(String, String)>, serde_json::Value) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -418,6 +420,9 @@ pub fn api_blocking(
     let mut req = ureq::http::Request::builder().method(method).uri(url);
     if let Some(t) = token {
         req = req.header("Authorization", format!("Bearer {t}"));
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
     }
     let mut res = match body {
         Some(b) => agent
@@ -430,10 +435,31 @@ pub fn api_blocking(
         None => agent.run(req.body(()).unwrap()).unwrap(),
     };
     let status = res.status().as_u16();
+    let headers = res
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
     let json = res
         .body_mut()
         .read_json::<serde_json::Value>()
         .unwrap_or(serde_json::Value::Null);
+    (status, headers, json)
+}
+
+/// [`http_json`] without extra headers, keeping the status and body.
+pub fn api_blocking(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let (status, _, json) = http_json(method, url, token, &[], body);
     (status, json)
 }
 
@@ -465,5 +491,18 @@ pub fn padded_jpeg(mb: usize, seed: u8) -> Vec<u8> {
         ));
     }
     out.extend(&small[2..]);
+    out
+}
+
+/// A JPEG of noise, `w`×`h` pixels: it hardly compresses, so its size is about what its pixels
+/// make it.
+pub fn noisy_jpeg(rng: &mut impl rand::Rng, w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |_, _| {
+        image::Rgb([rng.random(), rng.random(), rng.random()])
+    });
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+        .encode_image(&img)
+        .unwrap();
     out
 }

@@ -8,21 +8,13 @@ use std::sync::mpsc;
 use client_core::sync::upload::{UploadEvent, UploadSummary, upload_pending};
 use client_core::uploads::{BlobKind, UploadState};
 use fieldsync_e2e::{Backend, Device, ServerHome, Team, TestServer};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
 const CHUNK: usize = 64 * 1024;
 
 /// A JPEG of noise (so it does not compress much): a few hundred KiB, several chunks.
 fn noisy_jpeg(seed: u64) -> Vec<u8> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let img = image::RgbImage::from_fn(480, 360, |_, _| {
-        image::Rgb([rng.random(), rng.random(), rng.random()])
-    });
-    let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
-        .encode_image(&img)
-        .unwrap();
-    out
+    fieldsync_e2e::noisy_jpeg(&mut rand::rngs::StdRng::seed_from_u64(seed), 480, 360)
 }
 
 /// A TCP proxy to `target` on a port of its own; aborting the handle cuts every connection.

@@ -15,33 +15,13 @@ async fn call(
     body: Option<Value>,
 ) -> (u16, Option<String>, Value) {
     tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut req = ureq::http::Request::builder()
-            .method(method)
-            .uri(&url)
-            .header("Authorization", format!("Bearer {token}"));
-        if let Some(m) = if_match {
-            req = req.header("If-Match", m);
-        }
-        let mut res = match body {
-            Some(b) => agent
-                .run(
-                    req.header("Content-Type", "application/json")
-                        .body(b.to_string())
-                        .unwrap(),
-                )
-                .unwrap(),
-            None => agent.run(req.body(()).unwrap()).unwrap(),
-        };
-        let etag = res
-            .headers()
-            .get("etag")
-            .map(|v| v.to_str().unwrap().to_string());
-        let status = res.status().as_u16();
-        let body = res.body_mut().read_json::<Value>().unwrap_or(Value::Null);
+        let extra: Vec<(&str, &str)> = if_match.iter().map(|m| ("If-Match", m.as_str())).collect();
+        let (status, headers, body) =
+            fieldsync_e2e::http_json(method, &url, Some(&token), &extra, body);
+        let etag = headers
+            .into_iter()
+            .find(|(k, _)| k == "etag")
+            .map(|(_, v)| v);
         (status, etag, body)
     })
     .await

@@ -36,6 +36,44 @@ async fn wait_for_connections(url: &str, n: usize) {
     panic!("node never reported {n} connection(s)");
 }
 
+/// A job for ana and ben, made by the dispatcher through the node at `url`.
+async fn job_for_both(url: &str, title: &str) -> uuid::Uuid {
+    let (url, title) = (url.to_string(), title.to_string());
+    blocking(move || {
+        let bearer = format!("Bearer {}", http_login(&url, "dana"));
+        let job: serde_json::Value = ureq::post(format!("{url}/api/v1/jobs"))
+            .header("authorization", &bearer)
+            .send_json(serde_json::json!({"title": title, "assignees": ["ana", "ben"]}))
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap();
+        job["id"].as_str().unwrap().parse().unwrap()
+    })
+    .await
+}
+
+/// A device of `name` signed in at `url` and synced once: its replica, folder and token.
+async fn synced_device(
+    name: &'static str,
+    url: &str,
+) -> (client_core::Replica, tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = client_core::Replica::open(dir.path()).unwrap();
+    let at = url.to_string();
+    r = blocking(move || {
+        client_core::sync::account::login(&mut r, &at, name, fieldsync_e2e::PASSWORD, "phone")
+            .unwrap();
+        r
+    })
+    .await;
+    let token = r.meta("access_token").unwrap().unwrap();
+    client_core::sync::sync_once(&mut r, url, &token, Duration::from_secs(10))
+        .await
+        .unwrap();
+    (r, dir, token)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_on_node_one_reaches_a_device_on_node_two() {
     let db = PgDb::create().await;
@@ -47,41 +85,9 @@ async fn a_change_on_node_one_reaches_a_device_on_node_two() {
     let node2 = ServerProcess::spawn(&env);
 
     // The dispatcher creates a job for both technicians through node 1.
-    let url1 = node1.url.clone();
-    let job: uuid::Uuid = blocking(move || {
-        let bearer = format!("Bearer {}", http_login(&url1, "dana"));
-        let job: serde_json::Value = ureq::post(format!("{url1}/api/v1/jobs"))
-            .header("authorization", &bearer)
-            .send_json(serde_json::json!({"title": "Two-node job", "assignees": ["ana", "ben"]}))
-            .unwrap()
-            .body_mut()
-            .read_json()
-            .unwrap();
-        job["id"].as_str().unwrap().parse().unwrap()
-    })
-    .await;
-
-    let device = |name: &'static str, url: String| async move {
-        let dir = tempfile::tempdir().unwrap();
-        let mut r = client_core::Replica::open(dir.path()).unwrap();
-        r = blocking(move || {
-            client_core::sync::account::login(&mut r, &url, name, fieldsync_e2e::PASSWORD, "phone")
-                .unwrap();
-            r
-        })
-        .await;
-        (r, dir)
-    };
-    let (mut ana, _ana_dir) = device("ana", node1.url.clone()).await;
-    let (mut ben, _ben_dir) = device("ben", node2.url.clone()).await;
-    let ana_token = ana.meta("access_token").unwrap().unwrap();
-    let ben_token = ben.meta("access_token").unwrap().unwrap();
-    client_core::sync::sync_once(&mut ana, &node1.url, &ana_token, Duration::from_secs(10))
-        .await
-        .unwrap();
-    client_core::sync::sync_once(&mut ben, &node2.url, &ben_token, Duration::from_secs(10))
-        .await
-        .unwrap();
+    let job = job_for_both(&node1.url, "Two-node job").await;
+    let (mut ana, _ana_dir, ana_token) = synced_device("ana", &node1.url).await;
+    let (mut ben, _ben_dir, ben_token) = synced_device("ben", &node2.url).await;
     assert!(ben.job(job).is_ok());
 
     // Ben stays connected to node 2 and waits for ana's part.
@@ -208,40 +214,9 @@ async fn a_change_made_while_node_two_cannot_listen_still_reaches_its_device() {
     let node1 = ServerProcess::spawn(&env1);
     let node2 = ServerProcess::spawn(&env2);
 
-    let url1 = node1.url.clone();
-    let job: uuid::Uuid = blocking(move || {
-        let bearer = format!("Bearer {}", http_login(&url1, "dana"));
-        let job: serde_json::Value = ureq::post(format!("{url1}/api/v1/jobs"))
-            .header("authorization", &bearer)
-            .send_json(serde_json::json!({"title": "Feed gap", "assignees": ["ana", "ben"]}))
-            .unwrap()
-            .body_mut()
-            .read_json()
-            .unwrap();
-        job["id"].as_str().unwrap().parse().unwrap()
-    })
-    .await;
-    let device = |name: &'static str, url: String| async move {
-        let dir = tempfile::tempdir().unwrap();
-        let mut r = client_core::Replica::open(dir.path()).unwrap();
-        r = blocking(move || {
-            client_core::sync::account::login(&mut r, &url, name, fieldsync_e2e::PASSWORD, "phone")
-                .unwrap();
-            r
-        })
-        .await;
-        (r, dir)
-    };
-    let (mut ana, _ana_dir) = device("ana", node1.url.clone()).await;
-    let (mut ben, _ben_dir) = device("ben", node2.url.clone()).await;
-    let ana_token = ana.meta("access_token").unwrap().unwrap();
-    let ben_token = ben.meta("access_token").unwrap().unwrap();
-    client_core::sync::sync_once(&mut ana, &node1.url, &ana_token, Duration::from_secs(10))
-        .await
-        .unwrap();
-    client_core::sync::sync_once(&mut ben, &node2.url, &ben_token, Duration::from_secs(10))
-        .await
-        .unwrap();
+    let job = job_for_both(&node1.url, "Feed gap").await;
+    let (mut ana, _ana_dir, ana_token) = synced_device("ana", &node1.url).await;
+    let (mut ben, _ben_dir, ben_token) = synced_device("ben", &node2.url).await;
 
     // Ben stays connected to node 2 (which holds the job's documents) and waits.
     let url2 = node2.url.clone();

@@ -121,18 +121,6 @@ async fn shell_json(dir: &std::path::Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// A JPEG of noise (it hardly compresses): `w`×`h` pixels.
-fn noisy_jpeg(rng: &mut impl Rng, w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |_, _| {
-        image::Rgb([rng.random(), rng.random(), rng.random()])
-    });
-    let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
-        .encode_image(&img)
-        .unwrap();
-    out
-}
-
 #[derive(Clone, Copy, Debug)]
 enum Fault {
     NetworkDrop,
@@ -145,7 +133,7 @@ enum Fault {
 async fn uploads_to_the_local_store_cut_at_random_points_finish_whole() {
     cut_at_random_points(None, 64, |rng| {
         let (w, h) = (rng.random_range(300..520), rng.random_range(240..400));
-        noisy_jpeg(rng, w, h)
+        fieldsync_e2e::noisy_jpeg(rng, w, h)
     })
     .await;
 }
