@@ -7,20 +7,51 @@ use fieldsync_e2e::{Backend, Device, ServerHome, Team, TestServer, access_token,
 use rand::{Rng, SeedableRng};
 use schemas::JobStatus;
 
+/// A server, a job for ana and ben, and their devices, synced.
+struct Setup {
+    _home: ServerHome,
+    server: TestServer,
+    team: Team,
+    job: uuid::Uuid,
+    ana: Device,
+    ben: Device,
+}
+
+impl Setup {
+    async fn new(backend: Backend, title: &str) -> Setup {
+        let home = ServerHome::new(backend).await;
+        let server = TestServer::start(&home).await;
+        let team = Team::create(server.store(), &["ana", "ben"]).await;
+        let (ana_user, ben_user) = (team.techs[0].clone(), team.techs[1].clone());
+        let job = team
+            .job(&server, title, "general", &[&ana_user, &ben_user])
+            .await;
+        let mut ana = Device::new(server.store(), &ana_user).await;
+        let mut ben = Device::new(server.store(), &ben_user).await;
+        ana.settle(&server).await;
+        ben.settle(&server).await;
+        Setup {
+            _home: home,
+            server,
+            team,
+            job,
+            ana,
+            ben,
+        }
+    }
+}
+
 async fn concurrent_values_are_flagged(backend: Backend) {
     let seed = fieldsync_e2e::seed();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let home = ServerHome::new(backend).await;
-    let server = TestServer::start(&home).await;
-    let team = Team::create(server.store(), &["ana", "ben"]).await;
-    let (ana_user, ben_user) = (team.techs[0].clone(), team.techs[1].clone());
-    let job = team
-        .job(&server, "Rooftop unit", "general", &[&ana_user, &ben_user])
-        .await;
-    let mut ana = Device::new(server.store(), &ana_user).await;
-    let mut ben = Device::new(server.store(), &ben_user).await;
-    ana.settle(&server).await;
-    ben.settle(&server).await;
+    let Setup {
+        _home,
+        server,
+        team,
+        job,
+        mut ana,
+        mut ben,
+    } = Setup::new(backend, "Rooftop unit").await;
 
     // Offline, each answers the same item differently; ana also moves the job along.
     ana.replica.set_status(job, JobStatus::EnRoute).unwrap();
@@ -95,17 +126,14 @@ async fn concurrent_values_are_flagged(backend: Backend) {
 async fn concurrent_statuses_leave_a_history_that_ends_at_the_status(backend: Backend) {
     let seed = fieldsync_e2e::seed();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let home = ServerHome::new(backend).await;
-    let server = TestServer::start(&home).await;
-    let team = Team::create(server.store(), &["ana", "ben"]).await;
-    let (ana_user, ben_user) = (team.techs[0].clone(), team.techs[1].clone());
-    let job = team
-        .job(&server, "Chiller", "general", &[&ana_user, &ben_user])
-        .await;
-    let mut ana = Device::new(server.store(), &ana_user).await;
-    let mut ben = Device::new(server.store(), &ben_user).await;
-    ana.settle(&server).await;
-    ben.settle(&server).await;
+    let Setup {
+        _home,
+        server,
+        team,
+        job,
+        mut ana,
+        mut ben,
+    } = Setup::new(backend, "Chiller").await;
     ana.replica.set_status(job, JobStatus::EnRoute).unwrap();
     ben.replica.set_status(job, JobStatus::EnRoute).unwrap();
     ben.replica.set_status(job, JobStatus::InProgress).unwrap();
