@@ -181,7 +181,7 @@ async fn a_review_is_checked_stored_and_reaches_the_device(backend: Backend) {
     let (status, list) = api(
         "GET",
         format!("{}/api/v1/review/jobs", server.url),
-        Some(stranger_token),
+        Some(stranger_token.clone()),
         None,
     )
     .await;
@@ -190,6 +190,48 @@ async fn a_review_is_checked_stored_and_reaches_the_device(backend: Backend) {
         (200, Some(0)),
         "{list}"
     );
+    // The signature: not to another org, none on a job without a sign-off, not for a photo id.
+    let other_job = team.job(&server, "Unsigned", "general", &[&ana_user]).await;
+    for (token, id, code) in [
+        (stranger_token.clone(), job, "doc-unavailable"),
+        (office_token.clone(), other_job, "not-found"),
+        (office_token.clone(), photo, "not-found"),
+    ] {
+        let (status, body) = api(
+            "GET",
+            format!("{}/api/v1/jobs/{id}/signature", server.url),
+            Some(token),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (404, Some(code)),
+            "{id}: {body}"
+        );
+    }
+    // The list is for the org-wide roles; a note has a bounded length.
+    let (status, body) = api(
+        "GET",
+        format!("{}/api/v1/review/jobs", server.url),
+        Some(ana_token.clone()),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    let (status, body) = review(
+        &server,
+        Some(&office_token),
+        photo,
+        serde_json::json!({"state": "rejected", "note": "x".repeat(10_001)}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("note"), "{body}");
     ana.settle(&server).await;
     assert_eq!(ana.replica.photo(photo).unwrap().unwrap().review, None);
 
