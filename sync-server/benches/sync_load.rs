@@ -286,19 +286,9 @@ impl Seeder {
             kind: DocKind::Photo.as_str().into(),
             job_id,
         };
-        self.app
-            .store
-            .create_document(&meta)
+        sync_server::jobs::store_new_document(&self.app, &meta, &mut doc)
             .await
-            .expect("register");
-        let mut sd = self.app.docs.lock(&meta).await.expect("load");
-        let before = sd.doc.get_heads();
-        sd.doc.merge(&mut doc).expect("merge");
-        self.app
-            .docs
-            .persist(&mut sd, &before)
-            .await
-            .expect("persist");
+            .expect("store the photo document");
         meta
     }
 

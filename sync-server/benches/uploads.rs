@@ -22,7 +22,7 @@ use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use sync_server::blobs::BlobStore;
 use sync_server::config::UploadConfig;
-use sync_server::store::{DocMeta, Role};
+use sync_server::store::Role;
 use sync_server::{AppState, Config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -180,42 +180,7 @@ impl Bench {
     }
 
     async fn photo_doc(&self, bytes: &[u8]) -> Uuid {
-        let id = Uuid::now_v7();
-        let new = schemas::photo::NewPhoto {
-            job_id: self.job,
-            checklist_item: None,
-            sha256: hex::encode(Sha256::digest(bytes)),
-            size: bytes.len() as u64,
-            mime: "image/jpeg".into(),
-            width: 1,
-            height: 1,
-            taken_at: chrono::Utc::now(),
-            location: None,
-            caption: String::new(),
-        };
-        let mut doc =
-            schemas::photo::create(&automerge::ActorId::random(), id, &new, "tess").expect("doc");
-        doc.commit();
-        let meta = DocMeta {
-            id,
-            org_id: self.org,
-            kind: "photo".into(),
-            job_id: self.job,
-        };
-        self.app
-            .store
-            .create_document(&meta)
-            .await
-            .expect("register");
-        let mut sd = self.app.docs.lock(&meta).await.expect("load");
-        let before = sd.doc.get_heads();
-        sd.doc.merge(&mut doc).expect("merge");
-        self.app
-            .docs
-            .persist(&mut sd, &before)
-            .await
-            .expect("persist");
-        id
+        fieldsync_test_support::photo_document(&self.app, self.org, self.job, bytes).await
     }
 
     fn auth(&self) -> Vec<(&'static str, String)> {

@@ -130,16 +130,27 @@ pub async fn create_job_documents(
             kind: kind.as_str().to_string(),
             job_id,
         };
-        app.store.create_document(&meta).await?;
-        let mut sd = app.docs.lock(&meta).await?;
-        let before = sd.doc.get_heads();
-        sd.doc.merge(&mut doc).map_err(ApiError::internal)?;
-        if let Err(e) = app.docs.persist(&mut sd, &before).await {
-            app.docs.discard(sd);
-            return Err(e.into());
-        }
+        store_new_document(app, &meta, &mut doc).await?;
     }
     Ok(job_id)
+}
+
+/// Register a document the server made (`doc`, committed) and store its changes like any other:
+/// in the change log, through the document cache.
+pub async fn store_new_document(
+    app: &AppState,
+    meta: &DocMeta,
+    doc: &mut AutoCommit,
+) -> Result<(), ApiError> {
+    app.store.create_document(meta).await?;
+    let mut sd = app.docs.lock(meta).await?;
+    let before = sd.doc.get_heads();
+    sd.doc.merge(doc).map_err(ApiError::internal)?;
+    if let Err(e) = app.docs.persist(&mut sd, &before).await {
+        app.docs.discard(sd);
+        return Err(e.into());
+    }
+    Ok(())
 }
 
 /// A job's registry entry, if it is a job of `org`.

@@ -45,3 +45,41 @@ pub async fn serve_in_process(app: Arc<AppState>) -> (SocketAddr, tokio::task::J
 pub fn is_injected(e: &sync_server::store::StoreError) -> bool {
     matches!(e, sync_server::store::StoreError::Unavailable(source) if source.to_string() == INJECTED_FAULT)
 }
+
+/// A photo document on job `job` of `org` naming `bytes` (their sha256 and size), made and
+/// stored by the server as a device's would arrive: what an upload of those bytes is checked
+/// against.
+pub async fn photo_document(
+    app: &AppState,
+    org: uuid::Uuid,
+    job: uuid::Uuid,
+    bytes: &[u8],
+) -> uuid::Uuid {
+    use sha2::Digest;
+    let id = uuid::Uuid::now_v7();
+    let new = schemas::photo::NewPhoto {
+        job_id: job,
+        checklist_item: None,
+        sha256: hex::encode(sha2::Sha256::digest(bytes)),
+        size: bytes.len() as u64,
+        mime: "image/jpeg".into(),
+        width: 1,
+        height: 1,
+        taken_at: chrono::Utc::now(),
+        location: None,
+        caption: String::new(),
+    };
+    let mut doc = schemas::photo::create(&automerge::ActorId::random(), id, &new, "test device")
+        .expect("a photo document");
+    doc.commit();
+    let meta = sync_server::store::DocMeta {
+        id,
+        org_id: org,
+        kind: schemas::DocKind::Photo.as_str().into(),
+        job_id: job,
+    };
+    sync_server::jobs::store_new_document(app, &meta, &mut doc)
+        .await
+        .expect("store the photo document");
+    id
+}

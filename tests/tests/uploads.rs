@@ -13,7 +13,7 @@ use fieldsync_test_support::Garage;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use sync_server::blobs;
-use sync_server::store::{DocMeta, User};
+use sync_server::store::User;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
@@ -87,34 +87,7 @@ fn sha_hex(bytes: &[u8]) -> String {
 }
 
 async fn photo_doc(server: &TestServer, org: Uuid, job: Uuid, bytes: &[u8]) -> Uuid {
-    let id = Uuid::now_v7();
-    let actor = automerge::ActorId::random();
-    let new = schemas::photo::NewPhoto {
-        job_id: job,
-        checklist_item: None,
-        sha256: sha_hex(bytes),
-        size: bytes.len() as u64,
-        mime: "image/jpeg".into(),
-        width: 1,
-        height: 1,
-        taken_at: chrono::Utc::now(),
-        location: None,
-        caption: String::new(),
-    };
-    let mut doc = schemas::photo::create(&actor, id, &new, "ana").unwrap();
-    doc.commit();
-    let meta = DocMeta {
-        id,
-        org_id: org,
-        kind: "photo".into(),
-        job_id: job,
-    };
-    server.store().create_document(&meta).await.unwrap();
-    let mut sd = server.app.docs.lock(&meta).await.unwrap();
-    let before = sd.doc.get_heads();
-    sd.doc.merge(&mut doc).unwrap();
-    server.app.docs.persist(&mut sd, &before).await.unwrap();
-    id
+    fieldsync_test_support::photo_document(&server.app, org, job, bytes).await
 }
 
 fn crc32(bytes: &[u8]) -> u32 {
