@@ -30,7 +30,7 @@ pub mod image;
 pub mod ship;
 
 /// An upload's bytes kept so far, and the task sending them ahead ([`ship::ship_ahead`]).
-type Shipper = (Arc<AtomicU64>, tokio::task::JoinHandle<()>);
+type Shipper = (Arc<AtomicU64>, Option<tokio::task::JoinHandle<()>>);
 
 /// Whether an image's pixels are decoded before it is stored. A JPEG's are not: JPEG decoders
 /// fill damaged or missing data rather than fail, so once its header and end marker are checked
@@ -173,17 +173,17 @@ impl Uploads {
         let mut shippers = self.shippers.lock().expect("shippers");
         let entry = shippers
             .entry(info.id)
-            .or_insert_with(|| (Arc::new(AtomicU64::new(0)), tokio::spawn(async {})));
+            .or_insert_with(|| (Arc::new(AtomicU64::new(0)), None));
         entry.0.store(offset, Ordering::SeqCst);
-        if entry.1.is_finished() {
-            entry.1 = tokio::spawn(ship::ship_ahead(
+        if entry.1.as_ref().is_none_or(|t| t.is_finished()) {
+            entry.1 = Some(tokio::spawn(ship::ship_ahead(
                 self.dir.clone(),
                 info.id,
                 self.blobs.clone(),
                 blobs::original_key(info.org_id, &info.sha256),
                 self.part_path(info.id),
                 entry.0.clone(),
-            ));
+            )));
         }
     }
 
@@ -191,7 +191,7 @@ impl Uploads {
     /// arrives ([`ship::Tee`]): on a store with parts, when no task is sending parts ahead for
     /// this upload and every byte before `offset` is in recorded parts.
     pub async fn tee(&self, info: &UploadInfo, offset: u64, len: u64) -> Option<ship::Tee> {
-        if let Some((_, task)) = self.shippers.lock().expect("shippers").get(&info.id)
+        if let Some((_, Some(task))) = self.shippers.lock().expect("shippers").get(&info.id)
             && !task.is_finished()
         {
             return None;
@@ -238,7 +238,7 @@ impl Uploads {
 
     /// Remove the upload's files (nothing left behind).
     pub async fn remove(&self, id: Uuid) {
-        if let Some((_, task)) = self.shippers.lock().expect("shippers").remove(&id) {
+        if let Some((_, Some(task))) = self.shippers.lock().expect("shippers").remove(&id) {
             task.abort();
         }
         self.running.lock().expect("running hashes").remove(&id);
@@ -301,7 +301,7 @@ impl Uploads {
             .lock()
             .expect("shippers")
             .remove(&info.id)
-            .map(|(_, task)| task);
+            .and_then(|(_, task)| task);
         let sending = async {
             if let Some(task) = ahead {
                 let _ = task.await;
