@@ -186,6 +186,80 @@ pub struct ReviewJob {
     pub signoff_matches: Option<bool>,
 }
 
+/// `GET /api/v1/jobs`: a page of the org's jobs in (scheduled start, id) order; pass
+/// `next_cursor` as `cursor` for the next page (`null` on the last).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobList {
+    pub items: Vec<JobSummary>,
+    pub next_cursor: Option<String>,
+}
+
+/// One job of the list, from the relational rows the projection keeps.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub id: Uuid,
+    /// The org's human job number, `WO-000123`.
+    pub number: String,
+    pub title: String,
+    pub status: String,
+    pub priority: String,
+    pub scheduled_start: Option<DateTime<Utc>>,
+    pub scheduled_end: Option<DateTime<Utc>>,
+    pub customer: NamedRef,
+    pub site: NamedRef,
+    /// Technicians' user names.
+    pub assignees: Vec<String>,
+    /// The checklist template the job was made from.
+    pub template: Option<String>,
+    pub checklist: Counted,
+    pub parts: i64,
+    pub photos: i64,
+    pub signed_off: bool,
+    /// The server raised a flag on the job (a repair, a conflict, a late change).
+    pub flagged: bool,
+}
+
+/// A name, and the record's id when the job was made from the dispatcher's records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NamedRef {
+    pub id: Option<Uuid>,
+    pub name: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counted {
+    pub done: i64,
+    pub total: i64,
+}
+
+/// `GET /api/v1/technicians`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TechnicianSummary {
+    pub id: Uuid,
+    pub name: String,
+    pub display_name: String,
+    pub phone: Option<String>,
+    pub skills: Vec<String>,
+    /// Their van's stock location.
+    pub van: Option<Uuid>,
+    /// Connected to this server node right now.
+    pub online: bool,
+}
+
+/// `GET /api/v1/stock?location=ID`: on hand per location and SKU.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StockLevel {
+    pub location_id: Uuid,
+    pub location: String,
+    pub sku: String,
+    pub on_hand: f64,
+}
+
+/// Format a job number as people read it.
+pub fn job_number(n: i64) -> String {
+    format!("WO-{n:06}")
+}
+
 /// `Some(None)` for an explicit `null`, `None` for an absent field.
 mod double_option {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};

@@ -52,6 +52,9 @@ pub struct Job {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Customer {
+    /// The customer's row in the dispatcher's records, when the job was made from them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Uuid>,
     pub name: String,
     #[serde(default)]
     pub phone: Option<String>,
@@ -61,6 +64,9 @@ pub struct Customer {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Site {
+    /// The site's row in the dispatcher's records, when the job was made from them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Uuid>,
     pub name: String,
     #[serde(default)]
     pub address: Option<String>,
@@ -68,6 +74,9 @@ pub struct Site {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Asset {
+    /// The asset's row in the dispatcher's records, when the job was made from them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Uuid>,
     pub name: String,
     #[serde(default)]
     pub serial: Option<String>,

@@ -223,11 +223,13 @@ impl Seeder {
             description: "Customer reports the unit trips after a few minutes; check and service."
                 .into(),
             customer: Customer {
+                id: None,
                 name: format!("Customer {}", i % 97),
                 phone: Some(format!("+44 20 7946 {:04}", i % 10_000)),
                 email: None,
             },
             site: Site {
+                id: None,
                 name: format!("Site {}", i % 53),
                 address: Some(format!("{} Harbour St", i % 200 + 1)),
             },

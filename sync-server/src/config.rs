@@ -138,6 +138,14 @@ pub struct Config {
     /// The S3 blob store, or `None` for the folder `blobs/` in `data_dir`.
     pub s3: Option<S3Config>,
     pub uploads: UploadConfig,
+    /// Keep the relational rows in step with the log on this node (`projection/`). Off, the
+    /// node only serves; another node (or a later start) projects what it commits.
+    pub projection: bool,
+    /// Changes the projection reads per transaction.
+    pub projection_batch: i64,
+    /// How often the projection looks at the log without being woken (the catch-up that covers
+    /// a lost notice).
+    pub projection_interval: Duration,
 }
 
 impl Config {
@@ -165,6 +173,9 @@ impl Config {
             password_memory: 24 * 1024 * 1024,
             s3: None,
             uploads: UploadConfig::default(),
+            projection: true,
+            projection_batch: 2_000,
+            projection_interval: Duration::from_secs(1),
         }
     }
 }
@@ -229,6 +240,12 @@ impl Config {
         get(&var, "FIELDSYNC_ACCESS_TTL_SECONDS", &mut access_s)?;
         get(&var, "FIELDSYNC_REFRESH_TTL_SECONDS", &mut refresh_s)?;
         get(&var, "FIELDSYNC_COMPACT_EVERY", &mut c.compact_every)?;
+        get(&var, "FIELDSYNC_PROJECTION", &mut c.projection)?;
+        get(&var, "FIELDSYNC_PROJECTION_BATCH", &mut c.projection_batch)?;
+        let mut projection_ms = c.projection_interval.as_millis() as u64;
+        get(&var, "FIELDSYNC_PROJECTION_INTERVAL_MS", &mut projection_ms)?;
+        c.projection_interval = Duration::from_millis(projection_ms.max(10));
+        c.projection_batch = c.projection_batch.max(1);
         get(
             &var,
             "FIELDSYNC_MAX_CHANGE_BYTES",

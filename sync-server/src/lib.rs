@@ -24,6 +24,7 @@ pub mod http;
 pub mod jobs;
 pub mod metrics;
 pub mod passwords;
+pub mod projection;
 pub mod review;
 pub mod server;
 pub mod state;

@@ -39,6 +39,17 @@ pub struct Metrics {
     pub upload_failures: Family<Vec<(String, String)>, Counter>,
     /// Making one photo's thumbnails, in seconds.
     pub thumbnail_seconds: Histogram,
+    /// From a change's commit (here, or its notice from another node) to its rows being
+    /// updated, in seconds.
+    pub projection_lag: Histogram,
+    /// Changes projected by this node.
+    pub projected_changes: Counter,
+    /// The log position the projection reached (as last seen by this node).
+    pub projection_position: Gauge,
+    /// Projection transactions that failed (retried with backoff).
+    pub projection_failures: Counter,
+    /// Documents whose state did not decode, so their rows were left as they were.
+    pub projection_skipped: Counter,
 }
 
 impl Metrics {
@@ -73,6 +84,11 @@ impl Default for Metrics {
             uploads_in_progress: Gauge::default(),
             upload_failures: Family::default(),
             thumbnail_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            projection_lag: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            projected_changes: Counter::default(),
+            projection_position: Gauge::default(),
+            projection_failures: Counter::default(),
+            projection_skipped: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -151,6 +167,31 @@ impl Default for Metrics {
             "uploads_in_progress",
             "Uploads created and not yet finished",
             m.uploads_in_progress.clone(),
+        );
+        registry.register(
+            "projection_lag_seconds",
+            "From a change's commit to its relational rows being updated",
+            m.projection_lag.clone(),
+        );
+        registry.register(
+            "projected_changes",
+            "Changes projected into the relational rows by this node",
+            m.projected_changes.clone(),
+        );
+        registry.register(
+            "projection_position",
+            "The change-log position the relational rows cover",
+            m.projection_position.clone(),
+        );
+        registry.register(
+            "projection_failures",
+            "Projection transactions that failed and were retried",
+            m.projection_failures.clone(),
+        );
+        registry.register(
+            "projection_skipped_documents",
+            "Documents whose state did not decode, left unprojected",
+            m.projection_skipped.clone(),
         );
         registry.register(
             "upload_failures",

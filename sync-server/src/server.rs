@@ -37,7 +37,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/auth/login", post(http::login))
         .route("/api/v1/auth/refresh", post(http::refresh))
         .route("/api/v1/devices/{id}/revoke", post(http::revoke_device))
-        .route("/api/v1/jobs", post(http::create_job))
+        .route(
+            "/api/v1/jobs",
+            post(http::create_job).get(http::records::list_jobs),
+        )
+        .route("/api/v1/technicians", get(http::records::technicians))
+        .route("/api/v1/stock", get(http::records::stock))
         .route(
             "/api/v1/jobs/{id}",
             get(http::get_job).patch(http::patch_job),
@@ -101,6 +106,9 @@ pub async fn serve(
                 }
             }
         });
+    }
+    if state.config.projection {
+        tokio::spawn(crate::projection::run(state.clone()));
     }
     let open_uploads = state.uploads.sweep(chrono::Utc::now()).await;
     state.metrics.uploads_in_progress.set(open_uploads as i64);

@@ -28,6 +28,8 @@ pub struct AppState {
     pub blobs: Arc<dyn crate::blobs::BlobStore>,
     /// Uploads in progress on this node, and the thumbnail pool.
     pub uploads: crate::uploads::Uploads,
+    /// Wakes the projection after a commit, and times its lag.
+    pub projection: crate::projection::Trigger,
 }
 
 impl AppState {
@@ -59,6 +61,7 @@ impl AppState {
             metrics,
             node: Uuid::now_v7(),
             throttle,
+            projection: Default::default(),
         })
     }
 }
@@ -68,6 +71,7 @@ impl AppState {
     /// one the change came from) and the other nodes. Failing to tell other nodes is logged, not
     /// fatal: the change is durable and they catch up on their next load.
     pub async fn doc_changed(&self, doc: Uuid, seq: i64, except: Option<ConnId>) {
+        self.projection.committed(seq);
         self.hub.doc_changed(doc, except);
         self.notify(Notified::Doc { doc, seq }).await;
     }
@@ -97,7 +101,10 @@ impl AppState {
         match notice.what {
             // The id is a user's or an org's; the hub matches whichever it is.
             Notified::Sets { of } => self.hub.sets_changed(&[of], of),
-            Notified::Doc { doc, .. } => match self.docs.refresh(doc).await {
+            Notified::Doc { doc, seq } => match {
+                self.projection.committed(seq);
+                self.docs.refresh(doc).await
+            } {
                 Ok(_) => self.hub.doc_changed(doc, None),
                 Err(e) => {
                     tracing::warn!(%doc, error = %e, "could not catch up with another node's change")
@@ -106,6 +113,7 @@ impl AppState {
             // Notices were lost while the feed was down: every document held is brought up to
             // the store, and every connection checks its document set again.
             Notified::Resync => {
+                self.projection.wake();
                 let mut caught_up = 0;
                 for doc in self.docs.loaded_ids() {
                     match self.docs.refresh(doc).await {

@@ -344,6 +344,10 @@ impl Store for FaultyStore {
     async fn subscribe_changes(&self) -> StoreResult<Option<mpsc::Receiver<ChangeNotice>>> {
         self.inner.subscribe_changes().await
     }
+
+    fn records(&self) -> &dyn sync_server::store::records::Records {
+        self.inner.records()
+    }
 }
 
 #[cfg(test)]

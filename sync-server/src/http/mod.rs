@@ -20,6 +20,7 @@ pub mod auth;
 pub mod extract;
 pub mod jobs;
 pub mod photos;
+pub mod records;
 pub mod review;
 pub mod uploads;
 

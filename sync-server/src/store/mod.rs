@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub mod postgres;
+pub mod records;
 pub mod sqlite;
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -403,4 +404,7 @@ pub trait Store: Send + Sync + 'static {
     async fn subscribe_changes(
         &self,
     ) -> StoreResult<Option<tokio::sync::mpsc::Receiver<ChangeNotice>>>;
+
+    /// The relational records beside the log: the dispatcher's data and the projected rows.
+    fn records(&self) -> &dyn records::Records;
 }

@@ -34,9 +34,14 @@ use super::{
     User,
 };
 
+mod records;
+
 /// How often a transaction that Postgres aborted as a serialization failure or deadlock is tried
 /// in all before the error is returned.
 const TX_ATTEMPTS: u32 = 5;
+
+/// The advisory lock key that serializes appends to the change log (`"fsyn"` in ASCII).
+const APPEND_LOCK: i64 = 0x6673_796e;
 
 /// The `LISTEN`/`NOTIFY` channel of change notices.
 const CHANGES_CHANNEL: &str = "fieldsync_changes";
@@ -190,6 +195,13 @@ async fn last_seq(conn: &mut PgConnection, doc_id: Uuid) -> Result<i64, sqlx::Er
 /// carries fifty devices' edits costs a few round trips, not fifty times a few). Returns the
 /// sequence number each append's document reached, in the batch's order.
 async fn append_all(conn: &mut PgConnection, batch: &[Append]) -> Result<Vec<i64>, TxError> {
+    // One appending transaction at a time, cluster-wide: sequence numbers are taken after this
+    // lock, so the log's order is its commit order and a reader that saw seq N never later finds
+    // a change below N (the projection reads the log by position and relies on it). Group commit
+    // makes this one transaction per node's batch, not per edit.
+    sqlx::query!("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
+        .execute(&mut *conn)
+        .await?;
     let mut docs: Vec<Uuid> = batch.iter().map(|a| a.doc_id).collect();
     docs.sort_unstable();
     docs.dedup();
@@ -1096,6 +1108,10 @@ impl Store for PgStore {
 
     /// The subscription holds a connection of its own (outside the pool, so it neither takes a
     /// query's connection nor is closed as idle) and has run `LISTEN` on it before this returns.
+    fn records(&self) -> &dyn super::records::Records {
+        self
+    }
+
     async fn subscribe_changes(&self) -> StoreResult<Option<mpsc::Receiver<ChangeNotice>>> {
         let connect_options = (*self.pool.connect_options()).clone();
         let listener_pool = PgPoolOptions::new()

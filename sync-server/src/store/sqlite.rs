@@ -27,6 +27,8 @@ use super::{
     Rotation, Store, StoreError, StoreResult, StoredDoc, TokenInfo, TokenKind, TokenRecord, User,
 };
 
+mod records;
+
 /// The migrations, in the order they apply, embedded so the binary carries its schema. Append new
 /// files at the end and never edit one that has been released: [`migrate`] refuses a database
 /// whose applied migrations differ from these. A migration must not contain its own
@@ -51,6 +53,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0005_photos.sql",
         include_str!("../../../migrations/sqlite/0005_photos.sql"),
+    ),
+    (
+        "0006_relational_model.sql",
+        include_str!("../../../migrations/sqlite/0006_relational_model.sql"),
     ),
 ];
 
@@ -985,6 +991,10 @@ impl Store for SqliteStore {
     /// The embedded server is a single node: there is nobody to tell.
     async fn publish_change(&self, _notice: ChangeNotice) -> StoreResult<()> {
         Ok(())
+    }
+
+    fn records(&self) -> &dyn super::records::Records {
+        self
     }
 
     async fn subscribe_changes(

@@ -278,6 +278,11 @@ impl DocCache {
     }
 }
 
+/// A stored document as Automerge holds it, for reading (the projection).
+pub fn build_doc(id: Uuid, stored: &StoredDoc) -> Result<AutoCommit, StoreError> {
+    build(id, stored, &ActorId::random())
+}
+
 fn build(id: Uuid, stored: &StoredDoc, actor: &ActorId) -> Result<AutoCommit, StoreError> {
     let corrupt = |e: automerge::AutomergeError| {
         StoreError::Database(format!("document {id} in the log does not load: {e}"))

@@ -1,0 +1,267 @@
+//! The dispatcher's lists, read from the relational rows: jobs (filtered, paged), technicians,
+//! stock. Every query is scoped to the caller's org (and on Postgres runs under its row-level
+//! security).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use chrono::{DateTime, NaiveDate, Utc};
+use schemas::api::{
+    Counted, JobList, JobSummary, NamedRef, StockLevel, TechnicianSummary, job_number,
+};
+use schemas::JobStatus;
+use uuid::Uuid;
+
+use super::auth::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::records::{JobFilter, JobListRow};
+
+/// The most jobs one page holds, and the default.
+const MAX_PAGE: i64 = 500;
+const DEFAULT_PAGE: i64 = 100;
+
+/// Query parameters, each checked by name: an unknown parameter is refused rather than ignored
+/// (a misspelt filter would otherwise silently list everything).
+pub struct Params(HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<HashMap<String, String>>::from_request_parts(parts, state).await {
+            Ok(Query(map)) => Ok(Params(map)),
+            Err(e) => Err(ApiError::Rejected(
+                StatusCode::BAD_REQUEST,
+                "bad-query",
+                e.body_text(),
+            )),
+        }
+    }
+}
+
+impl Params {
+    fn only(&self, known: &[&str]) -> Result<(), ApiError> {
+        let mut unknown: Vec<&str> = self
+            .0
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !known.contains(k))
+            .collect();
+        unknown.sort_unstable();
+        match unknown.first() {
+            None => Ok(()),
+            Some(_) => Err(bad_param(
+                &unknown.join(", "),
+                &format!("unknown query parameter (known: {})", known.join(", ")),
+            )),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    fn parse<T>(&self, name: &str, what: &str, f: impl FnOnce(&str) -> Option<T>) -> Result<Option<T>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => f(v).map(Some).ok_or_else(|| bad_param(name, what)),
+        }
+    }
+}
+
+fn bad_param(name: &str, what: &str) -> ApiError {
+    ApiError::Rejected(
+        StatusCode::BAD_REQUEST,
+        "bad-query",
+        format!("{name}: {what}"),
+    )
+}
+
+/// A time bound: RFC 3339, or a date (midnight UTC).
+fn parse_time(v: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(v)
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                .ok()
+                .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
+        })
+}
+
+/// A cursor is the last row's (sort time, id): `<microseconds>_<uuid>`.
+fn cursor_of(row: &JobListRow) -> String {
+    format!("{}_{}", row.sort_at.timestamp_micros(), row.id)
+}
+
+fn parse_cursor(v: &str) -> Option<(DateTime<Utc>, Uuid)> {
+    let (micros, id) = v.split_once('_')?;
+    Some((
+        DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+        Uuid::parse_str(id).ok()?,
+    ))
+}
+
+/// `GET /api/v1/jobs?status=&technician=&from=&to=&q=&flagged=&cursor=&limit=`
+pub async fn list_jobs(
+    State(app): State<Arc<AppState>>,
+    caller: Caller,
+    params: Params,
+) -> Result<Json<JobList>, ApiError> {
+    let me = caller.actor();
+    me.org_reader()?;
+    params.only(&[
+        "status",
+        "technician",
+        "from",
+        "to",
+        "q",
+        "flagged",
+        "cursor",
+        "limit",
+    ])?;
+    let status = params.parse("status", "not a job status", |v| {
+        JobStatus::ALL
+            .iter()
+            .find(|s| s.as_str() == v)
+            .map(|s| s.as_str().to_string())
+    })?;
+    // A technician by user id or by user name, of the caller's org.
+    let technician = match params.get("technician") {
+        None => None,
+        Some(v) => {
+            let user = match Uuid::parse_str(v) {
+                Ok(id) => app.store.user(id).await?,
+                Err(_) => app.store.user_by_name(v).await?,
+            };
+            match user.filter(|u| u.org_id == me.org_id) {
+                Some(u) => Some(u.id),
+                None => return Err(bad_param("technician", "no such user in your org")),
+            }
+        }
+    };
+    let from = params.parse("from", "not an RFC 3339 time or a date", parse_time)?;
+    let to = params.parse("to", "not an RFC 3339 time or a date", parse_time)?;
+    if let (Some(f), Some(t)) = (from, to)
+        && t < f
+    {
+        return Err(bad_param("to", "is before from"));
+    }
+    let q = params.parse("q", "longer than 200 characters or holds control characters", |v| {
+        (v.chars().count() <= 200 && !v.chars().any(char::is_control)).then(|| v.to_string())
+    })?;
+    let flagged = params.parse("flagged", "not true or false", |v| v.parse::<bool>().ok())?;
+    let after = params.parse("cursor", "not a cursor this list gave", parse_cursor)?;
+    let limit = params
+        .parse("limit", &format!("not a number from 1 to {MAX_PAGE}"), |v| {
+            v.parse::<i64>().ok().filter(|n| (1..=MAX_PAGE).contains(n))
+        })?
+        .unwrap_or(DEFAULT_PAGE);
+    let filter = JobFilter {
+        status,
+        technician,
+        from,
+        to,
+        q,
+        flagged,
+        after,
+        // One more than the page, to know whether another follows.
+        limit: limit + 1,
+    };
+    let mut rows = app.store.records().list_jobs(me.org_id, &filter).await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(cursor_of)
+    } else {
+        None
+    };
+    Ok(Json(JobList {
+        items: rows.into_iter().map(summary).collect(),
+        next_cursor,
+    }))
+}
+
+fn summary(r: JobListRow) -> JobSummary {
+    JobSummary {
+        id: r.id,
+        number: job_number(r.number),
+        title: r.title,
+        status: r.status,
+        priority: r.priority,
+        scheduled_start: r.scheduled_start,
+        scheduled_end: r.scheduled_end,
+        customer: NamedRef {
+            id: r.customer_id,
+            name: r.customer_name,
+        },
+        site: NamedRef {
+            id: r.site_id,
+            name: r.site_name,
+        },
+        assignees: r.assignees,
+        template: r.template,
+        checklist: Counted {
+            done: r.items_done,
+            total: r.items_total,
+        },
+        parts: r.parts,
+        photos: r.photos,
+        signed_off: r.signed_off,
+        flagged: r.flagged,
+    }
+}
+
+/// `GET /api/v1/technicians`
+pub async fn technicians(
+    State(app): State<Arc<AppState>>,
+    caller: Caller,
+    params: Params,
+) -> Result<Json<Vec<TechnicianSummary>>, ApiError> {
+    let me = caller.actor();
+    me.org_reader()?;
+    params.only(&[])?;
+    let rows = app.store.records().technicians(me.org_id).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|t| TechnicianSummary {
+                online: app.hub.is_online(t.user_id),
+                id: t.user_id,
+                name: t.name,
+                display_name: t.display_name,
+                phone: t.phone,
+                skills: t.skills,
+                van: t.van,
+            })
+            .collect(),
+    ))
+}
+
+/// `GET /api/v1/stock?location=ID`
+pub async fn stock(
+    State(app): State<Arc<AppState>>,
+    caller: Caller,
+    params: Params,
+) -> Result<Json<Vec<StockLevel>>, ApiError> {
+    let me = caller.actor();
+    me.org_reader()?;
+    params.only(&["location"])?;
+    let location = params.parse("location", "not a stock location id", |v| {
+        Uuid::parse_str(v).ok()
+    })?;
+    let rows = app.store.records().stock(me.org_id, location).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|s| StockLevel {
+                location_id: s.location_id,
+                location: s.location_code,
+                sku: s.sku,
+                on_hand: s.on_hand,
+            })
+            .collect(),
+    ))
+}

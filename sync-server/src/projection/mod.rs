@@ -1,0 +1,175 @@
+//! The projection: keeps the relational rows (jobs, status history, checklist responses, parts
+//! and the stock they move, photos, signatures) in step with the change log.
+//!
+//! How it stays right:
+//! - **State, not events.** A document's rows are a function of its state ([`rows::rows_of`]);
+//!   writing them replaces what the document projected before. Projecting a document twice, or
+//!   a newer state than the changes read, changes nothing more; rebuilding from the log
+//!   ([`rebuild`]) gives the same rows. Stock is the one running total: a parts line's
+//!   movements are topped up by the difference to what the line takes now
+//!   ([`rows::stock_deltas`]), so it too depends only on the state.
+//! - **Its own position.** The rows and the position in the log they cover are written in one
+//!   transaction, so a node killed between the log's commit and the projection's (or in the
+//!   middle of it) projects those changes when it, or another node, next runs.
+//! - **One node per change.** The write is conditional on the position still being the one read
+//!   (on Postgres under a row lock); a node that lost the race writes nothing and reads again.
+//!   On Postgres the log's order is its commit order (appends take an advisory lock), so reading
+//!   "after position N" never skips a change that commits late.
+//! - **Woken, and on a timer.** Local commits and other nodes' notices wake it; a tick every
+//!   `projection_interval` catches up whatever no notice announced.
+
+pub mod rows;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use chrono::Utc;
+use schemas::DocKind;
+use tokio::sync::Notify;
+
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreResult};
+
+/// How many commit times the lag clock keeps for changes not yet projected; older ones are
+/// dropped (the lag of those is then not measured, nothing else is lost).
+const LAG_CLOCK_CAPACITY: usize = 16_384;
+
+/// Wakes the projection and remembers when each change it has not yet projected was committed,
+/// so the lag (commit → rows updated) can be measured.
+#[derive(Default)]
+pub struct Trigger {
+    wake: Notify,
+    committed: Mutex<VecDeque<(i64, Instant)>>,
+}
+
+impl Trigger {
+    /// A change reached `seq` in the log (committed here, or announced by another node).
+    pub fn committed(&self, seq: i64) {
+        {
+            let mut q = self.committed.lock().unwrap_or_else(PoisonError::into_inner);
+            if q.len() >= LAG_CLOCK_CAPACITY {
+                q.pop_front();
+            }
+            q.push_back((seq, Instant::now()));
+        }
+        self.wake.notify_one();
+    }
+
+    /// Look at the log now (notices were lost, say).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Changes up to `seq` are in the rows: record their lag.
+    fn projected(&self, seq: i64, metrics: &Metrics) {
+        let now = Instant::now();
+        let mut q = self.committed.lock().unwrap_or_else(PoisonError::into_inner);
+        // Notices may arrive out of seq order; keep those beyond `seq`.
+        q.retain(|(s, at)| {
+            if *s <= seq {
+                metrics
+                    .projection_lag
+                    .observe(now.duration_since(*at).as_secs_f64());
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+/// What one step did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing after the position.
+    Idle,
+    /// Projected the changes up to `to`.
+    Projected { changes: usize, docs: usize, to: i64 },
+    /// Another node projected them first; read again.
+    Lost,
+}
+
+/// Project the next `limit` changes after the position. Documents are read from the store at
+/// their newest state (at least what the changes read say).
+pub async fn step(store: &dyn Store, limit: i64, metrics: &Metrics) -> StoreResult<Step> {
+    let records = store.records();
+    let next = records.unprojected(limit).await?;
+    if next.changes == 0 {
+        return Ok(Step::Idle);
+    }
+    let mut rows = Vec::with_capacity(next.docs.len());
+    for meta in &next.docs {
+        let Some(kind) = DocKind::parse(&meta.kind) else {
+            continue;
+        };
+        let stored = store.load(meta.id).await?;
+        let doc = crate::sync::docs::build_doc(meta.id, &stored)?;
+        match rows::rows_of(kind, meta.org_id, &doc) {
+            Ok(r) => rows.push(r),
+            // The guard keeps undecodable states out of the log, so this is a document from
+            // before a contract change: its rows stay as they were, and it is counted.
+            Err(e) => {
+                metrics.projection_skipped.inc();
+                tracing::warn!(doc = %meta.id, error = %e, "document not projected: its state does not decode");
+            }
+        }
+    }
+    if records.project(next.from, next.to, &rows, Utc::now()).await? {
+        Ok(Step::Projected {
+            changes: next.changes,
+            docs: next.docs.len(),
+            to: next.to,
+        })
+    } else {
+        Ok(Step::Lost)
+    }
+}
+
+/// Project everything the log holds now; returns the position reached.
+pub async fn catch_up(store: &dyn Store, limit: i64, metrics: &Metrics) -> StoreResult<i64> {
+    loop {
+        match step(store, limit, metrics).await? {
+            Step::Idle => return Ok(store.records().projection_position().await?.projected),
+            Step::Projected { .. } | Step::Lost => {}
+        }
+    }
+}
+
+/// Drop every projected row and project the whole log again.
+pub async fn rebuild(store: &dyn Store, limit: i64, metrics: &Metrics) -> StoreResult<i64> {
+    store.records().reset_projection().await?;
+    catch_up(store, limit, metrics).await
+}
+
+/// The node's projection task: runs until the process ends.
+pub async fn run(state: Arc<crate::AppState>) {
+    let mut backoff = state.config.projection_interval;
+    loop {
+        match step(&*state.store, state.config.projection_batch, &state.metrics).await {
+            Ok(Step::Projected { changes, to, .. }) => {
+                state.metrics.projected_changes.inc_by(changes as u64);
+                state.metrics.projection_position.set(to);
+                state.projection.projected(to, &state.metrics);
+                backoff = state.config.projection_interval;
+                continue;
+            }
+            Ok(Step::Lost) => continue,
+            Ok(Step::Idle) => {
+                backoff = state.config.projection_interval;
+                if let Ok(p) = state.store.records().projection_position().await {
+                    state.projection.projected(p.projected, &state.metrics);
+                }
+            }
+            Err(e) => {
+                state.metrics.projection_failures.inc();
+                tracing::warn!(error = %e, "projection failed; trying again");
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
+            }
+        }
+        tokio::select! {
+            _ = state.projection.wake.notified() => {}
+            _ = tokio::time::sleep(backoff) => {}
+        }
+    }
+}

@@ -1,0 +1,879 @@
+//! [`Records`] on Postgres. The projection writes as the server's own user; the reads made on a
+//! caller's behalf run in a tenant transaction ([`tenant_tx`]): role `fieldsync_tenant` with the
+//! caller's org set, so the row-level security of migration 0007 holds even where a query forgot
+//! its org.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
+
+use super::{PgStore, TxError, db_error, retrying};
+use crate::projection::rows::{self, ChecklistRows, DocRows, PartsRows, PhotoRow, Take};
+use crate::store::records::{
+    CatalogItem, Customer, JobFilter, JobListRow, Position, Records, Site, StockLocation,
+    StockRow, Technician, TechnicianRow, Unprojected,
+};
+use crate::store::{DocMeta, StoreError, StoreResult};
+
+/// A transaction that sees only `org_id`'s rows (row-level security), for reads made on a
+/// caller's behalf.
+pub(crate) async fn tenant_tx(
+    pool: &sqlx::PgPool,
+    org_id: Uuid,
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query!("SET LOCAL ROLE fieldsync_tenant")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query!(
+        "SELECT set_config('fieldsync.org_id', $1, true)",
+        org_id.to_string()
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(tx)
+}
+
+async fn write_job(tx: &mut Transaction<'_, Postgres>, rows: &DocRows) -> Result<(), TxError> {
+    let DocRows::Job {
+        job,
+        history,
+        signature,
+    } = rows
+    else {
+        return Ok(());
+    };
+    let known = sqlx::query_scalar!("SELECT number FROM jobs WHERE id = $1", job.id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let number = match known {
+        Some(n) => n,
+        None => sqlx::query_scalar!(
+            r#"INSERT INTO org_counters (org_id, next_job_number) VALUES ($1, 2)
+               ON CONFLICT (org_id)
+               DO UPDATE SET next_job_number = org_counters.next_job_number + 1
+               RETURNING next_job_number - 1 AS "number!""#,
+            job.org_id
+        )
+        .fetch_one(&mut **tx)
+        .await?,
+    };
+    sqlx::query!(
+        "INSERT INTO jobs (id, org_id, number, title, priority, status, scheduled_start,
+                           scheduled_end, sort_at, customer_id, customer_name, site_id, site_name,
+                           asset_id, asset_name, assignees, signed_off, follow_up_of, created_at,
+                           created_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+                 (SELECT id FROM customers WHERE id = $10 AND org_id = $2), $11,
+                 (SELECT id FROM sites WHERE id = $12 AND org_id = $2), $13,
+                 (SELECT id FROM assets WHERE id = $14 AND org_id = $2), $15, $16, $17, $18,
+                 $19, $20)
+         ON CONFLICT (id) DO UPDATE SET
+             title = excluded.title, priority = excluded.priority, status = excluded.status,
+             scheduled_start = excluded.scheduled_start, scheduled_end = excluded.scheduled_end,
+             sort_at = excluded.sort_at, customer_id = excluded.customer_id,
+             customer_name = excluded.customer_name, site_id = excluded.site_id,
+             site_name = excluded.site_name, asset_id = excluded.asset_id,
+             asset_name = excluded.asset_name, assignees = excluded.assignees,
+             signed_off = excluded.signed_off, follow_up_of = excluded.follow_up_of,
+             created_at = excluded.created_at, created_by = excluded.created_by",
+        job.id,
+        job.org_id,
+        number,
+        job.title,
+        job.priority,
+        job.status,
+        job.scheduled_start,
+        job.scheduled_end,
+        job.sort_at,
+        job.customer_id,
+        job.customer_name,
+        job.site_id,
+        job.site_name,
+        job.asset_id,
+        job.asset_name,
+        job.assignees,
+        job.signed_off,
+        job.follow_up_of,
+        job.created_at,
+        job.created_by,
+    )
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query!("DELETE FROM job_status_history WHERE job_id = $1", job.id)
+        .execute(&mut **tx)
+        .await?;
+    for h in history {
+        sqlx::query!(
+            "INSERT INTO job_status_history (org_id, job_id, position, from_status, to_status,
+                                             by_name, at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            job.org_id,
+            job.id,
+            h.position,
+            h.from,
+            h.to,
+            h.by,
+            h.at
+        )
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query!("DELETE FROM signatures WHERE job_id = $1", job.id)
+        .execute(&mut **tx)
+        .await?;
+    if let Some(s) = signature {
+        sqlx::query!(
+            "INSERT INTO signatures (job_id, org_id, signer_name, signed_at, summary_sha256,
+                                     blob_sha256, by_name)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            job.id,
+            job.org_id,
+            s.signer_name,
+            s.signed_at,
+            s.summary_sha256,
+            s.blob_sha256,
+            s.by
+        )
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn write_checklist(
+    tx: &mut Transaction<'_, Postgres>,
+    c: &ChecklistRows,
+) -> Result<(), TxError> {
+    sqlx::query!(
+        "INSERT INTO job_checklists (id, org_id, job_id, template, title)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (id) DO UPDATE SET template = excluded.template, title = excluded.title",
+        c.id,
+        c.org_id,
+        c.job_id,
+        c.template,
+        c.title
+    )
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query!(
+        "DELETE FROM checklist_responses WHERE checklist_id = $1",
+        c.id
+    )
+    .execute(&mut **tx)
+    .await?;
+    for item in &c.items {
+        sqlx::query!(
+            "INSERT INTO checklist_responses (org_id, job_id, checklist_id, position, item_id,
+                                              label, kind, required, value, by_name, at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            c.org_id,
+            c.job_id,
+            c.id,
+            item.position,
+            item.item_id,
+            item.label,
+            item.kind,
+            item.required,
+            item.value,
+            item.by,
+            item.at,
+        )
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The stock location a line takes from: the one its `source` names, or the van of the
+/// technician who added it.
+async fn line_location(
+    tx: &mut Transaction<'_, Postgres>,
+    org_id: Uuid,
+    line: &rows::PartRow,
+) -> Result<Option<Uuid>, TxError> {
+    Ok(match &line.source {
+        Some(code) => {
+            sqlx::query_scalar!(
+                "SELECT id FROM stock_locations WHERE org_id = $1 AND code = $2",
+                org_id,
+                code
+            )
+            .fetch_optional(&mut **tx)
+            .await?
+        }
+        None => {
+            sqlx::query_scalar!(
+                "SELECT l.id FROM stock_locations l JOIN users u ON u.id = l.technician_id
+                 WHERE l.org_id = $1 AND l.kind = 'van' AND u.name = $2",
+                org_id,
+                line.by
+            )
+            .fetch_optional(&mut **tx)
+            .await?
+        }
+    })
+}
+
+async fn write_parts(
+    tx: &mut Transaction<'_, Postgres>,
+    p: &PartsRows,
+    at: DateTime<Utc>,
+) -> Result<(), TxError> {
+    sqlx::query!("DELETE FROM job_parts WHERE parts_id = $1", p.id)
+        .execute(&mut **tx)
+        .await?;
+    let mut wanted = Vec::new();
+    for line in &p.lines {
+        let location = line_location(tx, p.org_id, line).await?;
+        let prices = sqlx::query!(
+            "SELECT unit_price_cents, unit_cost_cents FROM parts_catalog
+             WHERE org_id = $1 AND sku = $2",
+            p.org_id,
+            line.sku
+        )
+        .fetch_optional(&mut **tx)
+        .await?;
+        sqlx::query!(
+            "INSERT INTO job_parts (org_id, job_id, parts_id, line_id, sku, description, qty, unit,
+                                    location_id, unit_price_cents, unit_cost_cents, by_name, at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            p.org_id,
+            p.job_id,
+            p.id,
+            line.line_id,
+            line.sku,
+            line.description,
+            line.qty,
+            line.unit,
+            location,
+            prices.as_ref().map(|p| p.unit_price_cents),
+            prices.as_ref().map(|p| p.unit_cost_cents),
+            line.by,
+            line.at,
+        )
+        .execute(&mut **tx)
+        .await?;
+        if let Some(location_id) = location {
+            wanted.push(Take {
+                line_id: line.line_id.clone(),
+                location_id,
+                sku: line.sku.clone(),
+                qty: -line.qty,
+            });
+        }
+    }
+    let taken = sqlx::query!(
+        r#"SELECT line_id AS "line_id!", location_id, sku, SUM(qty) AS "qty!"
+           FROM stock_movements WHERE job_id = $1 AND reason = 'job_use'
+           GROUP BY line_id, location_id, sku"#,
+        p.job_id
+    )
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .map(|r| Take {
+        line_id: r.line_id,
+        location_id: r.location_id,
+        sku: r.sku,
+        qty: r.qty,
+    })
+    .collect::<Vec<_>>();
+    for d in rows::stock_deltas(&wanted, &taken) {
+        move_stock(
+            tx,
+            p.org_id,
+            d.location_id,
+            &d.sku,
+            d.qty,
+            "job_use",
+            Some((p.job_id, &d.line_id)),
+            at,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// One stock movement and the level it changes, together.
+#[allow(clippy::too_many_arguments)]
+async fn move_stock(
+    tx: &mut Transaction<'_, Postgres>,
+    org_id: Uuid,
+    location_id: Uuid,
+    sku: &str,
+    qty: f64,
+    reason: &str,
+    job_line: Option<(Uuid, &str)>,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO stock_movements (id, org_id, location_id, sku, qty, reason, job_id, line_id, at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        Uuid::now_v7(),
+        org_id,
+        location_id,
+        sku,
+        qty,
+        reason,
+        job_line.map(|(job, _)| job),
+        job_line.map(|(_, line)| line),
+        at,
+    )
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO stock_levels (org_id, location_id, sku, on_hand) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (location_id, sku)
+         DO UPDATE SET on_hand = stock_levels.on_hand + excluded.on_hand",
+        org_id,
+        location_id,
+        sku,
+        qty
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn write_photo(tx: &mut Transaction<'_, Postgres>, p: &PhotoRow) -> Result<(), TxError> {
+    sqlx::query!(
+        "INSERT INTO job_photos (id, org_id, job_id, sha256, size, mime, width, height, taken_at,
+                                 lat, lon, checklist_item, caption, upload, review_state,
+                                 review_by, review_at, review_note)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+         ON CONFLICT (id) DO UPDATE SET
+             sha256 = excluded.sha256, size = excluded.size, mime = excluded.mime,
+             width = excluded.width, height = excluded.height, taken_at = excluded.taken_at,
+             lat = excluded.lat, lon = excluded.lon, checklist_item = excluded.checklist_item,
+             caption = excluded.caption, upload = excluded.upload,
+             review_state = excluded.review_state, review_by = excluded.review_by,
+             review_at = excluded.review_at, review_note = excluded.review_note",
+        p.id,
+        p.org_id,
+        p.job_id,
+        p.sha256,
+        p.size,
+        p.mime,
+        p.width,
+        p.height,
+        p.taken_at,
+        p.lat,
+        p.lon,
+        p.checklist_item,
+        p.caption,
+        p.upload,
+        p.review_state,
+        p.review_by,
+        p.review_at,
+        p.review_note,
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// What the digest lists: the projected rows of one org (`$1`), each row as Postgres' text of
+/// a record (summed quantities rounded, so float noise does not differ).
+const DIGEST: &[(&str, &str)] = &[
+    (
+        "jobs",
+        "SELECT ROW(id, number, title, priority, status, scheduled_start, scheduled_end,
+                    sort_at, customer_id, customer_name, site_id, site_name, asset_id, asset_name,
+                    assignees, signed_off, follow_up_of, created_at, created_by)::text
+         FROM jobs WHERE org_id = $1",
+    ),
+    (
+        "job_status_history",
+        "SELECT ROW(job_id, position, from_status, to_status, by_name, at)::text
+         FROM job_status_history WHERE org_id = $1",
+    ),
+    (
+        "job_checklists",
+        "SELECT ROW(id, job_id, template, title)::text FROM job_checklists WHERE org_id = $1",
+    ),
+    (
+        "checklist_responses",
+        "SELECT ROW(checklist_id, item_id, job_id, position, label, kind, required, value,
+                    by_name, at)::text
+         FROM checklist_responses WHERE org_id = $1",
+    ),
+    (
+        "job_parts",
+        "SELECT ROW(parts_id, line_id, job_id, sku, description, qty, unit, location_id,
+                    unit_price_cents, unit_cost_cents, by_name, at)::text
+         FROM job_parts WHERE org_id = $1",
+    ),
+    (
+        "job_photos",
+        "SELECT ROW(id, job_id, sha256, size, mime, width, height, taken_at, lat, lon,
+                    checklist_item, caption, upload, review_state, review_by, review_at,
+                    review_note)::text
+         FROM job_photos WHERE org_id = $1",
+    ),
+    (
+        "signatures",
+        "SELECT ROW(job_id, signer_name, signed_at, summary_sha256, blob_sha256, by_name)::text
+         FROM signatures WHERE org_id = $1",
+    ),
+    (
+        "job_stock",
+        "SELECT ROW(job_id, line_id, location_id, sku, round(SUM(qty)::numeric, 6))::text
+         FROM stock_movements WHERE org_id = $1 AND reason = 'job_use'
+         GROUP BY job_id, line_id, location_id, sku HAVING abs(SUM(qty)) > 1e-9",
+    ),
+    (
+        "stock_levels",
+        "SELECT ROW(location_id, sku, round(on_hand::numeric, 6))::text
+         FROM stock_levels WHERE org_id = $1",
+    ),
+];
+
+#[async_trait]
+impl Records for PgStore {
+    async fn unprojected(&self, limit: i64) -> StoreResult<Unprojected> {
+        retrying(move || async move {
+            let mut tx = self
+                .pool
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await?;
+            let from = sqlx::query_scalar!(
+                "SELECT upto_seq FROM projection_state WHERE name = 'rows'"
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            let seqs = sqlx::query!(
+                "SELECT c.seq, d.id, d.org_id, d.kind, d.job_id
+                 FROM changes c JOIN documents d ON d.id = c.doc_id
+                 WHERE c.seq > $1 ORDER BY c.seq LIMIT $2",
+                from,
+                limit
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            let mut out = Unprojected {
+                from,
+                to: seqs.last().map_or(from, |s| s.seq),
+                changes: seqs.len(),
+                docs: Vec::new(),
+            };
+            let mut seen = std::collections::HashSet::new();
+            for s in seqs {
+                if seen.insert(s.id) {
+                    out.docs.push(DocMeta {
+                        id: s.id,
+                        org_id: s.org_id,
+                        kind: s.kind,
+                        job_id: s.job_id,
+                    });
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn project(
+        &self,
+        from: i64,
+        to: i64,
+        rows: &[DocRows],
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        retrying(move || async move {
+            let mut tx = self.pool.begin().await?;
+            // Held to the end of the transaction: a second node projecting meanwhile waits
+            // here, then finds the position moved and writes nothing.
+            let position = sqlx::query_scalar!(
+                "SELECT upto_seq FROM projection_state WHERE name = 'rows' FOR UPDATE"
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            if position != from {
+                return Ok(false);
+            }
+            // Jobs first: the other rows of a job refer to its row, and new jobs take their
+            // numbers in the order of the log.
+            for r in rows.iter().filter(|r| matches!(r, DocRows::Job { .. })) {
+                write_job(&mut tx, r).await?;
+            }
+            for r in rows {
+                match r {
+                    DocRows::Job { .. } => {}
+                    DocRows::Checklist(c) => write_checklist(&mut tx, c).await?,
+                    DocRows::Parts(p) => write_parts(&mut tx, p, at).await?,
+                    DocRows::Photo(p) => write_photo(&mut tx, p).await?,
+                }
+            }
+            sqlx::query!(
+                "UPDATE projection_state SET upto_seq = $1, updated_at = $2 WHERE name = 'rows'",
+                to,
+                at
+            )
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn reset_projection(&self) -> StoreResult<()> {
+        retrying(move || async move {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query!("SELECT upto_seq FROM projection_state WHERE name = 'rows' FOR UPDATE")
+                .fetch_one(&mut *tx)
+                .await?;
+            sqlx::query!(
+                "UPDATE stock_levels SET on_hand = on_hand - (
+                     SELECT COALESCE(SUM(m.qty), 0) FROM stock_movements m
+                     WHERE m.reason = 'job_use' AND m.location_id = stock_levels.location_id
+                       AND m.sku = stock_levels.sku)"
+            )
+            .execute(&mut *tx)
+            .await?;
+            sqlx::raw_sql(
+                "DELETE FROM stock_movements WHERE reason = 'job_use';
+                 DELETE FROM job_status_history; DELETE FROM signatures;
+                 DELETE FROM checklist_responses; DELETE FROM job_checklists;
+                 DELETE FROM job_parts; DELETE FROM job_photos; DELETE FROM jobs;
+                 DELETE FROM org_counters;
+                 UPDATE projection_state SET upto_seq = 0 WHERE name = 'rows'",
+            )
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn projection_position(&self) -> StoreResult<Position> {
+        let row = sqlx::query!(
+            r#"SELECT (SELECT upto_seq FROM projection_state WHERE name = 'rows') AS "projected!",
+                      (SELECT COALESCE(MAX(seq), 0) FROM changes) AS "log_end!""#
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(Position {
+            projected: row.projected,
+            log_end: row.log_end,
+        })
+    }
+
+    async fn projection_digest(&self, org_id: Uuid) -> StoreResult<Vec<String>> {
+        let mut lines = Vec::new();
+        for (table, sql) in DIGEST {
+            let rows: Vec<Option<String>> = sqlx::query_scalar(*sql)
+                .bind(org_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error)?;
+            lines.extend(rows.into_iter().flatten().map(|r| format!("{table}|{r}")));
+        }
+        lines.sort();
+        Ok(lines)
+    }
+
+    async fn list_jobs(&self, org_id: Uuid, f: &JobFilter) -> StoreResult<Vec<JobListRow>> {
+        let q = f.q.as_ref().map(|q| {
+            let escaped = q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+        let mut tx = tenant_tx(&self.pool, org_id).await.map_err(db_error)?;
+        let rows = sqlx::query!(
+            r#"SELECT j.id, j.number, j.title, j.status, j.priority, j.sort_at, j.scheduled_start,
+                      j.scheduled_end, j.customer_id, j.customer_name, j.site_id, j.site_name,
+                      j.assignees,
+                      (SELECT c.template FROM job_checklists c WHERE c.job_id = j.id LIMIT 1)
+                          AS template,
+                      (SELECT COUNT(*) FROM checklist_responses r WHERE r.job_id = j.id)
+                          AS "items_total!",
+                      (SELECT COUNT(*) FROM checklist_responses r
+                        WHERE r.job_id = j.id AND r.value IS NOT NULL) AS "items_done!",
+                      (SELECT COUNT(*) FROM job_parts p WHERE p.job_id = j.id) AS "parts!",
+                      (SELECT COUNT(*) FROM job_photos p WHERE p.job_id = j.id) AS "photos!",
+                      j.signed_off,
+                      EXISTS (SELECT 1 FROM audit_log a WHERE a.job_id = j.id AND a.flagged)
+                          AS "flagged!"
+               FROM jobs j
+               WHERE j.org_id = $1
+                 AND ($2::text IS NULL OR j.status = $2)
+                 AND ($3::uuid IS NULL OR EXISTS (SELECT 1 FROM assignments s
+                                                  WHERE s.job_id = j.id AND s.user_id = $3))
+                 AND ($4::timestamptz IS NULL OR j.sort_at >= $4)
+                 AND ($5::timestamptz IS NULL OR j.sort_at < $5)
+                 AND ($6::text IS NULL OR j.title ILIKE $6 OR j.customer_name ILIKE $6
+                      OR j.site_name ILIKE $6 OR ('WO-' || lpad(j.number::text, 6, '0')) ILIKE $6)
+                 AND ($7::boolean IS NULL OR $7 = EXISTS (SELECT 1 FROM audit_log a
+                                                          WHERE a.job_id = j.id AND a.flagged))
+                 AND ($8::timestamptz IS NULL OR (j.sort_at, j.id) > ($8, $9::uuid))
+               ORDER BY j.sort_at, j.id
+               LIMIT $10"#,
+            org_id,
+            f.status,
+            f.technician,
+            f.from,
+            f.to,
+            q,
+            f.flagged,
+            f.after.map(|a| a.0),
+            f.after.map(|a| a.1),
+            f.limit,
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| JobListRow {
+                id: r.id,
+                number: r.number,
+                title: r.title,
+                status: r.status,
+                priority: r.priority,
+                sort_at: r.sort_at,
+                scheduled_start: r.scheduled_start,
+                scheduled_end: r.scheduled_end,
+                customer_id: r.customer_id,
+                customer_name: r.customer_name,
+                site_id: r.site_id,
+                site_name: r.site_name,
+                assignees: serde_json::from_str(&r.assignees).unwrap_or_default(),
+                template: r.template,
+                items_total: r.items_total,
+                items_done: r.items_done,
+                parts: r.parts,
+                photos: r.photos,
+                signed_off: r.signed_off,
+                flagged: r.flagged,
+            })
+            .collect())
+    }
+
+    async fn job_number(&self, org_id: Uuid, job_id: Uuid) -> StoreResult<Option<i64>> {
+        let mut tx = tenant_tx(&self.pool, org_id).await.map_err(db_error)?;
+        let n = sqlx::query_scalar!(
+            "SELECT number FROM jobs WHERE id = $1 AND org_id = $2",
+            job_id,
+            org_id
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(n)
+    }
+
+    async fn technicians(&self, org_id: Uuid) -> StoreResult<Vec<TechnicianRow>> {
+        let mut tx = tenant_tx(&self.pool, org_id).await.map_err(db_error)?;
+        let rows = sqlx::query!(
+            r#"SELECT u.id, u.name, COALESCE(t.display_name, u.name) AS "display_name!", t.phone AS "phone?",
+                      ARRAY(SELECT s.name FROM technician_skills ts JOIN skills s ON s.id = ts.skill_id
+                            WHERE ts.user_id = u.id ORDER BY s.name) AS "skills!",
+                      (SELECT l.id FROM stock_locations l
+                        WHERE l.technician_id = u.id AND l.kind = 'van') AS van
+               FROM users u LEFT JOIN technicians t ON t.user_id = u.id
+               WHERE u.org_id = $1 AND u.role = 'technician'
+               ORDER BY u.name"#,
+            org_id
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| TechnicianRow {
+                user_id: r.id,
+                name: r.name,
+                display_name: r.display_name,
+                phone: r.phone,
+                skills: r.skills,
+                van: r.van,
+            })
+            .collect())
+    }
+
+    async fn put_technician(&self, t: &Technician) -> StoreResult<()> {
+        retrying(move || async move {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query!(
+                "INSERT INTO technicians (user_id, org_id, display_name, phone)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (user_id) DO UPDATE SET display_name = excluded.display_name,
+                                                     phone = excluded.phone",
+                t.user_id,
+                t.org_id,
+                t.display_name,
+                t.phone
+            )
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query!(
+                "DELETE FROM technician_skills WHERE user_id = $1",
+                t.user_id
+            )
+            .execute(&mut *tx)
+            .await?;
+            for skill in &t.skills {
+                sqlx::query!(
+                    "INSERT INTO skills (id, org_id, name) VALUES ($1, $2, $3)
+                     ON CONFLICT (org_id, name) DO NOTHING",
+                    Uuid::now_v7(),
+                    t.org_id,
+                    skill
+                )
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query!(
+                    "INSERT INTO technician_skills (org_id, user_id, skill_id)
+                     SELECT $1, $2, id FROM skills WHERE org_id = $1 AND name = $3",
+                    t.org_id,
+                    t.user_id,
+                    skill
+                )
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn stock(&self, org_id: Uuid, location: Option<Uuid>) -> StoreResult<Vec<StockRow>> {
+        let mut tx = tenant_tx(&self.pool, org_id).await.map_err(db_error)?;
+        let rows = sqlx::query!(
+            "SELECT s.location_id, l.code, s.sku, s.on_hand
+             FROM stock_levels s JOIN stock_locations l ON l.id = s.location_id
+             WHERE s.org_id = $1 AND ($2::uuid IS NULL OR s.location_id = $2)
+             ORDER BY l.code, s.sku",
+            org_id,
+            location
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| StockRow {
+                location_id: r.location_id,
+                location_code: r.code,
+                sku: r.sku,
+                on_hand: r.on_hand,
+            })
+            .collect())
+    }
+
+    async fn create_customer(&self, c: &Customer) -> StoreResult<()> {
+        sqlx::query!(
+            "INSERT INTO customers (id, org_id, name, phone, email, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            c.id,
+            c.org_id,
+            c.name,
+            c.phone,
+            c.email,
+            c.created_at
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn create_site(&self, s: &Site) -> StoreResult<()> {
+        let done = sqlx::query!(
+            "INSERT INTO sites (id, org_id, customer_id, name, address, time_zone)
+             SELECT $1, $2, c.id, $4, $5, $6 FROM customers c WHERE c.id = $3 AND c.org_id = $2",
+            s.id,
+            s.org_id,
+            s.customer_id,
+            s.name,
+            s.address,
+            s.time_zone
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("customer {}", s.customer_id)));
+        }
+        Ok(())
+    }
+
+    async fn create_location(&self, l: &StockLocation) -> StoreResult<()> {
+        sqlx::query!(
+            "INSERT INTO stock_locations (id, org_id, code, name, kind, technician_id)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            l.id,
+            l.org_id,
+            l.code,
+            l.name,
+            l.kind,
+            l.technician_id
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn put_catalog_item(&self, i: &CatalogItem) -> StoreResult<()> {
+        sqlx::query!(
+            "INSERT INTO parts_catalog (id, org_id, sku, name, unit, unit_price_cents,
+                                        unit_cost_cents)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (org_id, sku) DO UPDATE SET
+                 name = excluded.name, unit = excluded.unit,
+                 unit_price_cents = excluded.unit_price_cents,
+                 unit_cost_cents = excluded.unit_cost_cents",
+            i.id,
+            i.org_id,
+            i.sku,
+            i.name,
+            i.unit,
+            i.unit_price_cents,
+            i.unit_cost_cents
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn receive_stock(
+        &self,
+        org_id: Uuid,
+        location_id: Uuid,
+        sku: &str,
+        qty: f64,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        retrying(move || async move {
+            let mut tx = self.pool.begin().await?;
+            let org = sqlx::query_scalar!(
+                "SELECT org_id FROM stock_locations WHERE id = $1",
+                location_id
+            )
+            .fetch_optional(&mut *tx)
+            .await?;
+            if org != Some(org_id) {
+                return Err(TxError::Store(StoreError::NotFound(format!(
+                    "stock location {location_id}"
+                ))));
+            }
+            move_stock(&mut tx, org_id, location_id, sku, qty, "receipt", None, at).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+}
