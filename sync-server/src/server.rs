@@ -107,9 +107,12 @@ pub async fn serve(
             }
         });
     }
-    if state.config.projection {
-        tokio::spawn(crate::projection::run(state.clone()));
-    }
+    // Stopped with the server: when this future is dropped (a test's crash, a shutdown), so is
+    // the projection task, as it would be with the process.
+    let _projection = state
+        .config
+        .projection
+        .then(|| AbortOnDrop(tokio::spawn(crate::projection::run(state.clone()))));
     let open_uploads = state.uploads.sweep(chrono::Utc::now()).await;
     state.metrics.uploads_in_progress.set(open_uploads as i64);
     tracing::info!(addr = %listener.local_addr()?, database = ?state.config.database, "serving");
@@ -125,4 +128,13 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

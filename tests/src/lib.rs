@@ -218,9 +218,14 @@ impl Device {
     }
 
     pub async fn sync(&mut self, server: &TestServer) -> Result<SyncStats, SyncError> {
+        self.sync_to(&server.url).await
+    }
+
+    /// One sync with the server at `url` (a server process, say).
+    pub async fn sync_to(&mut self, url: &str) -> Result<SyncStats, SyncError> {
         client_core::sync::sync_once(
             &mut self.replica,
-            &server.url,
+            url,
             &self.token,
             Duration::from_secs(30),
         )
