@@ -234,8 +234,13 @@ impl Device {
 
     /// Sync until a whole exchange moves nothing and nothing is waiting for an ack.
     pub async fn settle(&mut self, server: &TestServer) {
+        self.settle_to(&server.url).await
+    }
+
+    /// [`Device::settle`] with the server at `url`.
+    pub async fn settle_to(&mut self, url: &str) {
         for _ in 0..10 {
-            let stats = self.sync(server).await.expect("sync");
+            let stats = self.sync_to(url).await.expect("sync");
             if stats.docs_updated == 0 && self.replica.unacked().unwrap().is_empty() {
                 return;
             }
