@@ -7,7 +7,10 @@ use schemas::{Priority, template};
 use crate::auth;
 use crate::jobs::{Actor, create_job_documents};
 use crate::state::AppState;
-use crate::store::Role;
+use crate::store::records::{CatalogItem, Customer, Site, StockLocation, Technician};
+use crate::store::{Role, User};
+use std::collections::HashMap;
+use uuid::Uuid;
 
 pub const ORG: &str = "demo";
 /// Demo accounts share one password, printed at start; never use them outside a demo.
@@ -145,14 +148,118 @@ pub async fn ensure(app: &AppState) -> anyhow::Result<Vec<String>> {
             Priority::Low,
         ),
     ];
+    let records = app.store.records();
+    // Customers and their sites, as the jobs name them, so the jobs refer to their rows.
+    let mut customers: HashMap<&str, Uuid> = HashMap::new();
+    let mut sites: HashMap<(&str, &str), Uuid> = HashMap::new();
+    for (_, _, customer, site, _) in &jobs {
+        if !customers.contains_key(customer) {
+            let id = Uuid::now_v7();
+            records
+                .create_customer(&Customer {
+                    id,
+                    org_id: org.id,
+                    name: (*customer).into(),
+                    phone: None,
+                    email: None,
+                    created_at: Utc::now(),
+                })
+                .await?;
+            customers.insert(customer, id);
+        }
+        if !sites.contains_key(&(*customer, *site)) {
+            let id = Uuid::now_v7();
+            records
+                .create_site(&Site {
+                    id,
+                    org_id: org.id,
+                    customer_id: customers[customer],
+                    name: (*site).into(),
+                    address: None,
+                    time_zone: "Europe/London".into(),
+                })
+                .await?;
+            sites.insert((*customer, *site), id);
+        }
+    }
+    stock(app, org.id, &techs).await?;
     for (i, (title, tpl, customer, site, priority)) in jobs.into_iter().enumerate() {
         let tech = &techs[i % techs.len()];
         let start = today + Duration::hours(i as i64 * 3 % 48);
         let mut new = NewJob::at_site(title, customer, site, Some(start), priority);
+        new.customer.id = Some(customers[customer]);
+        new.site.id = Some(sites[&(customer, site)]);
         new.assignees = vec![tech.name.clone()];
         let tpl = template::find(tpl).expect("demo templates are built in");
         let job = create_job_documents(app, &Actor::from(&dispatcher), &new, &tpl).await?;
         app.store.assign(job, tech.id).await?;
     }
     Ok(lines)
+}
+
+/// The demo's parts catalog (SKU, name, price and cost in cents), skills, a warehouse and a van
+/// per technician, stocked.
+async fn stock(app: &AppState, org_id: Uuid, techs: &[User]) -> anyhow::Result<()> {
+    let records = app.store.records();
+    let catalog = [
+        ("FILTER-20X25", "Pleated air filter 20x25x1", 1_450, 520),
+        ("BELT-A42", "V-belt A42", 1_890, 760),
+        ("CAP-35-5UF", "Run capacitor 35/5 uF", 2_450, 900),
+        ("CONTACTOR-30A", "Contactor 2-pole 30 A", 3_900, 1_650),
+        ("REFRIG-R410A-LB", "Refrigerant R-410A (lb)", 4_500, 2_100),
+        ("FUSE-15A", "Fuse 15 A", 350, 90),
+    ];
+    for (sku, name, price, cost) in catalog {
+        records
+            .put_catalog_item(&CatalogItem {
+                id: Uuid::now_v7(),
+                org_id,
+                sku: sku.into(),
+                name: name.into(),
+                unit: Some(if sku.ends_with("-LB") { "lb" } else { "ea" }.into()),
+                unit_price_cents: price,
+                unit_cost_cents: cost,
+            })
+            .await?;
+    }
+    let warehouse = StockLocation {
+        id: Uuid::now_v7(),
+        org_id,
+        code: "WH1".into(),
+        name: "Main warehouse".into(),
+        kind: "warehouse".into(),
+        technician_id: None,
+    };
+    records.create_location(&warehouse).await?;
+    let mut locations = vec![(warehouse.id, 50.0)];
+    let skills = [&["hvac", "refrigeration"][..], &["collision", "electrical"], &["hvac", "electrical"]];
+    for (i, t) in techs.iter().enumerate() {
+        records
+            .put_technician(&Technician {
+                user_id: t.id,
+                org_id,
+                display_name: format!("{}{}", t.name[..1].to_uppercase(), &t.name[1..]),
+                phone: None,
+                skills: skills[i % skills.len()].iter().map(|s| s.to_string()).collect(),
+            })
+            .await?;
+        let van = StockLocation {
+            id: Uuid::now_v7(),
+            org_id,
+            code: format!("VAN-{}", t.name.to_uppercase()),
+            name: format!("{}'s van", t.name),
+            kind: "van".into(),
+            technician_id: Some(t.id),
+        };
+        records.create_location(&van).await?;
+        locations.push((van.id, 6.0));
+    }
+    for (location, qty) in locations {
+        for (sku, ..) in catalog {
+            records
+                .receive_stock(org_id, location, sku, qty, Utc::now())
+                .await?;
+        }
+    }
+    Ok(())
 }

@@ -31,6 +31,8 @@ pub async fn create_job(
 /// arrived after an unassignment), oldest first.
 #[derive(serde::Serialize)]
 pub struct JobReply {
+    /// The org's job number (`WO-000123`), once the projection has seen the job.
+    pub number: Option<String>,
     #[serde(flatten)]
     pub view: JobView,
     pub flags: Vec<crate::store::AuditRecord>,
@@ -52,7 +54,20 @@ pub async fn get_job(
         .into_iter()
         .filter(|a| a.flagged)
         .collect();
-    Ok(([(header::ETAG, tag)], Json(JobReply { view, flags })))
+    let number = app
+        .store
+        .records()
+        .job_number(me.org_id, id)
+        .await?
+        .map(schemas::api::job_number);
+    Ok((
+        [(header::ETAG, tag)],
+        Json(JobReply {
+            number,
+            view,
+            flags,
+        }),
+    ))
 }
 
 pub async fn assign(
