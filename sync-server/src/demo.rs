@@ -167,7 +167,7 @@ pub async fn ensure(app: &AppState) -> anyhow::Result<Vec<String>> {
                 .await?;
             customers.insert(customer, id);
         }
-        if !sites.contains_key(&(*customer, *site)) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = sites.entry((*customer, *site)) {
             let id = Uuid::now_v7();
             records
                 .create_site(&Site {
@@ -179,7 +179,7 @@ pub async fn ensure(app: &AppState) -> anyhow::Result<Vec<String>> {
                     time_zone: "Europe/London".into(),
                 })
                 .await?;
-            sites.insert((*customer, *site), id);
+            slot.insert(id);
         }
     }
     stock(app, org.id, &techs).await?;
@@ -232,7 +232,11 @@ async fn stock(app: &AppState, org_id: Uuid, techs: &[User]) -> anyhow::Result<(
     };
     records.create_location(&warehouse).await?;
     let mut locations = vec![(warehouse.id, 50.0)];
-    let skills = [&["hvac", "refrigeration"][..], &["collision", "electrical"], &["hvac", "electrical"]];
+    let skills = [
+        &["hvac", "refrigeration"][..],
+        &["collision", "electrical"],
+        &["hvac", "electrical"],
+    ];
     for (i, t) in techs.iter().enumerate() {
         records
             .put_technician(&Technician {
@@ -240,7 +244,10 @@ async fn stock(app: &AppState, org_id: Uuid, techs: &[User]) -> anyhow::Result<(
                 org_id,
                 display_name: format!("{}{}", t.name[..1].to_uppercase(), &t.name[1..]),
                 phone: None,
-                skills: skills[i % skills.len()].iter().map(|s| s.to_string()).collect(),
+                skills: skills[i % skills.len()]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
             })
             .await?;
         let van = StockLocation {

@@ -101,15 +101,15 @@ impl AppState {
         match notice.what {
             // The id is a user's or an org's; the hub matches whichever it is.
             Notified::Sets { of } => self.hub.sets_changed(&[of], of),
-            Notified::Doc { doc, seq } => match {
+            Notified::Doc { doc, seq } => {
                 self.projection.committed(seq);
-                self.docs.refresh(doc).await
-            } {
-                Ok(_) => self.hub.doc_changed(doc, None),
-                Err(e) => {
-                    tracing::warn!(%doc, error = %e, "could not catch up with another node's change")
+                match self.docs.refresh(doc).await {
+                    Ok(_) => self.hub.doc_changed(doc, None),
+                    Err(e) => {
+                        tracing::warn!(%doc, error = %e, "could not catch up with another node's change")
+                    }
                 }
-            },
+            }
             // Notices were lost while the feed was down: every document held is brought up to
             // the store, and every connection checks its document set again.
             Notified::Resync => {

@@ -223,13 +223,8 @@ impl Device {
 
     /// One sync with the server at `url` (a server process, say).
     pub async fn sync_to(&mut self, url: &str) -> Result<SyncStats, SyncError> {
-        client_core::sync::sync_once(
-            &mut self.replica,
-            url,
-            &self.token,
-            Duration::from_secs(30),
-        )
-        .await
+        client_core::sync::sync_once(&mut self.replica, url, &self.token, Duration::from_secs(30))
+            .await
     }
 
     /// Sync until a whole exchange moves nothing and nothing is waiting for an ack.

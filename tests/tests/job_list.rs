@@ -31,7 +31,12 @@ fn ids(body: &serde_json::Value) -> BTreeSet<Uuid> {
 
 async fn caught_up(server: &TestServer) {
     for _ in 0..400 {
-        let p = server.store().records().projection_position().await.unwrap();
+        let p = server
+            .store()
+            .records()
+            .projection_position()
+            .await
+            .unwrap();
         if p.projected == p.log_end {
             return;
         }
@@ -51,7 +56,10 @@ async fn filters_and_paging(backend: Backend) {
     for i in 0..12u32 {
         let tech = &team.techs[(i % 2) as usize];
         let body = CreateJob {
-            title: format!("Job {i} {}", if i == 7 { "boiler 100%_off" } else { "service" }),
+            title: format!(
+                "Job {i} {}",
+                if i == 7 { "boiler 100%_off" } else { "service" }
+            ),
             customer: Some(Customer {
                 name: ["Northwind", "Luigi's"][(i % 3 == 0) as usize].into(),
                 ..Default::default()
@@ -127,7 +135,11 @@ async fn filters_and_paging(backend: Backend) {
     let (_, body) = list(&server, &token, "q=100%25_off").await;
     assert_eq!(ids(&body).len(), 1, "{body}");
     let (_, body) = list(&server, &token, "q=b%25").await;
-    assert_eq!(ids(&body).len(), 0, "`b%` as a pattern would match `boiler`, as text nothing: {body}");
+    assert_eq!(
+        ids(&body).len(),
+        0,
+        "`b%` as a pattern would match `boiler`, as text nothing: {body}"
+    );
     let (_, body) = list(&server, &token, "q=WO-000003").await;
     assert_eq!(body["items"][0]["number"], "WO-000003", "{body}");
 
@@ -188,7 +200,11 @@ async fn filters_and_paging(backend: Backend) {
         None,
     )
     .await;
-    assert_eq!((status, body.clone()), (200, serde_json::json!([])), "{body}");
+    assert_eq!(
+        (status, body.clone()),
+        (200, serde_json::json!([])),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

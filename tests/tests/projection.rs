@@ -135,11 +135,8 @@ fn act(rng: &mut impl Rng, d: &mut Device, jobs: &[Uuid]) {
         }
         _ => {
             // Not every status follows from every other: a refused move is simply not made.
-            let to = [
-                JobStatus::EnRoute,
-                JobStatus::InProgress,
-                JobStatus::OnHold,
-            ][rng.random_range(0..3)];
+            let to = [JobStatus::EnRoute, JobStatus::InProgress, JobStatus::OnHold]
+                [rng.random_range(0..3)];
             let _ = d.replica.set_status(job, to);
         }
     }
@@ -164,7 +161,8 @@ async fn expected_stock(
                 continue;
             }
             let stored = store.load(meta.id).await.unwrap();
-            let doc = schemas::read_json(&sync_server::sync::docs::build_doc(meta.id, &stored).unwrap());
+            let doc =
+                schemas::read_json(&sync_server::sync::docs::build_doc(meta.id, &stored).unwrap());
             for line in doc["lines"].as_object().unwrap().values() {
                 let code = match line["source"].as_str() {
                     Some(code) => code.to_string(),
@@ -190,10 +188,18 @@ async fn stock_rows(store: &dyn Store, org: Uuid) -> BTreeMap<(Uuid, String), f6
         .collect()
 }
 
-fn assert_stock(got: &BTreeMap<(Uuid, String), f64>, want: &BTreeMap<(Uuid, String), f64>, seed: u64) {
+fn assert_stock(
+    got: &BTreeMap<(Uuid, String), f64>,
+    want: &BTreeMap<(Uuid, String), f64>,
+    seed: u64,
+) {
     assert_eq!(got.len(), want.len(), "{got:?}");
     for (k, v) in want {
-        assert!((got[k] - v).abs() < 1e-9, "{k:?}: {} != {v} (SEED={seed})", got[k]);
+        assert!(
+            (got[k] - v).abs() < 1e-9,
+            "{k:?}: {} != {v} (SEED={seed})",
+            got[k]
+        );
     }
 }
 
@@ -281,7 +287,10 @@ async fn rows_follow_the_log(backend: Backend) {
     assert_eq!(status, 200, "{body}");
     let items = body["items"].as_array().unwrap();
     assert_eq!(items.len(), jobs.len(), "{body}");
-    let mut numbers: Vec<&str> = items.iter().map(|i| i["number"].as_str().unwrap()).collect();
+    let mut numbers: Vec<&str> = items
+        .iter()
+        .map(|i| i["number"].as_str().unwrap())
+        .collect();
     numbers.sort_unstable();
     assert_eq!(numbers, ["WO-000001", "WO-000002", "WO-000003"]);
     for item in items {
@@ -300,7 +309,10 @@ async fn rows_follow_the_log(backend: Backend) {
 
     // Projecting every document again changes nothing; a rebuild from the log gives the same.
     let live = store.records().projection_digest(org).await.unwrap();
-    assert!(live.iter().any(|l| l.starts_with("job_stock|")), "no stock moved");
+    assert!(
+        live.iter().any(|l| l.starts_with("job_stock|")),
+        "no stock moved"
+    );
     let p = store.records().projection_position().await.unwrap();
     let mut all = Vec::new();
     for job in &jobs {
@@ -360,7 +372,10 @@ async fn a_killed_server_projects_what_it_committed_exactly_once() {
     let spawn = |projection: bool| {
         ServerProcess::spawn(&[
             ("FIELDSYNC_DATA_DIR", data_dir.as_str()),
-            ("FIELDSYNC_PROJECTION", if projection { "true" } else { "false" }),
+            (
+                "FIELDSYNC_PROJECTION",
+                if projection { "true" } else { "false" },
+            ),
             ("FIELDSYNC_PROJECTION_BATCH", "1"),
         ])
     };

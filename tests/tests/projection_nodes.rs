@@ -72,8 +72,12 @@ async fn two_nodes_project_each_change_once_and_number_jobs_without_gaps() {
         .fetch_one(&mut db)
         .await
         .unwrap();
-    let projected = one.app.metrics.projected_changes.get() + two.app.metrics.projected_changes.get();
-    assert_eq!(projected as i64, changes, "each change projected by exactly one node");
+    let projected =
+        one.app.metrics.projected_changes.get() + two.app.metrics.projected_changes.get();
+    assert_eq!(
+        projected as i64, changes,
+        "each change projected by exactly one node"
+    );
     assert!(
         one.app.metrics.projected_changes.get() > 0 || two.app.metrics.projected_changes.get() > 0
     );
@@ -151,12 +155,11 @@ async fn tenant_counts(url: &str, org: Option<Uuid>, other: Uuid) -> Vec<(String
         out.push((t.to_string(), all, foreign));
     }
     // Assignments carry no org: a tenant sees those of its org's users only.
-    let assignments: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM assignments s JOIN users u ON u.id = s.user_id",
-    )
-    .fetch_one(&mut *tx)
-    .await
-    .unwrap();
+    let assignments: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM assignments s JOIN users u ON u.id = s.user_id")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
     out.push(("assignments".into(), assignments, 0));
     tx.rollback().await.unwrap();
     out
@@ -209,11 +212,22 @@ async fn a_query_for_one_org_never_sees_another() {
         assert_eq!(*foreign, 0, "{table}: org A's tenant sees org B's rows");
         let needs_rows = !matches!(
             table.as_str(),
-            "audit_log" | "photos" | "customers" | "sites" | "assets" | "technician_time_blocks"
-                | "parts_catalog" | "job_parts" | "job_photos" | "signatures"
+            "audit_log"
+                | "photos"
+                | "customers"
+                | "sites"
+                | "assets"
+                | "technician_time_blocks"
+                | "parts_catalog"
+                | "job_parts"
+                | "job_photos"
+                | "signatures"
         );
         if needs_rows {
-            assert!(*all > 0, "{table}: org A's tenant sees none of its own rows");
+            assert!(
+                *all > 0,
+                "{table}: org A's tenant sees none of its own rows"
+            );
         }
     }
     for (table, all, _) in tenant_counts(&url, None, b.org.id).await {

@@ -10,10 +10,10 @@ use axum::extract::{FromRequestParts, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use chrono::{DateTime, NaiveDate, Utc};
+use schemas::JobStatus;
 use schemas::api::{
     Counted, JobList, JobSummary, NamedRef, StockLevel, TechnicianSummary, job_number,
 };
-use schemas::JobStatus;
 use uuid::Uuid;
 
 use super::auth::Caller;
@@ -63,10 +63,18 @@ impl Params {
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
-    fn parse<T>(&self, name: &str, what: &str, f: impl FnOnce(&str) -> Option<T>) -> Result<Option<T>, ApiError> {
+    fn parse<T>(
+        &self,
+        name: &str,
+        what: &str,
+        f: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<Option<T>, ApiError> {
         match self.get(name) {
             None => Ok(None),
             Some(v) => f(v).map(Some).ok_or_else(|| bad_param(name, what)),
@@ -152,15 +160,19 @@ pub async fn list_jobs(
     {
         return Err(bad_param("to", "is before from"));
     }
-    let q = params.parse("q", "longer than 200 characters or holds control characters", |v| {
-        (v.chars().count() <= 200 && !v.chars().any(char::is_control)).then(|| v.to_string())
-    })?;
+    let q = params.parse(
+        "q",
+        "longer than 200 characters or holds control characters",
+        |v| (v.chars().count() <= 200 && !v.chars().any(char::is_control)).then(|| v.to_string()),
+    )?;
     let flagged = params.parse("flagged", "not true or false", |v| v.parse::<bool>().ok())?;
     let after = params.parse("cursor", "not a cursor this list gave", parse_cursor)?;
     let limit = params
-        .parse("limit", &format!("not a number from 1 to {MAX_PAGE}"), |v| {
-            v.parse::<i64>().ok().filter(|n| (1..=MAX_PAGE).contains(n))
-        })?
+        .parse(
+            "limit",
+            &format!("not a number from 1 to {MAX_PAGE}"),
+            |v| v.parse::<i64>().ok().filter(|n| (1..=MAX_PAGE).contains(n)),
+        )?
         .unwrap_or(DEFAULT_PAGE);
     let filter = JobFilter {
         status,

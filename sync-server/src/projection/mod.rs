@@ -47,7 +47,10 @@ impl Trigger {
     /// A change reached `seq` in the log (committed here, or announced by another node).
     pub fn committed(&self, seq: i64) {
         {
-            let mut q = self.committed.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut q = self
+                .committed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if q.len() >= LAG_CLOCK_CAPACITY {
                 q.pop_front();
             }
@@ -64,7 +67,10 @@ impl Trigger {
     /// Changes up to `seq` are in the rows: record their lag.
     fn projected(&self, seq: i64, metrics: &Metrics) {
         let now = Instant::now();
-        let mut q = self.committed.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut q = self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         // Notices may arrive out of seq order; keep those beyond `seq`.
         q.retain(|(s, at)| {
             if *s <= seq {
@@ -85,7 +91,11 @@ pub enum Step {
     /// Nothing after the position.
     Idle,
     /// Projected the changes up to `to`.
-    Projected { changes: usize, docs: usize, to: i64 },
+    Projected {
+        changes: usize,
+        docs: usize,
+        to: i64,
+    },
     /// Another node projected them first; read again.
     Lost,
 }
@@ -115,7 +125,10 @@ pub async fn step(store: &dyn Store, limit: i64, metrics: &Metrics) -> StoreResu
             }
         }
     }
-    if records.project(next.from, next.to, &rows, Utc::now()).await? {
+    if records
+        .project(next.from, next.to, &rows, Utc::now())
+        .await?
+    {
         Ok(Step::Projected {
             changes: next.changes,
             docs: next.docs.len(),

@@ -134,7 +134,11 @@ pub struct PhotoRow {
 
 /// The rows of `doc`, a document of `kind` in `org_id`. Fails only for a document whose state
 /// does not decode, which the sync's guard never lets into the log.
-pub fn rows_of(kind: DocKind, org_id: Uuid, doc: &AutoCommit) -> Result<DocRows, schemas::DocError> {
+pub fn rows_of(
+    kind: DocKind,
+    org_id: Uuid,
+    doc: &AutoCommit,
+) -> Result<DocRows, schemas::DocError> {
     Ok(match kind {
         DocKind::Job => job_rows(org_id, read_state::<Job>(doc, kind)?),
         DocKind::Checklist => {
@@ -155,7 +159,9 @@ pub fn rows_of(kind: DocKind, org_id: Uuid, doc: &AutoCommit) -> Result<DocRows,
                         item_id: item.template.id,
                         label: item.template.label,
                         required: item.template.required,
-                        value: item.value.map(|v| serde_json::to_value(v).unwrap_or_default()),
+                        value: item
+                            .value
+                            .map(|v| serde_json::to_value(v).unwrap_or_default()),
                         by: item.by,
                         at: item.at,
                     })
@@ -330,7 +336,10 @@ mod tests {
         let wanted = [take("a", 1, "FILTER", -2.0)];
         let d = stock_deltas(&wanted, &[]);
         assert_eq!(d, wanted);
-        assert!(stock_deltas(&wanted, &d).is_empty(), "projected twice: nothing more");
+        assert!(
+            stock_deltas(&wanted, &d).is_empty(),
+            "projected twice: nothing more"
+        );
     }
 
     #[test]

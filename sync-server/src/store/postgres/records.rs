@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::{PgStore, TxError, db_error, retrying};
 use crate::projection::rows::{self, ChecklistRows, DocRows, PartsRows, PhotoRow, Take};
 use crate::store::records::{
-    CatalogItem, Customer, JobFilter, JobListRow, Position, Records, Site, StockLocation,
-    StockRow, Technician, TechnicianRow, Unprojected,
+    CatalogItem, Customer, JobFilter, JobListRow, Position, Records, Site, StockLocation, StockRow,
+    Technician, TechnicianRow, Unprojected,
 };
 use crate::store::{DocMeta, StoreError, StoreResult};
 
@@ -49,15 +49,17 @@ async fn write_job(tx: &mut Transaction<'_, Postgres>, rows: &DocRows) -> Result
         .await?;
     let number = match known {
         Some(n) => n,
-        None => sqlx::query_scalar!(
-            r#"INSERT INTO org_counters (org_id, next_job_number) VALUES ($1, 2)
+        None => {
+            sqlx::query_scalar!(
+                r#"INSERT INTO org_counters (org_id, next_job_number) VALUES ($1, 2)
                ON CONFLICT (org_id)
                DO UPDATE SET next_job_number = org_counters.next_job_number + 1
                RETURNING next_job_number - 1 AS "number!""#,
-            job.org_id
-        )
-        .fetch_one(&mut **tx)
-        .await?,
+                job.org_id
+            )
+            .fetch_one(&mut **tx)
+            .await?
+        }
     };
     sqlx::query!(
         "INSERT INTO jobs (id, org_id, number, title, priority, status, scheduled_start,
@@ -439,11 +441,10 @@ impl Records for PgStore {
                 .pool
                 .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 .await?;
-            let from = sqlx::query_scalar!(
-                "SELECT upto_seq FROM projection_state WHERE name = 'rows'"
-            )
-            .fetch_one(&mut *tx)
-            .await?;
+            let from =
+                sqlx::query_scalar!("SELECT upto_seq FROM projection_state WHERE name = 'rows'")
+                    .fetch_one(&mut *tx)
+                    .await?;
             let seqs = sqlx::query!(
                 "SELECT c.seq, d.id, d.org_id, d.kind, d.job_id
                  FROM changes c JOIN documents d ON d.id = c.doc_id
@@ -581,7 +582,10 @@ impl Records for PgStore {
 
     async fn list_jobs(&self, org_id: Uuid, f: &JobFilter) -> StoreResult<Vec<JobListRow>> {
         let q = f.q.as_ref().map(|q| {
-            let escaped = q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            let escaped = q
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
             format!("%{escaped}%")
         });
         let mut tx = tenant_tx(&self.pool, org_id).await.map_err(db_error)?;

@@ -10,8 +10,8 @@ use uuid::Uuid;
 use super::{Id, SqliteStore, doc_meta, timestamp};
 use crate::projection::rows::{self, ChecklistRows, DocRows, PartsRows, PhotoRow, Take};
 use crate::store::records::{
-    CatalogItem, Customer, JobFilter, JobListRow, Position, Records, Site, StockLocation,
-    StockRow, Technician, TechnicianRow, Unprojected,
+    CatalogItem, Customer, JobFilter, JobListRow, Position, Records, Site, StockLocation, StockRow,
+    Technician, TechnicianRow, Unprojected,
 };
 use crate::store::{StoreError, StoreResult};
 
@@ -207,7 +207,9 @@ fn write_parts(tx: &Transaction<'_>, p: &PartsRows, at: DateTime<Utc>) -> StoreR
                 "SELECT unit_price_cents, unit_cost_cents FROM parts_catalog
                  WHERE org_id = ?1 AND sku = ?2",
             )?
-            .query_row(params![Id(p.org_id), line.sku], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(params![Id(p.org_id), line.sku], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?;
         tx.prepare_cached(
             "INSERT INTO job_parts (org_id, job_id, parts_id, line_id, sku, description, qty, unit,
@@ -253,7 +255,16 @@ fn write_parts(tx: &Transaction<'_>, p: &PartsRows, at: DateTime<Utc>) -> StoreR
         })?
         .collect::<Result<Vec<_>, _>>()?;
     for d in rows::stock_deltas(&wanted, &taken) {
-        move_stock(tx, p.org_id, d.location_id, &d.sku, d.qty, "job_use", Some((p.job_id, &d.line_id)), at)?;
+        move_stock(
+            tx,
+            p.org_id,
+            d.location_id,
+            &d.sku,
+            d.qty,
+            "job_use",
+            Some((p.job_id, &d.line_id)),
+            at,
+        )?;
     }
     Ok(())
 }
@@ -324,12 +335,17 @@ fn write_photo(tx: &Transaction<'_>, p: &PhotoRow) -> StoreResult<()> {
 }
 
 /// Rows as text for the digest: each column's value, `|`-separated.
-fn row_lines(tx: &Transaction<'_>, table: &str, sql: &str, org_id: Uuid) -> StoreResult<Vec<String>> {
+fn row_lines(
+    tx: &Transaction<'_>,
+    table: &str,
+    sql: &str,
+    org_id: Uuid,
+) -> StoreResult<Vec<String>> {
     let mut stmt = tx.prepare(sql)?;
     let n = stmt.column_count();
     let lines = stmt
         .query_map([Id(org_id)], |r| {
-            let mut line = format!("{table}");
+            let mut line = table.to_string();
             for i in 0..n {
                 line.push('|');
                 match r.get_ref(i)? {
@@ -706,7 +722,14 @@ impl Records for SqliteStore {
             conn.execute(
                 "INSERT INTO customers (id, org_id, name, phone, email, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![Id(c.id), Id(c.org_id), c.name, c.phone, c.email, micros(c.created_at)],
+                params![
+                    Id(c.id),
+                    Id(c.org_id),
+                    c.name,
+                    c.phone,
+                    c.email,
+                    micros(c.created_at)
+                ],
             )?;
             Ok(())
         })
@@ -808,7 +831,9 @@ impl Records for SqliteStore {
                 )
                 .optional()?;
             if org.map(|o| o.0) != Some(org_id) {
-                return Err(StoreError::NotFound(format!("stock location {location_id}")));
+                return Err(StoreError::NotFound(format!(
+                    "stock location {location_id}"
+                )));
             }
             move_stock(&tx, org_id, location_id, &sku, qty, "receipt", None, at)?;
             tx.commit()?;
