@@ -35,7 +35,27 @@ pub struct JobReply {
     pub number: Option<String>,
     #[serde(flatten)]
     pub view: JobView,
-    pub flags: Vec<crate::store::AuditRecord>,
+    pub flags: Vec<Flag>,
+}
+
+/// A flag on a job: a stable `code` (the audit action: `repair`, `conflict`, `after_unassign`,
+/// `changed_after_signoff`), a sentence, and the audit row it comes from.
+#[derive(serde::Serialize)]
+pub struct Flag {
+    pub code: String,
+    pub message: String,
+    #[serde(flatten)]
+    pub record: crate::store::AuditRecord,
+}
+
+impl From<crate::store::AuditRecord> for Flag {
+    fn from(record: crate::store::AuditRecord) -> Flag {
+        Flag {
+            code: record.action.clone(),
+            message: record.reasons.join("; "),
+            record,
+        }
+    }
 }
 
 /// The job, with its version in `ETag` (send it back in `If-Match` when editing).
@@ -53,6 +73,7 @@ pub async fn get_job(
         .await?
         .into_iter()
         .filter(|a| a.flagged)
+        .map(Flag::from)
         .collect();
     let number = app
         .store

@@ -361,6 +361,13 @@ impl Connection {
         for (entry, msg) in msgs {
             self.ensure_state(entry.id).await?;
             let carries_changes = !msg.changes.is_empty();
+            // Read before this document is locked: the job and the sibling document are locked
+            // one at a time and let go, so two connections never wait on each other's documents.
+            let signed = if carries_changes {
+                self.signed(&entry, org).await
+            } else {
+                None
+            };
             let mut sd = self.app.docs.lock(&meta_of(&entry, org)).await?;
             // Cost bounds first: measured on the raw chunks, before automerge inflates them.
             if carries_changes
@@ -397,7 +404,7 @@ impl Connection {
             let (audit, repaired) = if new_changes.is_empty() {
                 (Vec::new(), None)
             } else {
-                self.guard(&entry, &mut sd.doc, &before, now)
+                self.guard(&entry, &mut sd.doc, &before, signed.as_ref(), now)
             };
             // The device's sync state goes into the same commit as its changes.
             let state = match self.principal.device {
@@ -476,6 +483,48 @@ impl Connection {
         });
     }
 
+    /// What the customer signed, when `entry` is the checklist or parts of a signed-off job: the
+    /// summary and the other document's state. Anything that cannot be read (a job not yet on
+    /// the server) counts as not signed.
+    async fn signed(&self, entry: &DocEntry, org: Uuid) -> Option<super::signoff::Signed> {
+        use super::signoff::{Sibling, Signed};
+        use schemas::DocKind;
+        if !matches!(entry.kind, DocKind::Checklist | DocKind::Parts) {
+            return None;
+        }
+        let job_meta = crate::store::DocMeta {
+            id: entry.job_id,
+            org_id: org,
+            kind: DocKind::Job.as_str().into(),
+            job_id: entry.job_id,
+        };
+        let (summary, sibling_id) = {
+            let job = self.app.docs.lock(&job_meta).await.ok()?;
+            let job: schemas::job::Job = schemas::read_state(&job.doc, DocKind::Job).ok()?;
+            let sibling = match entry.kind {
+                DocKind::Checklist => job.parts_id,
+                _ => job.checklist_id,
+            };
+            (job.signoff?.summary_sha256, sibling)
+        };
+        let sibling_kind = match entry.kind {
+            DocKind::Checklist => DocKind::Parts,
+            _ => DocKind::Checklist,
+        };
+        let meta = crate::store::DocMeta {
+            id: sibling_id,
+            org_id: org,
+            kind: sibling_kind.as_str().into(),
+            job_id: entry.job_id,
+        };
+        let other = self.app.docs.lock(&meta).await.ok()?;
+        let sibling = match sibling_kind {
+            DocKind::Parts => Sibling::Parts(schemas::read_state(&other.doc, sibling_kind).ok()?),
+            _ => Sibling::Checklist(schemas::read_state(&other.doc, sibling_kind).ok()?),
+        };
+        Some(Signed { summary, sibling })
+    }
+
     /// Check a document after this writer's changes (contract and role, see [`guard`]): the audit
     /// rows to store with the changes, and the `repaired` message to send before the ack.
     fn guard(
@@ -483,6 +532,7 @@ impl Connection {
         entry: &DocEntry,
         doc: &mut automerge::AutoCommit,
         before: &[automerge::ChangeHash],
+        signed: Option<&super::signoff::Signed>,
         now: Now,
     ) -> (Vec<AuditRecord>, Option<ServerMsg>) {
         let user = &self.principal.user;
@@ -536,22 +586,37 @@ impl Connection {
             }
             audit.push(record("conflict", reasons));
         }
-        let Some(repair) = repair else {
+        let mut reasons = Vec::new();
+        if let Some(repair) = repair {
+            self.app.metrics.repairs.inc();
+            tracing::info!(doc = %entry.id, reasons = ?repair.reasons, "repaired a device's change");
+            let mut why = repair.reasons.clone();
+            why.extend(
+                repair
+                    .unresolved
+                    .iter()
+                    .map(|v| format!("still invalid: {v}")),
+            );
+            let mut row = record("repair", why.clone());
+            row.before = Some(repair.before);
+            row.after = Some(repair.after);
+            audit.push(row);
+            reasons.extend(why);
+        }
+        if let Some(frozen) =
+            signed.and_then(|s| super::signoff::enforce(entry.kind, doc, before, s))
+        {
+            self.app.metrics.repairs.inc();
+            tracing::info!(doc = %entry.id, reasons = ?frozen.reasons, "put back a change made after sign-off");
+            let mut row = record("changed_after_signoff", frozen.reasons.clone());
+            row.before = Some(frozen.before);
+            row.after = Some(frozen.after);
+            audit.push(row);
+            reasons.extend(frozen.reasons);
+        }
+        if reasons.is_empty() {
             return (audit, None);
-        };
-        self.app.metrics.repairs.inc();
-        tracing::info!(doc = %entry.id, reasons = ?repair.reasons, "repaired a device's change");
-        let mut reasons = repair.reasons.clone();
-        reasons.extend(
-            repair
-                .unresolved
-                .iter()
-                .map(|v| format!("still invalid: {v}")),
-        );
-        let mut row = record("repair", reasons.clone());
-        row.before = Some(repair.before);
-        row.after = Some(repair.after);
-        audit.push(row);
+        }
         let msg = ServerMsg::Repaired {
             doc: entry.id,
             job_id: entry.job_id,

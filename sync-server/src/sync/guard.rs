@@ -132,6 +132,72 @@ pub fn check(
     })
 }
 
+/// Put back every checklist item or parts line that changed since `before`: the customer signed
+/// the state at `before`, and nothing of it may change afterwards. The writer's changes stay in
+/// the history; one server change on top restores the signed values (a line added since is
+/// removed, a removed one comes back). `None` when nothing signed changed.
+pub fn freeze(
+    kind: DocKind,
+    doc: &mut AutoCommit,
+    before: &[ChangeHash],
+    why: &str,
+) -> Option<Repair> {
+    let after = schemas::read_json(doc);
+    let old = schemas::doc::read_json_at(doc, before);
+    let mut plan = Plan::default();
+    match kind {
+        DocKind::Parts => {
+            let empty = Map::new();
+            let (was, now) = (
+                old["lines"].as_object().unwrap_or(&empty),
+                after["lines"].as_object().unwrap_or(&empty),
+            );
+            let mut keys: Vec<&String> = was.keys().chain(now.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                if was.get(k) != now.get(k) {
+                    plan.restore(
+                        Unit::Line(k.clone()),
+                        &old,
+                        &after,
+                        format!("lines.{k}: {why}"),
+                    );
+                }
+            }
+        }
+        DocKind::Checklist => {
+            for (i, item) in after["items"].as_array().into_iter().flatten().enumerate() {
+                let signed = old["items"]
+                    .as_array()
+                    .and_then(|items| items.iter().find(|o| o["id"] == item["id"]));
+                if signed != Some(item) {
+                    let id = item["id"].as_str().unwrap_or("?");
+                    plan.restore(Unit::Item(i), &old, &after, format!("items[{id}]: {why}"));
+                }
+            }
+        }
+        DocKind::Job | DocKind::Photo => {}
+    }
+    if plan.fixes.is_empty() {
+        return None;
+    }
+    let (before_units, after_units) = plan.record(&after);
+    if let Err(e) = plan.apply_doc(doc) {
+        tracing::error!(error = %e, "a sign-off freeze could not be written");
+    }
+    doc.commit_with(
+        automerge::transaction::CommitOptions::default()
+            .with_message("fieldsync: frozen after sign-off"),
+    );
+    Some(Repair {
+        reasons: plan.reasons.into_iter().map(|(_, r)| r).collect(),
+        before: before_units,
+        after: after_units,
+        unresolved: Vec::new(),
+    })
+}
+
 /// The heads of the latest state of `doc`'s history that passes validation, looking back at most
 /// `depth` changes; empty heads (the empty document) when none does. Healing a document stored
 /// broken restores values from there: the last valid ones.

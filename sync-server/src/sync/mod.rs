@@ -17,4 +17,5 @@ pub mod docs;
 pub mod guard;
 pub mod hub;
 pub mod session;
+pub mod signoff;
 pub mod socket;
