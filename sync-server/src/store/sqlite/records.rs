@@ -536,7 +536,9 @@ impl Records for SqliteStore {
     async fn list_jobs(&self, org_id: Uuid, f: &JobFilter) -> StoreResult<Vec<JobListRow>> {
         let f = f.clone();
         self.call(move |conn| {
-            // `q` matches as a substring, its LIKE wildcards taken literally.
+            // `q` matches as a substring, its LIKE wildcards taken literally. The time bounds and
+            // the cursor are written so that absent ones still let SQLite range-scan the
+            // (org_id, sort_at, id) index (an `?4 IS NULL OR ...` would not).
             let q = f.q.as_ref().map(|q| {
                 let escaped = q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
                 format!("%{escaped}%")
@@ -559,15 +561,15 @@ impl Records for SqliteStore {
                        AND (?2 IS NULL OR j.status = ?2)
                        AND (?3 IS NULL OR EXISTS (SELECT 1 FROM assignments s
                                                   WHERE s.job_id = j.id AND s.user_id = ?3))
-                       AND (?4 IS NULL OR j.sort_at >= ?4)
-                       AND (?5 IS NULL OR j.sort_at < ?5)
+                       AND j.sort_at >= COALESCE(?4, -9223372036854775808)
+                       AND j.sort_at < COALESCE(?5, 9223372036854775807)
                        AND (?6 IS NULL OR j.title LIKE ?6 ESCAPE '\\'
                             OR j.customer_name LIKE ?6 ESCAPE '\\'
                             OR j.site_name LIKE ?6 ESCAPE '\\'
                             OR printf('WO-%06d', j.number) LIKE ?6 ESCAPE '\\')
                        AND (?7 IS NULL OR ?7 = EXISTS (SELECT 1 FROM audit_log a
                                                        WHERE a.job_id = j.id AND a.flagged = 1))
-                       AND (?8 IS NULL OR (j.sort_at, j.id) > (?8, ?9))
+                       AND (j.sort_at, j.id) > (COALESCE(?8, -9223372036854775808), COALESCE(?9, ''))
                      ORDER BY j.sort_at, j.id
                      LIMIT ?10",
                 )?
