@@ -43,6 +43,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/v1/technicians", get(http::records::technicians))
         .route("/api/v1/stock", get(http::records::stock))
+        .route("/api/v1/board/events", get(http::board::events))
+        .route("/board", get(http::board::page))
         .route(
             "/api/v1/jobs/{id}",
             get(http::get_job).patch(http::patch_job),
@@ -109,10 +111,11 @@ pub async fn serve(
     }
     // Stopped with the server: when this future is dropped (a test's crash, a shutdown), so is
     // the projection task, as it would be with the process.
-    let _projection = state
-        .config
-        .projection
-        .then(|| AbortOnDrop(tokio::spawn(crate::projection::run(state.clone()))));
+    let _projection = AbortOnDrop(tokio::spawn(if state.config.projection {
+        futures_util::future::Either::Left(crate::projection::run(state.clone()))
+    } else {
+        futures_util::future::Either::Right(crate::projection::follow(state.clone()))
+    }));
     let open_uploads = state.uploads.sweep(chrono::Utc::now()).await;
     state.metrics.uploads_in_progress.set(open_uploads as i64);
     tracing::info!(addr = %listener.local_addr()?, database = ?state.config.database, "serving");

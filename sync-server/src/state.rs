@@ -30,6 +30,9 @@ pub struct AppState {
     pub uploads: crate::uploads::Uploads,
     /// Wakes the projection after a commit, and times its lag.
     pub projection: crate::projection::Trigger,
+    /// The log position the relational rows cover, as this node last saw it: live boards wait
+    /// on it (whichever node projected).
+    pub rows_position: tokio::sync::watch::Sender<i64>,
 }
 
 impl AppState {
@@ -62,6 +65,7 @@ impl AppState {
             node: Uuid::now_v7(),
             throttle,
             projection: Default::default(),
+            rows_position: tokio::sync::watch::Sender::new(0),
         })
     }
 }

@@ -16,6 +16,7 @@ use crate::state::AppState;
 
 pub mod account;
 pub mod auth;
+pub mod board;
 
 pub mod extract;
 pub mod jobs;

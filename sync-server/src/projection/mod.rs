@@ -164,14 +164,17 @@ pub async fn run(state: Arc<crate::AppState>) {
                 state.metrics.projected_changes.inc_by(changes as u64);
                 state.metrics.projection_position.set(to);
                 state.projection.projected(to, &state.metrics);
+                rows_moved(&state, to);
                 backoff = state.config.projection_interval;
                 continue;
             }
             Ok(Step::Lost) => continue,
             Ok(Step::Idle) => {
                 backoff = state.config.projection_interval;
+                // Another node may have projected: what it did counts here too.
                 if let Ok(p) = state.store.records().projection_position().await {
                     state.projection.projected(p.projected, &state.metrics);
+                    rows_moved(&state, p.projected);
                 }
             }
             Err(e) => {
@@ -183,6 +186,35 @@ pub async fn run(state: Arc<crate::AppState>) {
         tokio::select! {
             _ = state.projection.wake.notified() => {}
             _ = tokio::time::sleep(backoff) => {}
+        }
+    }
+}
+
+/// The rows now cover the log up to `position`: wake the live boards when that is news.
+fn rows_moved(state: &crate::AppState, position: i64) {
+    state.rows_position.send_if_modified(|known| {
+        let news = position > *known;
+        if news {
+            *known = position;
+        }
+        news
+    });
+}
+
+/// On a node that does not project: follow the position other nodes reach, woken by their
+/// notices and on the same timer, so this node's live boards still update.
+pub async fn follow(state: Arc<crate::AppState>) {
+    loop {
+        if let Ok(p) = state.store.records().projection_position().await {
+            state.projection.projected(p.projected, &state.metrics);
+            rows_moved(&state, p.projected);
+        }
+        tokio::select! {
+            _ = state.projection.wake.notified() => {
+                // Let the projecting node finish the transaction the notice announced.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            _ = tokio::time::sleep(state.config.projection_interval) => {}
         }
     }
 }
