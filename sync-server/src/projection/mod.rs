@@ -100,7 +100,7 @@ pub enum Step {
     Lost,
 }
 
-/// Project the next `limit` changes after the position. Documents are read from the store at
+/// Project the next `limit` changes after the position. Documents are read with the changes, at
 /// their newest state (at least what the changes read say).
 pub async fn step(store: &dyn Store, limit: i64, metrics: &Metrics) -> StoreResult<Step> {
     let records = store.records();
@@ -109,12 +109,11 @@ pub async fn step(store: &dyn Store, limit: i64, metrics: &Metrics) -> StoreResu
         return Ok(Step::Idle);
     }
     let mut rows = Vec::with_capacity(next.docs.len());
-    for meta in &next.docs {
+    for (meta, stored) in &next.docs {
         let Some(kind) = DocKind::parse(&meta.kind) else {
             continue;
         };
-        let stored = store.load(meta.id).await?;
-        let doc = crate::sync::docs::build_doc(meta.id, &stored)?;
+        let doc = crate::sync::docs::build_doc(meta.id, stored)?;
         match rows::rows_of(kind, meta.org_id, &doc) {
             Ok(r) => rows.push(r),
             // The guard keeps undecodable states out of the log, so this is a document from

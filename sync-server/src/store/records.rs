@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{DocMeta, StoreResult};
+use super::{DocMeta, StoreResult, StoredDoc};
 use crate::projection::rows::DocRows;
 
 /// Changes in the log after the projection's position.
@@ -19,8 +19,10 @@ pub struct Unprojected {
     pub to: i64,
     /// How many changes `from..=to` holds.
     pub changes: usize,
-    /// The documents those changes belong to, each once, in the order of their first change.
-    pub docs: Vec<DocMeta>,
+    /// The documents those changes belong to, each once, in the order of their first change,
+    /// with their stored state read in the same transaction (at least as new as the changes:
+    /// projecting a newer state is what a later step would do anyway). `last_seq` is not read.
+    pub docs: Vec<(DocMeta, StoredDoc)>,
 }
 
 /// How far the projection is behind the log.

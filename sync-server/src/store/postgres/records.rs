@@ -14,7 +14,7 @@ use crate::store::records::{
     CatalogItem, Customer, JobFilter, JobListRow, Position, Records, Site, StockLocation, StockRow,
     Technician, TechnicianRow, Unprojected,
 };
-use crate::store::{DocMeta, StoreError, StoreResult};
+use crate::store::{DocMeta, StoreError, StoreResult, StoredDoc};
 
 /// A transaction that sees only `org_id`'s rows (row-level security), for reads made on a
 /// caller's behalf.
@@ -454,25 +454,62 @@ impl Records for PgStore {
             )
             .fetch_all(&mut *tx)
             .await?;
-            tx.commit().await?;
-            let mut out = Unprojected {
-                from,
-                to: seqs.last().map_or(from, |s| s.seq),
-                changes: seqs.len(),
-                docs: Vec::new(),
-            };
+            let mut metas = Vec::new();
             let mut seen = std::collections::HashSet::new();
-            for s in seqs {
+            for s in &seqs {
                 if seen.insert(s.id) {
-                    out.docs.push(DocMeta {
+                    metas.push(DocMeta {
                         id: s.id,
                         org_id: s.org_id,
-                        kind: s.kind,
+                        kind: s.kind.clone(),
                         job_id: s.job_id,
                     });
                 }
             }
-            Ok(out)
+            // Every document's snapshot and the changes after it, in two statements for the
+            // whole batch (not a load per document).
+            let ids: Vec<Uuid> = metas.iter().map(|m| m.id).collect();
+            let mut snapshots: std::collections::HashMap<Uuid, Vec<u8>> = sqlx::query!(
+                "SELECT doc_id, bytes FROM snapshots WHERE doc_id = ANY($1)",
+                &ids[..]
+            )
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|r| (r.doc_id, r.bytes))
+            .collect();
+            let mut changes: std::collections::HashMap<Uuid, Vec<Vec<u8>>> = Default::default();
+            for r in sqlx::query!(
+                r#"SELECT c.doc_id, c.bytes AS "bytes!" FROM changes c
+                   LEFT JOIN snapshots s ON s.doc_id = c.doc_id
+                   WHERE c.doc_id = ANY($1) AND c.bytes IS NOT NULL
+                     AND c.seq > COALESCE(s.upto_seq, 0)
+                   ORDER BY c.doc_id, c.seq"#,
+                &ids[..]
+            )
+            .fetch_all(&mut *tx)
+            .await?
+            {
+                changes.entry(r.doc_id).or_default().push(r.bytes);
+            }
+            tx.commit().await?;
+            let docs = metas
+                .into_iter()
+                .map(|m| {
+                    let stored = StoredDoc {
+                        snapshot: snapshots.remove(&m.id),
+                        changes: changes.remove(&m.id).unwrap_or_default(),
+                        last_seq: 0,
+                    };
+                    (m, stored)
+                })
+                .collect();
+            Ok(Unprojected {
+                from,
+                to: seqs.last().map_or(from, |s| s.seq),
+                changes: seqs.len(),
+                docs,
+            })
         })
         .await
     }

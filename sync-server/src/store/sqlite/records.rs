@@ -7,13 +7,13 @@ use rusqlite::types::ValueRef;
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use uuid::Uuid;
 
-use super::{Id, SqliteStore, doc_meta, timestamp};
+use super::{Id, SqliteStore, doc_meta, live_changes_after, timestamp};
 use crate::projection::rows::{self, ChecklistRows, DocRows, PartsRows, PhotoRow, Take};
 use crate::store::records::{
     CatalogItem, Customer, JobFilter, JobListRow, Position, Records, Site, StockLocation, StockRow,
     Technician, TechnicianRow, Unprojected,
 };
-use crate::store::{StoreError, StoreResult};
+use crate::store::{StoreError, StoreResult, StoredDoc};
 
 fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
@@ -439,7 +439,18 @@ impl Records for SqliteStore {
                             "SELECT id, org_id, kind, job_id FROM documents WHERE id = ?1",
                         )?
                         .query_row([Id(doc)], doc_meta)?;
-                    out.docs.push(meta);
+                    let snapshot: Option<(Vec<u8>, i64)> = tx
+                        .prepare_cached("SELECT bytes, upto_seq FROM snapshots WHERE doc_id = ?1")?
+                        .query_row([Id(doc)], |row| Ok((row.get(0)?, row.get(1)?)))
+                        .optional()?;
+                    let after = snapshot.as_ref().map_or(0, |(_, upto)| *upto);
+                    let changes = live_changes_after(&tx, doc, after)?;
+                    let stored = StoredDoc {
+                        snapshot: snapshot.map(|(bytes, _)| bytes),
+                        changes,
+                        last_seq: 0,
+                    };
+                    out.docs.push((meta, stored));
                 }
             }
             Ok(out)
