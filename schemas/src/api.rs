@@ -16,7 +16,7 @@ use crate::view::JobView;
 use crate::{JobStatus, Priority};
 
 /// Who a user is to the server: what they may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Technician,
@@ -48,7 +48,7 @@ impl Role {
 }
 
 /// The body of every refusal.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// A stable code: `unauthorized`, `forbidden`, `not-found`, `bad-request`, `conflict`, ...
     pub error: String,
@@ -57,7 +57,7 @@ pub struct ErrorBody {
 }
 
 /// `POST /api/v1/auth/login`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub name: String,
@@ -69,7 +69,7 @@ pub struct LoginRequest {
 }
 
 /// Tokens handed to a client after sign-in or refresh.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tokens {
     pub access_token: String,
     pub access_expires_at: DateTime<Utc>,
@@ -78,7 +78,7 @@ pub struct Tokens {
 }
 
 /// The signed-in user, in [`LoginReply`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoginUser {
     pub id: Uuid,
     pub name: String,
@@ -86,7 +86,7 @@ pub struct LoginUser {
     pub org_id: Uuid,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoginReply {
     pub user: LoginUser,
     /// The device (or session) registered for this sign-in. Optional only for replies of older
@@ -97,13 +97,13 @@ pub struct LoginReply {
 }
 
 /// `POST /api/v1/auth/refresh`: the refresh token is single use.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefreshReply {
     #[serde(default)]
     pub device_id: Option<Uuid>,
@@ -111,13 +111,13 @@ pub struct RefreshReply {
 }
 
 /// `POST /api/v1/devices/{id}/revoke`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevokeReply {
     pub revoked: Uuid,
 }
 
 /// `POST /api/v1/jobs`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateJob {
     pub title: String,
@@ -140,7 +140,7 @@ pub struct CreateJob {
 }
 
 /// `PATCH /api/v1/jobs/{id}`: only the fields present change; `"schedule": null` clears it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatchJob {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -160,7 +160,7 @@ pub struct PatchJob {
 }
 
 /// `POST /api/v1/jobs/{id}/assign` and `/unassign`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssignRequest {
     /// The technician's user name.
@@ -169,7 +169,7 @@ pub struct AssignRequest {
 
 /// `POST /api/v1/photos/{id}/review`: the back office approves or rejects a photo. A rejection
 /// needs a note (the technician has to know what to redo).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewRequest {
     pub state: ReviewState,
@@ -179,7 +179,7 @@ pub struct ReviewRequest {
 
 /// One job in `GET /api/v1/review/jobs`: its view, and whether its checklist and parts still
 /// match the summary the customer signed (`null` without a sign-off).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReviewJob {
     #[serde(flatten)]
     pub job: JobView,
@@ -188,14 +188,14 @@ pub struct ReviewJob {
 
 /// `GET /api/v1/jobs`: a page of the org's jobs in (scheduled start, id) order; pass
 /// `next_cursor` as `cursor` for the next page (`null` on the last).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobList {
     pub items: Vec<JobSummary>,
     pub next_cursor: Option<String>,
 }
 
 /// One job of the list, from the relational rows the projection keeps.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobSummary {
     pub id: Uuid,
     /// The org's human job number, `WO-000123`.
@@ -220,20 +220,20 @@ pub struct JobSummary {
 }
 
 /// A name, and the record's id when the job was made from the dispatcher's records.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NamedRef {
     pub id: Option<Uuid>,
     pub name: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counted {
     pub done: i64,
     pub total: i64,
 }
 
 /// `GET /api/v1/technicians`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TechnicianSummary {
     pub id: Uuid,
     pub name: String,
@@ -247,7 +247,7 @@ pub struct TechnicianSummary {
 }
 
 /// `GET /api/v1/stock?location=ID`: on hand per location and SKU.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StockLevel {
     pub location_id: Uuid,
     pub location: String,

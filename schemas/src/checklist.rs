@@ -14,7 +14,7 @@ use crate::job::ts;
 use crate::parts::Parts;
 use crate::template::{ItemKind, Template, TemplateItem};
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Checklist {
     pub kind: DocKind,
     pub schema_version: u64,
@@ -31,7 +31,7 @@ pub struct Checklist {
 // The template's fields are flattened, so the document format is what it was before the item
 // embedded them, and a field added to `TemplateItem` reaches every checklist without being
 // repeated here. `item.label` reads through `Deref`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChecklistItem {
     #[serde(flatten)]
     pub template: TemplateItem,
@@ -45,7 +45,7 @@ pub struct ChecklistItem {
 
 /// An item's answer: a number for `number` items, text for every other kind
 /// (`pass`/`fail`/`na`, the free text, the chosen option, the photo document's id).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum ItemValue {
     Number(f64),
@@ -136,7 +136,9 @@ impl ChecklistItem {
 }
 
 /// Counts shown on the job list.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    utoipa::ToSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema,
+)]
 pub struct Progress {
     pub total: u32,
     pub done: u32,

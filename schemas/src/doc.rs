@@ -7,7 +7,18 @@ use serde::{Deserialize, Serialize};
 use crate::DocError;
 
 /// The four kinds of document. Every document stores its kind under `kind` at the root.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    utoipa::ToSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DocKind {
     Job,

@@ -11,7 +11,7 @@ use crate::doc::{self, DocKind, get_obj, put_json};
 use crate::{DocError, JobStatus, Priority};
 
 /// The typed state of a job document.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Job {
     pub kind: DocKind,
     pub schema_version: u64,
@@ -50,7 +50,9 @@ pub struct Job {
     pub created_by: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    utoipa::ToSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema,
+)]
 pub struct Customer {
     /// The customer's row in the dispatcher's records, when the job was made from them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,7 +64,9 @@ pub struct Customer {
     pub email: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    utoipa::ToSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema,
+)]
 pub struct Site {
     /// The site's row in the dispatcher's records, when the job was made from them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,7 +76,9 @@ pub struct Site {
     pub address: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    utoipa::ToSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema,
+)]
 pub struct Asset {
     /// The asset's row in the dispatcher's records, when the job was made from them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,14 +91,14 @@ pub struct Asset {
 }
 
 /// The window the customer was promised.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Schedule {
     pub start: DateTime<Utc>,
     #[serde(default)]
     pub end: Option<DateTime<Utc>>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StatusChange {
     pub from: Option<JobStatus>,
     pub to: JobStatus,
@@ -101,7 +107,7 @@ pub struct StatusChange {
     pub at: DateTime<Utc>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TimeEntry {
     pub id: String,
     pub by: String,
@@ -111,7 +117,7 @@ pub struct TimeEntry {
 }
 
 /// The customer's sign-off, recorded on the technician's device.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Signoff {
     pub signer_name: String,
     /// sha256 of the signature PNG, stored as a blob under that hash.
@@ -124,7 +130,7 @@ pub struct Signoff {
 }
 
 /// What a new job is made of.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, Default, Serialize, Deserialize)]
 pub struct NewJob {
     pub title: String,
     #[serde(default)]

@@ -15,7 +15,7 @@ use crate::DocError;
 use crate::doc::{self, DocKind, get_obj};
 use crate::job::ts;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Parts {
     pub kind: DocKind,
     pub schema_version: u64,
@@ -26,7 +26,7 @@ pub struct Parts {
     pub lines: BTreeMap<String, PartLine>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PartLine {
     pub id: String,
     /// Catalog item / SKU.
@@ -45,7 +45,7 @@ pub struct PartLine {
 }
 
 /// A part line as entered.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct NewPartLine {
     pub sku: String,
     #[serde(default)]

@@ -11,7 +11,7 @@ use crate::DocError;
 use crate::doc::{self, DocKind, put_json};
 use crate::job::ts;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Photo {
     pub kind: DocKind,
     pub schema_version: u64,
@@ -38,13 +38,15 @@ pub struct Photo {
     pub created_by: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(utoipa::ToSchema, Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct GeoPoint {
     pub lat: f64,
     pub lon: f64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    utoipa::ToSchema, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum UploadState {
     /// Only on the device so far.
@@ -53,7 +55,7 @@ pub enum UploadState {
     Uploaded,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Review {
     pub state: ReviewState,
     pub by: String,
@@ -62,7 +64,9 @@ pub struct Review {
     pub note: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    utoipa::ToSchema, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ReviewState {
     Approved,

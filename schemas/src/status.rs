@@ -12,7 +12,18 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    utoipa::ToSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Pending,
@@ -80,6 +91,7 @@ impl std::fmt::Display for JobStatus {
 }
 
 #[derive(
+    utoipa::ToSchema,
     Clone,
     Copy,
     Debug,

@@ -11,7 +11,7 @@ use crate::parts::{PartLine, Parts};
 use crate::photo::Photo;
 use crate::{JobStatus, Priority};
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobView {
     pub id: Uuid,
     pub title: String,
@@ -33,7 +33,7 @@ pub struct JobView {
     pub signoff: Option<Signoff>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChecklistView {
     pub id: Uuid,
     pub template: String,

@@ -44,6 +44,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/technicians", get(http::records::technicians))
         .route("/api/v1/stock", get(http::records::stock))
         .route("/api/v1/board/events", get(http::board::events))
+        .route("/api/v1/openapi.json", get(http::openapi::document))
         .route("/board", get(http::board::page))
         .route(
             "/api/v1/jobs/{id}",

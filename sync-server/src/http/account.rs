@@ -25,6 +25,7 @@ pub const SESSION_DEVICE_NAME: &str = "session";
 /// token issued can be revoked. Repeated failures for one name or from one address are refused
 /// for growing intervals (see [`crate::throttle`]); unknown names get the same answers, at the
 /// same cost, as known ones.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = schemas::api::LoginRequest, responses((status = 200, body = schemas::api::LoginReply), (status = 401, description = "wrong user name or password", body = schemas::api::ErrorBody), (status = 429, description = "too many failed sign-ins", body = schemas::api::ErrorBody)))]
 pub async fn login(
     State(app): State<Arc<AppState>>,
     ClientAddr(addr): ClientAddr,
@@ -88,6 +89,7 @@ fn ttl(d: std::time::Duration) -> chrono::Duration {
 }
 
 /// Trade a refresh token for new tokens; the old refresh token stops working (rotation).
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = schemas::api::RefreshRequest, responses((status = 200, body = schemas::api::RefreshReply), (status = 401, description = "unknown, expired or reused refresh token", body = schemas::api::ErrorBody)))]
 pub async fn refresh(
     State(app): State<Arc<AppState>>,
     Body(body): Body<RefreshRequest>,
@@ -138,6 +140,7 @@ pub async fn refresh(
     }))
 }
 
+#[utoipa::path(post, path = "/api/v1/devices/{id}/revoke", tag = "auth", params(("id" = Uuid, Path)), responses((status = 200, body = schemas::api::RevokeReply), (status = 401, description = "no or expired token", body = schemas::api::ErrorBody), (status = 403, description = "the caller's role may not", body = schemas::api::ErrorBody), (status = 404, body = schemas::api::ErrorBody)), security(("bearer" = [])))]
 pub async fn revoke_device(
     State(app): State<Arc<AppState>>,
     caller: Caller,

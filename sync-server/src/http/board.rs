@@ -40,6 +40,7 @@ pub async fn page() -> Response {
 /// `GET /api/v1/board/events`: `event: changed` with the rows' log position as data, once at
 /// the start and then each time the rows move on. Comments keep idle connections open through
 /// proxies. Dispatchers, admins and the back office.
+#[utoipa::path(get, path = "/api/v1/board/events", tag = "dispatch", responses((status = 200, description = "text/event-stream: `changed` events with the rows' log position", content_type = "text/event-stream", body = String), (status = 401, description = "no or expired token", body = schemas::api::ErrorBody), (status = 403, description = "the caller's role may not", body = schemas::api::ErrorBody)), security(("bearer" = [])))]
 pub async fn events(
     State(app): State<Arc<AppState>>,
     caller: Caller,

@@ -17,6 +17,7 @@ use crate::error::ApiError;
 use crate::jobs;
 use crate::state::AppState;
 
+#[utoipa::path(post, path = "/api/v1/jobs", tag = "jobs", request_body = schemas::api::CreateJob, responses((status = 201, body = schemas::view::JobView), (status = 400, body = schemas::api::ErrorBody), (status = 401, description = "no or expired token", body = schemas::api::ErrorBody), (status = 403, description = "the caller's role may not", body = schemas::api::ErrorBody)), security(("bearer" = [])))]
 pub async fn create_job(
     State(app): State<Arc<AppState>>,
     caller: Caller,
@@ -29,7 +30,7 @@ pub async fn create_job(
 /// A job as the dispatcher sees it: the device's `job show` view plus the flags the server
 /// raised on it (repairs of changes that broke the contract or the writer's role, changes that
 /// arrived after an unassignment), oldest first.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct JobReply {
     /// The org's job number (`WO-000123`), once the projection has seen the job.
     pub number: Option<String>,
@@ -40,7 +41,7 @@ pub struct JobReply {
 
 /// A flag on a job: a stable `code` (the audit action: `repair`, `conflict`, `after_unassign`,
 /// `changed_after_signoff`), a sentence, and the audit row it comes from.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct Flag {
     pub code: String,
     pub message: String,
@@ -59,6 +60,7 @@ impl From<crate::store::AuditRecord> for Flag {
 }
 
 /// The job, with its version in `ETag` (send it back in `If-Match` when editing).
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs", params(("id" = Uuid, Path)), responses((status = 200, body = JobReply, headers(("ETag" = String, description = "the job's version: send it in If-Match"))), (status = 401, description = "no or expired token", body = schemas::api::ErrorBody), (status = 403, description = "the caller's role may not", body = schemas::api::ErrorBody), (status = 404, body = schemas::api::ErrorBody)), security(("bearer" = [])))]
 pub async fn get_job(
     State(app): State<Arc<AppState>>,
     caller: Caller,
@@ -91,6 +93,7 @@ pub async fn get_job(
     ))
 }
 
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/assign", tag = "jobs", params(("id" = Uuid, Path)), request_body = schemas::api::AssignRequest, responses((status = 200, body = schemas::view::JobView), (status = 400, body = schemas::api::ErrorBody), (status = 401, description = "no or expired token", body = schemas::api::ErrorBody), (status = 403, description = "the caller's role may not", body = schemas::api::ErrorBody)), security(("bearer" = [])))]
 pub async fn assign(
     State(app): State<Arc<AppState>>,
     caller: Caller,
@@ -101,6 +104,7 @@ pub async fn assign(
     Ok(Json(view))
 }
 
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/unassign", tag = "jobs", params(("id" = Uuid, Path)), request_body = schemas::api::AssignRequest, responses((status = 200, body = schemas::view::JobView), (status = 400, body = schemas::api::ErrorBody), (status = 401, description = "no or expired token", body = schemas::api::ErrorBody), (status = 403, description = "the caller's role may not", body = schemas::api::ErrorBody)), security(("bearer" = [])))]
 pub async fn unassign(
     State(app): State<Arc<AppState>>,
     caller: Caller,
@@ -113,6 +117,7 @@ pub async fn unassign(
 
 /// `If-Match` (optional) is the `ETag` the edit is based on; see [`jobs::patch_job`]. The reply
 /// carries the new version in `ETag`.
+#[utoipa::path(patch, path = "/api/v1/jobs/{id}", tag = "jobs", params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "the ETag the edit is based on")), request_body = schemas::api::PatchJob, responses((status = 200, body = schemas::view::JobView), (status = 400, body = schemas::api::ErrorBody), (status = 401, description = "no or expired token", body = schemas::api::ErrorBody), (status = 403, description = "the caller's role may not", body = schemas::api::ErrorBody), (status = 412, description = "stale-version: the job changed since it was read", body = schemas::api::ErrorBody)), security(("bearer" = [])))]
 pub async fn patch_job(
     State(app): State<Arc<AppState>>,
     caller: Caller,

@@ -20,6 +20,7 @@ pub mod board;
 
 pub mod extract;
 pub mod jobs;
+pub mod openapi;
 pub mod photos;
 pub mod records;
 pub mod review;

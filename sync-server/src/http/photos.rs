@@ -45,6 +45,7 @@ async fn url_for(app: &AppState, key: &str, local: String) -> Result<String, Api
         .unwrap_or(local))
 }
 
+#[utoipa::path(get, path = "/api/v1/photos/{id}", tag = "photos", params(("id" = Uuid, Path)), responses((status = 200, description = "the photo's record: sha256, size, width, height, taken_at, review, uploaded, URLs", body = Object), (status = 401, description = "no or expired token", body = schemas::api::ErrorBody), (status = 403, description = "the caller's role may not", body = schemas::api::ErrorBody), (status = 404, body = schemas::api::ErrorBody)), security(("bearer" = [])))]
 pub async fn get_photo(
     State(app): State<Arc<AppState>>,
     caller: Caller,
@@ -119,6 +120,7 @@ async fn serve_blob(app: &AppState, key: &str, mime: &str) -> Result<Response, A
 }
 
 /// The original, from the local store (S3 callers get a presigned URL instead, but this works too).
+#[utoipa::path(get, path = "/api/v1/photos/{id}/original", tag = "photos", params(("id" = Uuid, Path)), responses((status = 200, description = "the original image", content_type = "image/*", body = Vec<u8>), (status = 401, description = "no or expired token", body = schemas::api::ErrorBody), (status = 403, description = "the caller's role may not", body = schemas::api::ErrorBody), (status = 404, body = schemas::api::ErrorBody)), security(("bearer" = [])))]
 pub async fn get_original(
     State(app): State<Arc<AppState>>,
     caller: Caller,
@@ -130,6 +132,7 @@ pub async fn get_original(
     serve_blob(&app, &blobs::original_key(meta.org_id, sha), mime).await
 }
 
+#[utoipa::path(get, path = "/api/v1/photos/{id}/thumbnails/{px}", tag = "photos", params(("id" = Uuid, Path), ("px" = u32, Path, description = "320 or 1280")), responses((status = 200, description = "a JPEG thumbnail", content_type = "image/jpeg", body = Vec<u8>), (status = 401, description = "no or expired token", body = schemas::api::ErrorBody), (status = 403, description = "the caller's role may not", body = schemas::api::ErrorBody), (status = 404, body = schemas::api::ErrorBody)), security(("bearer" = [])))]
 pub async fn get_thumbnail(
     State(app): State<Arc<AppState>>,
     caller: Caller,

@@ -116,6 +116,7 @@ fn parse_cursor(v: &str) -> Option<(DateTime<Utc>, Uuid)> {
 }
 
 /// `GET /api/v1/jobs?status=&technician=&from=&to=&q=&flagged=&cursor=&limit=`
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", params(("status" = Option<String>, Query, description = "a job status"), ("technician" = Option<String>, Query, description = "a technician's user id or name"), ("from" = Option<String>, Query, description = "RFC 3339 time or date: scheduled from"), ("to" = Option<String>, Query, description = "RFC 3339 time or date: scheduled before"), ("q" = Option<String>, Query, description = "text in the title, customer, site or number"), ("flagged" = Option<bool>, Query), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("limit" = Option<i64>, Query, description = "1 to 500, default 100")), responses((status = 200, body = schemas::api::JobList), (status = 400, description = "bad-query: names the parameter", body = schemas::api::ErrorBody), (status = 401, description = "no or expired token", body = schemas::api::ErrorBody), (status = 403, description = "the caller's role may not", body = schemas::api::ErrorBody)), security(("bearer" = [])))]
 pub async fn list_jobs(
     State(app): State<Arc<AppState>>,
     caller: Caller,
@@ -229,6 +230,7 @@ fn summary(r: JobListRow) -> JobSummary {
 }
 
 /// `GET /api/v1/technicians`
+#[utoipa::path(get, path = "/api/v1/technicians", tag = "dispatch", responses((status = 200, body = Vec<schemas::api::TechnicianSummary>), (status = 401, description = "no or expired token", body = schemas::api::ErrorBody), (status = 403, description = "the caller's role may not", body = schemas::api::ErrorBody)), security(("bearer" = [])))]
 pub async fn technicians(
     State(app): State<Arc<AppState>>,
     caller: Caller,
@@ -254,6 +256,7 @@ pub async fn technicians(
 }
 
 /// `GET /api/v1/stock?location=ID`
+#[utoipa::path(get, path = "/api/v1/stock", tag = "dispatch", params(("location" = Option<Uuid>, Query, description = "one stock location")), responses((status = 200, body = Vec<schemas::api::StockLevel>), (status = 400, body = schemas::api::ErrorBody), (status = 401, description = "no or expired token", body = schemas::api::ErrorBody), (status = 403, description = "the caller's role may not", body = schemas::api::ErrorBody)), security(("bearer" = [])))]
 pub async fn stock(
     State(app): State<Arc<AppState>>,
     caller: Caller,

@@ -42,11 +42,13 @@ pub async fn page() -> Response {
 }
 
 /// `GET /api/v1/review/jobs`.
+#[utoipa::path(get, path = "/api/v1/review/jobs", tag = "photos", responses((status = 200, body = Vec<schemas::api::ReviewJob>), (status = 401, description = "no or expired token", body = schemas::api::ErrorBody), (status = 403, description = "the caller's role may not", body = schemas::api::ErrorBody)), security(("bearer" = [])))]
 pub async fn jobs(State(app): State<Arc<AppState>>, caller: Caller) -> ApiResult<Vec<ReviewJob>> {
     Ok(Json(review::queue(&app, &caller.actor()).await?))
 }
 
 /// `POST /api/v1/photos/{id}/review`.
+#[utoipa::path(post, path = "/api/v1/photos/{id}/review", tag = "photos", params(("id" = Uuid, Path)), request_body = schemas::api::ReviewRequest, responses((status = 200, body = schemas::photo::Review), (status = 400, body = schemas::api::ErrorBody), (status = 401, description = "no or expired token", body = schemas::api::ErrorBody), (status = 403, description = "the caller's role may not", body = schemas::api::ErrorBody), (status = 404, body = schemas::api::ErrorBody)), security(("bearer" = [])))]
 pub async fn review_photo(
     State(app): State<Arc<AppState>>,
     caller: Caller,
@@ -60,6 +62,7 @@ pub async fn review_photo(
 
 /// `GET /api/v1/jobs/{id}/signature`: the customer's signature PNG, once uploaded. Readable by
 /// whoever may read the job.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/signature", tag = "photos", params(("id" = Uuid, Path)), responses((status = 200, description = "the signature PNG", content_type = "image/png", body = Vec<u8>), (status = 401, description = "no or expired token", body = schemas::api::ErrorBody), (status = 403, description = "the caller's role may not", body = schemas::api::ErrorBody), (status = 404, body = schemas::api::ErrorBody)), security(("bearer" = [])))]
 pub async fn signature(
     State(app): State<Arc<AppState>>,
     caller: Caller,

@@ -176,7 +176,8 @@ fn with_headers(status: StatusCode, headers: Vec<(&'static str, String)>) -> Res
 }
 
 /// POST: create an upload (and take its first bytes, creation-with-upload).
-async fn create(
+#[utoipa::path(post, path = "/api/v1/uploads", tag = "uploads", description = "tus 1.0.0 creation (and creation-with-upload): `Upload-Length`, `Upload-Metadata` with `doc` and `sha256`", params(("Tus-Resumable" = String, Header), ("Upload-Length" = u64, Header), ("Upload-Metadata" = String, Header)), responses((status = 201, description = "created: `Location` names the upload"), (status = 204, description = "the org holds this blob already"), (status = 401, body = schemas::api::ErrorBody), (status = 403, description = "blob-not-referenced and other refusals", body = schemas::api::ErrorBody), (status = 413, body = schemas::api::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn create(
     State(app): State<Arc<AppState>>,
     caller: Caller,
     headers: HeaderMap,
@@ -322,7 +323,8 @@ async fn own_upload(app: &AppState, caller: &Caller, id: &str) -> Result<UploadI
 }
 
 /// HEAD: the offset to resume from.
-async fn head(
+#[utoipa::path(head, path = "/api/v1/uploads/{id}", tag = "uploads", description = "tus: the upload's offset", params(("id" = String, Path)), responses((status = 200, description = "`Upload-Offset` and `Upload-Length`"), (status = 401, body = schemas::api::ErrorBody), (status = 403, description = "blob-not-referenced and other refusals", body = schemas::api::ErrorBody), (status = 404, description = "unknown or expired upload")), security(("bearer" = [])))]
+pub(crate) async fn head(
     State(app): State<Arc<AppState>>,
     caller: Caller,
     PathParam(id): PathParam<String>,
@@ -348,7 +350,8 @@ async fn head(
 }
 
 /// PATCH: bytes at `Upload-Offset`.
-async fn append(
+#[utoipa::path(patch, path = "/api/v1/uploads/{id}", tag = "uploads", description = "tus: bytes at `Upload-Offset`, optionally with `Upload-Checksum: sha256 …`", params(("id" = String, Path), ("Upload-Offset" = u64, Header)), request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"), responses((status = 204, description = "stored: the new `Upload-Offset`"), (status = 409, description = "the offset is not the upload's"), (status = 422, description = "not an image this server accepts, or the sha256 differs", body = schemas::api::ErrorBody), (status = 401, body = schemas::api::ErrorBody), (status = 403, description = "blob-not-referenced and other refusals", body = schemas::api::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn append(
     State(app): State<Arc<AppState>>,
     caller: Caller,
     PathParam(id): PathParam<String>,
@@ -387,7 +390,8 @@ async fn append(
 }
 
 /// DELETE: drop an upload and its bytes.
-async fn terminate(
+#[utoipa::path(delete, path = "/api/v1/uploads/{id}", tag = "uploads", description = "tus termination", params(("id" = String, Path)), responses((status = 204, description = "terminated"), (status = 401, body = schemas::api::ErrorBody), (status = 403, description = "blob-not-referenced and other refusals", body = schemas::api::ErrorBody), (status = 404)), security(("bearer" = [])))]
+pub(crate) async fn terminate(
     State(app): State<Arc<AppState>>,
     caller: Caller,
     PathParam(id): PathParam<String>,

@@ -229,7 +229,7 @@ impl PhotoRecord {
 }
 
 /// One row of the audit log: what the server did on a writer's behalf, and why.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     pub id: Uuid,
     pub org_id: Uuid,

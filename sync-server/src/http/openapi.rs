@@ -1,0 +1,68 @@
+//! The OpenAPI 3.1 document of the HTTP API, served at `GET /api/v1/openapi.json`. It is
+//! generated (utoipa) from the handlers' own annotations and the request and reply types in
+//! `schemas::api`, so it changes with them; a test checks that every route is in it.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Fieldsync API",
+        description = "The dispatcher's, back office's and devices' HTTP API. Every refusal is \
+                       `{\"error\": \"<stable code>\", \"message\": \"…\"}`. Sync itself runs over \
+                       the WebSocket at `/sync` (see ARCHITECTURE.md)."
+    ),
+    paths(
+        super::account::login,
+        super::account::refresh,
+        super::account::revoke_device,
+        super::jobs::create_job,
+        super::jobs::get_job,
+        super::jobs::patch_job,
+        super::jobs::assign,
+        super::jobs::unassign,
+        super::records::list_jobs,
+        super::records::technicians,
+        super::records::stock,
+        super::board::events,
+        super::photos::get_photo,
+        super::photos::get_original,
+        super::photos::get_thumbnail,
+        super::review::jobs,
+        super::review::review_photo,
+        super::review::signature,
+        super::uploads::create,
+        super::uploads::head,
+        super::uploads::append,
+        super::uploads::terminate,
+    ),
+    modifiers(&Bearer)
+)]
+pub struct ApiDoc;
+
+/// The bearer token every authenticated path names as `bearer`.
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "an access token from POST /api/v1/auth/login or /auth/refresh",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// `GET /api/v1/openapi.json`
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
