@@ -255,6 +255,105 @@ pub struct StockLevel {
     pub on_hand: f64,
 }
 
+/// `POST /api/v1/customers`.
+#[derive(utoipa::ToSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCustomer {
+    pub name: String,
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// A customer of the org, with their sites (`GET /api/v1/customers`).
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CustomerRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub sites: Vec<SiteRecord>,
+}
+
+/// `POST /api/v1/customers/{id}/sites`.
+#[derive(utoipa::ToSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSite {
+    pub name: String,
+    #[serde(default)]
+    pub address: Option<String>,
+    /// An IANA time zone (`Europe/London`); UTC when absent.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+}
+
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SiteRecord {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub name: String,
+    pub address: Option<String>,
+    pub time_zone: String,
+}
+
+/// `POST /api/v1/catalog` (an existing SKU is updated), and the catalog's items.
+#[derive(utoipa::ToSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogItem {
+    pub sku: String,
+    pub name: String,
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// What the customer pays per unit, in cents.
+    pub unit_price_cents: i64,
+    /// What the part costs the org per unit, in cents.
+    pub unit_cost_cents: i64,
+}
+
+/// `POST /api/v1/stock/locations`: a warehouse, or a technician's van.
+#[derive(utoipa::ToSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewStockLocation {
+    /// What part lines name as their `source` (`WH1`, `VAN-ANA`).
+    pub code: String,
+    pub name: String,
+    /// `warehouse` or `van`.
+    pub kind: String,
+    /// A van's technician (user name).
+    #[serde(default)]
+    pub technician: Option<String>,
+}
+
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StockLocationRecord {
+    pub id: Uuid,
+    pub code: String,
+    pub name: String,
+    pub kind: String,
+    pub technician_id: Option<Uuid>,
+}
+
+/// `POST /api/v1/stock/receipts`: stock arriving at a location.
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StockReceipt {
+    pub location_id: Uuid,
+    pub sku: String,
+    pub qty: f64,
+}
+
+/// `PUT /api/v1/technicians/{id}`: a technician's profile.
+#[derive(utoipa::ToSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TechnicianProfile {
+    pub display_name: String,
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub skills: Vec<String>,
+}
+
 /// Format a job number as people read it.
 pub fn job_number(n: i64) -> String {
     format!("WO-{n:06}")
@@ -430,6 +529,143 @@ impl Validate for PatchJob {
         }
         if let Some(n) = &self.notes {
             multi_line("notes", n, limits::NOTES)?;
+        }
+        Ok(())
+    }
+}
+
+fn required(field: &str, value: &str) -> Result<(), InvalidText> {
+    if value.trim().is_empty() {
+        return Err(InvalidText {
+            field: field.into(),
+            problem: "is required".into(),
+        });
+    }
+    Ok(())
+}
+
+fn optional_line(field: &str, value: &Option<String>) -> Result<(), InvalidText> {
+    match value {
+        Some(v) => single_line(field, v, limits::LINE),
+        None => Ok(()),
+    }
+}
+
+impl Validate for NewCustomer {
+    fn validate(&self) -> Result<(), InvalidText> {
+        required("name", &self.name)?;
+        single_line("name", &self.name, limits::LINE)?;
+        optional_line("phone", &self.phone)?;
+        optional_line("email", &self.email)
+    }
+}
+
+impl Validate for NewSite {
+    fn validate(&self) -> Result<(), InvalidText> {
+        required("name", &self.name)?;
+        single_line("name", &self.name, limits::LINE)?;
+        if let Some(a) = &self.address {
+            multi_line("address", a, limits::LINE)?;
+        }
+        if let Some(tz) = &self.time_zone {
+            // An IANA name: letters, digits and `/_+-`, as in `America/Argentina/Buenos_Aires`.
+            let ok = !tz.is_empty()
+                && tz.len() <= 64
+                && tz
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c));
+            if !ok {
+                return Err(InvalidText {
+                    field: "time_zone".into(),
+                    problem: "is not a time zone name such as Europe/London".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Validate for CatalogItem {
+    fn validate(&self) -> Result<(), InvalidText> {
+        required("sku", &self.sku)?;
+        single_line("sku", &self.sku, limits::NAME)?;
+        required("name", &self.name)?;
+        single_line("name", &self.name, limits::LINE)?;
+        optional_line("unit", &self.unit)?;
+        for (field, v) in [
+            ("unit_price_cents", self.unit_price_cents),
+            ("unit_cost_cents", self.unit_cost_cents),
+        ] {
+            if v < 0 {
+                return Err(InvalidText {
+                    field: field.into(),
+                    problem: "may not be negative".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Validate for NewStockLocation {
+    fn validate(&self) -> Result<(), InvalidText> {
+        required("code", &self.code)?;
+        single_line("code", &self.code, limits::NAME)?;
+        required("name", &self.name)?;
+        single_line("name", &self.name, limits::LINE)?;
+        match (self.kind.as_str(), &self.technician) {
+            ("warehouse", None) | ("van", Some(_)) => {}
+            ("warehouse", Some(_)) => {
+                return Err(InvalidText {
+                    field: "technician".into(),
+                    problem: "is only for a van".into(),
+                });
+            }
+            ("van", None) => {
+                return Err(InvalidText {
+                    field: "technician".into(),
+                    problem: "is required for a van".into(),
+                });
+            }
+            _ => {
+                return Err(InvalidText {
+                    field: "kind".into(),
+                    problem: "is `warehouse` or `van`".into(),
+                });
+            }
+        }
+        optional_line("technician", &self.technician)
+    }
+}
+
+impl Validate for StockReceipt {
+    fn validate(&self) -> Result<(), InvalidText> {
+        required("sku", &self.sku)?;
+        single_line("sku", &self.sku, limits::NAME)?;
+        if !self.qty.is_finite() || self.qty == 0.0 || self.qty.abs() > 1e9 {
+            return Err(InvalidText {
+                field: "qty".into(),
+                problem: "is a number other than 0 (negative for a correction)".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Validate for TechnicianProfile {
+    fn validate(&self) -> Result<(), InvalidText> {
+        required("display_name", &self.display_name)?;
+        single_line("display_name", &self.display_name, limits::NAME)?;
+        optional_line("phone", &self.phone)?;
+        if self.skills.len() > 50 {
+            return Err(InvalidText {
+                field: "skills".into(),
+                problem: "holds more than 50 skills".into(),
+            });
+        }
+        for s in &self.skills {
+            required("skills", s)?;
+            single_line("skills", s, limits::NAME)?;
         }
         Ok(())
     }

@@ -42,7 +42,28 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(http::create_job).get(http::records::list_jobs),
         )
         .route("/api/v1/technicians", get(http::records::technicians))
+        .route(
+            "/api/v1/technicians/{id}",
+            axum::routing::put(http::records::put_technician),
+        )
         .route("/api/v1/stock", get(http::records::stock))
+        .route(
+            "/api/v1/stock/locations",
+            get(http::records::locations).post(http::records::create_location),
+        )
+        .route("/api/v1/stock/receipts", post(http::records::receive_stock))
+        .route(
+            "/api/v1/customers",
+            get(http::records::customers).post(http::records::create_customer),
+        )
+        .route(
+            "/api/v1/customers/{id}/sites",
+            post(http::records::create_site),
+        )
+        .route(
+            "/api/v1/catalog",
+            get(http::records::catalog).post(http::records::put_catalog_item),
+        )
         .route("/api/v1/board/events", get(http::board::events))
         .route("/api/v1/openapi.json", get(http::openapi::document))
         .route("/board", get(http::board::page))

@@ -12,11 +12,14 @@ use axum::http::request::Parts;
 use chrono::{DateTime, NaiveDate, Utc};
 use schemas::JobStatus;
 use schemas::api::{
-    Counted, JobList, JobSummary, NamedRef, StockLevel, TechnicianSummary, job_number,
+    CatalogItem, Counted, CustomerRecord, JobList, JobSummary, NamedRef, NewCustomer, NewSite,
+    NewStockLocation, SiteRecord, StockLevel, StockLocationRecord, StockReceipt, TechnicianProfile,
+    TechnicianSummary, job_number,
 };
 use uuid::Uuid;
 
 use super::auth::Caller;
+use super::extract::{Body, PathParam};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::records::{JobFilter, JobListRow};
@@ -279,4 +282,294 @@ pub async fn stock(
             })
             .collect(),
     ))
+}
+
+// ---- the dispatcher's reference data -------------------------------------------------------------
+
+fn customer_record(
+    c: crate::store::records::Customer,
+    sites: Vec<crate::store::records::Site>,
+) -> CustomerRecord {
+    CustomerRecord {
+        id: c.id,
+        name: c.name,
+        phone: c.phone,
+        email: c.email,
+        sites: sites.into_iter().map(site_record).collect(),
+    }
+}
+
+fn site_record(s: crate::store::records::Site) -> SiteRecord {
+    SiteRecord {
+        id: s.id,
+        customer_id: s.customer_id,
+        name: s.name,
+        address: s.address,
+        time_zone: s.time_zone,
+    }
+}
+
+/// A name taken in the org: 409 naming the field.
+fn taken(e: crate::store::StoreError, field: &str) -> ApiError {
+    match e {
+        crate::store::StoreError::Conflict(_) => {
+            ApiError::Conflict(format!("`{field}` is already used in your org"))
+        }
+        e => e.into(),
+    }
+}
+
+/// `GET /api/v1/customers`
+#[utoipa::path(get, path = "/api/v1/customers", tag = "dispatch", responses((status = 200, body = Vec<CustomerRecord>), (status = 401, body = schemas::api::ErrorBody), (status = 403, body = schemas::api::ErrorBody)), security(("bearer" = [])))]
+pub async fn customers(
+    State(app): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<Vec<CustomerRecord>>, ApiError> {
+    let me = caller.actor();
+    me.org_reader()?;
+    let all = app.store.records().customers(me.org_id).await?;
+    Ok(Json(
+        all.into_iter()
+            .map(|(c, s)| customer_record(c, s))
+            .collect(),
+    ))
+}
+
+/// `POST /api/v1/customers`
+#[utoipa::path(post, path = "/api/v1/customers", tag = "dispatch", request_body = NewCustomer, responses((status = 201, body = CustomerRecord), (status = 400, body = schemas::api::ErrorBody), (status = 401, body = schemas::api::ErrorBody), (status = 403, body = schemas::api::ErrorBody), (status = 409, body = schemas::api::ErrorBody)), security(("bearer" = [])))]
+pub async fn create_customer(
+    State(app): State<Arc<AppState>>,
+    caller: Caller,
+    Body(body): Body<NewCustomer>,
+) -> Result<(StatusCode, Json<CustomerRecord>), ApiError> {
+    let me = caller.actor();
+    me.dispatcher()?;
+    let c = crate::store::records::Customer {
+        id: Uuid::now_v7(),
+        org_id: me.org_id,
+        name: body.name.trim().to_string(),
+        phone: body.phone,
+        email: body.email,
+        created_at: Utc::now(),
+    };
+    app.store
+        .records()
+        .create_customer(&c)
+        .await
+        .map_err(|e| taken(e, "name"))?;
+    Ok((StatusCode::CREATED, Json(customer_record(c, vec![]))))
+}
+
+/// `POST /api/v1/customers/{id}/sites`
+#[utoipa::path(post, path = "/api/v1/customers/{id}/sites", tag = "dispatch", params(("id" = Uuid, Path)), request_body = NewSite, responses((status = 201, body = SiteRecord), (status = 400, body = schemas::api::ErrorBody), (status = 401, body = schemas::api::ErrorBody), (status = 403, body = schemas::api::ErrorBody), (status = 404, body = schemas::api::ErrorBody), (status = 409, body = schemas::api::ErrorBody)), security(("bearer" = [])))]
+pub async fn create_site(
+    State(app): State<Arc<AppState>>,
+    caller: Caller,
+    PathParam(customer): PathParam<Uuid>,
+    Body(body): Body<NewSite>,
+) -> Result<(StatusCode, Json<SiteRecord>), ApiError> {
+    let me = caller.actor();
+    me.dispatcher()?;
+    let s = crate::store::records::Site {
+        id: Uuid::now_v7(),
+        org_id: me.org_id,
+        customer_id: customer,
+        name: body.name.trim().to_string(),
+        address: body.address,
+        time_zone: body.time_zone.unwrap_or_else(|| "UTC".into()),
+    };
+    app.store
+        .records()
+        .create_site(&s)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::NotFound(_) => {
+                ApiError::NotFound(format!("customer {customer}"))
+            }
+            e => taken(e, "name"),
+        })?;
+    Ok((StatusCode::CREATED, Json(site_record(s))))
+}
+
+/// `GET /api/v1/catalog`: technicians too (they pick parts from it).
+#[utoipa::path(get, path = "/api/v1/catalog", tag = "dispatch", responses((status = 200, body = Vec<CatalogItem>), (status = 401, body = schemas::api::ErrorBody)), security(("bearer" = [])))]
+pub async fn catalog(
+    State(app): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<Vec<CatalogItem>>, ApiError> {
+    let me = caller.actor();
+    let items = app.store.records().catalog(me.org_id).await?;
+    Ok(Json(
+        items
+            .into_iter()
+            .map(|i| CatalogItem {
+                sku: i.sku,
+                name: i.name,
+                unit: i.unit,
+                unit_price_cents: i.unit_price_cents,
+                unit_cost_cents: i.unit_cost_cents,
+            })
+            .collect(),
+    ))
+}
+
+/// `POST /api/v1/catalog`: adds the SKU, or updates it (prices apply to lines projected from
+/// then on).
+#[utoipa::path(post, path = "/api/v1/catalog", tag = "dispatch", request_body = CatalogItem, responses((status = 200, body = CatalogItem), (status = 400, body = schemas::api::ErrorBody), (status = 401, body = schemas::api::ErrorBody), (status = 403, body = schemas::api::ErrorBody)), security(("bearer" = [])))]
+pub async fn put_catalog_item(
+    State(app): State<Arc<AppState>>,
+    caller: Caller,
+    Body(body): Body<CatalogItem>,
+) -> Result<Json<CatalogItem>, ApiError> {
+    let me = caller.actor();
+    me.dispatcher()?;
+    app.store
+        .records()
+        .put_catalog_item(&crate::store::records::CatalogItem {
+            id: Uuid::now_v7(),
+            org_id: me.org_id,
+            sku: body.sku.trim().to_string(),
+            name: body.name.trim().to_string(),
+            unit: body.unit.clone(),
+            unit_price_cents: body.unit_price_cents,
+            unit_cost_cents: body.unit_cost_cents,
+        })
+        .await?;
+    Ok(Json(body))
+}
+
+/// `GET /api/v1/stock/locations`
+#[utoipa::path(get, path = "/api/v1/stock/locations", tag = "dispatch", responses((status = 200, body = Vec<StockLocationRecord>), (status = 401, body = schemas::api::ErrorBody), (status = 403, body = schemas::api::ErrorBody)), security(("bearer" = [])))]
+pub async fn locations(
+    State(app): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<Vec<StockLocationRecord>>, ApiError> {
+    let me = caller.actor();
+    me.org_reader()?;
+    let all = app.store.records().locations(me.org_id).await?;
+    Ok(Json(all.into_iter().map(location_record).collect()))
+}
+
+fn location_record(l: crate::store::records::StockLocation) -> StockLocationRecord {
+    StockLocationRecord {
+        id: l.id,
+        code: l.code,
+        name: l.name,
+        kind: l.kind,
+        technician_id: l.technician_id,
+    }
+}
+
+/// `POST /api/v1/stock/locations`
+#[utoipa::path(post, path = "/api/v1/stock/locations", tag = "dispatch", request_body = NewStockLocation, responses((status = 201, body = StockLocationRecord), (status = 400, body = schemas::api::ErrorBody), (status = 401, body = schemas::api::ErrorBody), (status = 403, body = schemas::api::ErrorBody), (status = 409, description = "the code is taken, or the technician has a van already", body = schemas::api::ErrorBody)), security(("bearer" = [])))]
+pub async fn create_location(
+    State(app): State<Arc<AppState>>,
+    caller: Caller,
+    Body(body): Body<NewStockLocation>,
+) -> Result<(StatusCode, Json<StockLocationRecord>), ApiError> {
+    let me = caller.actor();
+    me.dispatcher()?;
+    let technician_id = match &body.technician {
+        None => None,
+        Some(name) => match app.store.user_by_name(name).await? {
+            Some(u) if u.org_id == me.org_id && u.role == crate::store::Role::Technician => {
+                Some(u.id)
+            }
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "`technician`: {name} is not a technician of this organisation"
+                )));
+            }
+        },
+    };
+    let l = crate::store::records::StockLocation {
+        id: Uuid::now_v7(),
+        org_id: me.org_id,
+        code: body.code.trim().to_string(),
+        name: body.name.trim().to_string(),
+        kind: body.kind,
+        technician_id,
+    };
+    app.store
+        .records()
+        .create_location(&l)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::Conflict(_) => ApiError::Conflict(
+                "`code` is already used in your org, or the technician has a van already".into(),
+            ),
+            e => e.into(),
+        })?;
+    Ok((StatusCode::CREATED, Json(location_record(l))))
+}
+
+/// `POST /api/v1/stock/receipts`
+#[utoipa::path(post, path = "/api/v1/stock/receipts", tag = "dispatch", request_body = StockReceipt, responses((status = 201, body = Vec<StockLevel>), (status = 400, body = schemas::api::ErrorBody), (status = 401, body = schemas::api::ErrorBody), (status = 403, body = schemas::api::ErrorBody), (status = 404, body = schemas::api::ErrorBody)), security(("bearer" = [])))]
+pub async fn receive_stock(
+    State(app): State<Arc<AppState>>,
+    caller: Caller,
+    Body(body): Body<StockReceipt>,
+) -> Result<(StatusCode, Json<Vec<StockLevel>>), ApiError> {
+    let me = caller.actor();
+    me.dispatcher()?;
+    let records = app.store.records();
+    records
+        .receive_stock(
+            me.org_id,
+            body.location_id,
+            body.sku.trim(),
+            body.qty,
+            Utc::now(),
+        )
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::NotFound(_) => {
+                ApiError::NotFound(format!("stock location {}", body.location_id))
+            }
+            e => e.into(),
+        })?;
+    let rows = records.stock(me.org_id, Some(body.location_id)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            rows.into_iter()
+                .map(|s| StockLevel {
+                    location_id: s.location_id,
+                    location: s.location_code,
+                    sku: s.sku,
+                    on_hand: s.on_hand,
+                })
+                .collect(),
+        ),
+    ))
+}
+
+/// `PUT /api/v1/technicians/{id}`: the profile (display name, phone, skills).
+#[utoipa::path(put, path = "/api/v1/technicians/{id}", tag = "dispatch", params(("id" = Uuid, Path)), request_body = TechnicianProfile, responses((status = 200, body = TechnicianProfile), (status = 400, body = schemas::api::ErrorBody), (status = 401, body = schemas::api::ErrorBody), (status = 403, body = schemas::api::ErrorBody), (status = 404, body = schemas::api::ErrorBody)), security(("bearer" = [])))]
+pub async fn put_technician(
+    State(app): State<Arc<AppState>>,
+    caller: Caller,
+    PathParam(id): PathParam<Uuid>,
+    Body(body): Body<TechnicianProfile>,
+) -> Result<Json<TechnicianProfile>, ApiError> {
+    let me = caller.actor();
+    me.dispatcher()?;
+    match app.store.user(id).await? {
+        Some(u) if u.org_id == me.org_id && u.role == crate::store::Role::Technician => {}
+        _ => return Err(ApiError::NotFound(format!("technician {id}"))),
+    }
+    let mut skills: Vec<String> = body.skills.iter().map(|s| s.trim().to_string()).collect();
+    skills.sort();
+    skills.dedup();
+    app.store
+        .records()
+        .put_technician(&crate::store::records::Technician {
+            user_id: id,
+            org_id: me.org_id,
+            display_name: body.display_name.trim().to_string(),
+            phone: body.phone.clone(),
+            skills: skills.clone(),
+        })
+        .await?;
+    Ok(Json(TechnicianProfile { skills, ..body }))
 }

@@ -179,10 +179,16 @@ pub trait Records: Send + Sync + 'static {
     /// Stock on hand per location and SKU; of one location when given.
     async fn stock(&self, org_id: Uuid, location: Option<Uuid>) -> StoreResult<Vec<StockRow>>;
     async fn create_customer(&self, c: &Customer) -> StoreResult<()>;
+    /// The org's customers by name, each with its sites by name.
+    async fn customers(&self, org_id: Uuid) -> StoreResult<Vec<(Customer, Vec<Site>)>>;
+    /// The org's parts catalog by SKU.
+    async fn catalog(&self, org_id: Uuid) -> StoreResult<Vec<CatalogItem>>;
+    /// The org's stock locations by code.
+    async fn locations(&self, org_id: Uuid) -> StoreResult<Vec<StockLocation>>;
     async fn create_site(&self, s: &Site) -> StoreResult<()>;
     async fn create_location(&self, l: &StockLocation) -> StoreResult<()>;
     async fn put_catalog_item(&self, i: &CatalogItem) -> StoreResult<()>;
-    /// Stock arriving at a location (a receipt movement).
+    /// Stock arriving at a location (a receipt movement; a negative quantity is an adjustment).
     async fn receive_stock(
         &self,
         org_id: Uuid,

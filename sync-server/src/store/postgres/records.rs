@@ -831,6 +831,104 @@ impl Records for PgStore {
         Ok(())
     }
 
+    async fn customers(&self, org_id: Uuid) -> StoreResult<Vec<(Customer, Vec<Site>)>> {
+        let mut tx = tenant_tx(&self.pool, org_id).await.map_err(db_error)?;
+        let customers = sqlx::query!(
+            "SELECT id, name, phone, email, created_at FROM customers
+             WHERE org_id = $1 ORDER BY name",
+            org_id
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let mut sites: Vec<Site> = sqlx::query!(
+            "SELECT id, customer_id, name, address, time_zone FROM sites
+             WHERE org_id = $1 ORDER BY name",
+            org_id
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(|r| Site {
+            id: r.id,
+            org_id,
+            customer_id: r.customer_id,
+            name: r.name,
+            address: r.address,
+            time_zone: r.time_zone,
+        })
+        .collect();
+        tx.commit().await.map_err(db_error)?;
+        Ok(customers
+            .into_iter()
+            .map(|r| {
+                let (mine, rest) = sites.drain(..).partition(|s| s.customer_id == r.id);
+                sites = rest;
+                (
+                    Customer {
+                        id: r.id,
+                        org_id,
+                        name: r.name,
+                        phone: r.phone,
+                        email: r.email,
+                        created_at: r.created_at,
+                    },
+                    mine,
+                )
+            })
+            .collect())
+    }
+
+    async fn catalog(&self, org_id: Uuid) -> StoreResult<Vec<CatalogItem>> {
+        let mut tx = tenant_tx(&self.pool, org_id).await.map_err(db_error)?;
+        let rows = sqlx::query!(
+            "SELECT id, sku, name, unit, unit_price_cents, unit_cost_cents
+             FROM parts_catalog WHERE org_id = $1 ORDER BY sku",
+            org_id
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| CatalogItem {
+                id: r.id,
+                org_id,
+                sku: r.sku,
+                name: r.name,
+                unit: r.unit,
+                unit_price_cents: r.unit_price_cents,
+                unit_cost_cents: r.unit_cost_cents,
+            })
+            .collect())
+    }
+
+    async fn locations(&self, org_id: Uuid) -> StoreResult<Vec<StockLocation>> {
+        let mut tx = tenant_tx(&self.pool, org_id).await.map_err(db_error)?;
+        let rows = sqlx::query!(
+            "SELECT id, code, name, kind, technician_id FROM stock_locations
+             WHERE org_id = $1 ORDER BY code",
+            org_id
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| StockLocation {
+                id: r.id,
+                org_id,
+                code: r.code,
+                name: r.name,
+                kind: r.kind,
+                technician_id: r.technician_id,
+            })
+            .collect())
+    }
+
     async fn create_site(&self, s: &Site) -> StoreResult<()> {
         let done = sqlx::query!(
             "INSERT INTO sites (id, org_id, customer_id, name, address, time_zone)
@@ -912,7 +1010,8 @@ impl Records for PgStore {
                     "stock location {location_id}"
                 ))));
             }
-            move_stock(&mut tx, org_id, location_id, sku, qty, "receipt", None, at).await?;
+            let reason = if qty < 0.0 { "adjustment" } else { "receipt" };
+            move_stock(&mut tx, org_id, location_id, sku, qty, reason, None, at).await?;
             tx.commit().await?;
             Ok(())
         })

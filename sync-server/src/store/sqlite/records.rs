@@ -749,6 +749,99 @@ impl Records for SqliteStore {
         .await
     }
 
+    async fn customers(&self, org_id: Uuid) -> StoreResult<Vec<(Customer, Vec<Site>)>> {
+        self.call(move |conn| {
+            let customers = conn
+                .prepare_cached(
+                    "SELECT id, name, phone, email, created_at FROM customers
+                     WHERE org_id = ?1 ORDER BY name",
+                )?
+                .query_map([Id(org_id)], |r| {
+                    Ok(Customer {
+                        id: r.get::<_, Id>(0)?.0,
+                        org_id,
+                        name: r.get(1)?,
+                        phone: r.get(2)?,
+                        email: r.get(3)?,
+                        created_at: timestamp(r, 4)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut sites = conn
+                .prepare_cached(
+                    "SELECT id, customer_id, name, address, time_zone FROM sites
+                     WHERE org_id = ?1 ORDER BY name",
+                )?
+                .query_map([Id(org_id)], |r| {
+                    Ok(Site {
+                        id: r.get::<_, Id>(0)?.0,
+                        org_id,
+                        customer_id: r.get::<_, Id>(1)?.0,
+                        name: r.get(2)?,
+                        address: r.get(3)?,
+                        time_zone: r.get(4)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(customers
+                .into_iter()
+                .map(|c| {
+                    let (mine, rest) = sites.drain(..).partition(|s| s.customer_id == c.id);
+                    sites = rest;
+                    (c, mine)
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn catalog(&self, org_id: Uuid) -> StoreResult<Vec<CatalogItem>> {
+        self.call(move |conn| {
+            let items = conn
+                .prepare_cached(
+                    "SELECT id, sku, name, unit, unit_price_cents, unit_cost_cents
+                     FROM parts_catalog WHERE org_id = ?1 ORDER BY sku",
+                )?
+                .query_map([Id(org_id)], |r| {
+                    Ok(CatalogItem {
+                        id: r.get::<_, Id>(0)?.0,
+                        org_id,
+                        sku: r.get(1)?,
+                        name: r.get(2)?,
+                        unit: r.get(3)?,
+                        unit_price_cents: r.get(4)?,
+                        unit_cost_cents: r.get(5)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(items)
+        })
+        .await
+    }
+
+    async fn locations(&self, org_id: Uuid) -> StoreResult<Vec<StockLocation>> {
+        self.call(move |conn| {
+            let items = conn
+                .prepare_cached(
+                    "SELECT id, code, name, kind, technician_id FROM stock_locations
+                     WHERE org_id = ?1 ORDER BY code",
+                )?
+                .query_map([Id(org_id)], |r| {
+                    Ok(StockLocation {
+                        id: r.get::<_, Id>(0)?.0,
+                        org_id,
+                        code: r.get(1)?,
+                        name: r.get(2)?,
+                        kind: r.get(3)?,
+                        technician_id: r.get::<_, Option<Id>>(4)?.map(|i| i.0),
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(items)
+        })
+        .await
+    }
+
     async fn create_site(&self, s: &Site) -> StoreResult<()> {
         let s = s.clone();
         self.call(move |conn| {
@@ -848,7 +941,8 @@ impl Records for SqliteStore {
                     "stock location {location_id}"
                 )));
             }
-            move_stock(&tx, org_id, location_id, &sku, qty, "receipt", None, at)?;
+            let reason = if qty < 0.0 { "adjustment" } else { "receipt" };
+            move_stock(&tx, org_id, location_id, &sku, qty, reason, None, at)?;
             tx.commit()?;
             Ok(())
         })
