@@ -34,6 +34,7 @@ use super::{
     User,
 };
 
+mod batch;
 mod records;
 
 /// How often a transaction that Postgres aborted as a serialization failure or deadlock is tried

@@ -9,7 +9,7 @@ use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use super::{PgStore, TxError, db_error, retrying};
-use crate::projection::rows::{self, ChecklistRows, DocRows, PartsRows, PhotoRow, Take};
+use crate::projection::rows::DocRows;
 use crate::store::records::{
     CatalogItem, Customer, JobFilter, JobListRow, Position, Records, Site, StockLocation, StockRow,
     Technician, TechnicianRow, Unprojected,
@@ -33,270 +33,6 @@ pub(crate) async fn tenant_tx(
     .fetch_one(&mut *tx)
     .await?;
     Ok(tx)
-}
-
-async fn write_job(tx: &mut Transaction<'_, Postgres>, rows: &DocRows) -> Result<(), TxError> {
-    let DocRows::Job {
-        job,
-        history,
-        signature,
-    } = rows
-    else {
-        return Ok(());
-    };
-    let known = sqlx::query_scalar!("SELECT number FROM jobs WHERE id = $1", job.id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    let number = match known {
-        Some(n) => n,
-        None => {
-            sqlx::query_scalar!(
-                r#"INSERT INTO org_counters (org_id, next_job_number) VALUES ($1, 2)
-               ON CONFLICT (org_id)
-               DO UPDATE SET next_job_number = org_counters.next_job_number + 1
-               RETURNING next_job_number - 1 AS "number!""#,
-                job.org_id
-            )
-            .fetch_one(&mut **tx)
-            .await?
-        }
-    };
-    sqlx::query!(
-        "INSERT INTO jobs (id, org_id, number, title, priority, status, scheduled_start,
-                           scheduled_end, sort_at, customer_id, customer_name, site_id, site_name,
-                           asset_id, asset_name, assignees, signed_off, follow_up_of, created_at,
-                           created_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
-                 (SELECT id FROM customers WHERE id = $10 AND org_id = $2), $11,
-                 (SELECT id FROM sites WHERE id = $12 AND org_id = $2), $13,
-                 (SELECT id FROM assets WHERE id = $14 AND org_id = $2), $15, $16, $17, $18,
-                 $19, $20)
-         ON CONFLICT (id) DO UPDATE SET
-             title = excluded.title, priority = excluded.priority, status = excluded.status,
-             scheduled_start = excluded.scheduled_start, scheduled_end = excluded.scheduled_end,
-             sort_at = excluded.sort_at, customer_id = excluded.customer_id,
-             customer_name = excluded.customer_name, site_id = excluded.site_id,
-             site_name = excluded.site_name, asset_id = excluded.asset_id,
-             asset_name = excluded.asset_name, assignees = excluded.assignees,
-             signed_off = excluded.signed_off, follow_up_of = excluded.follow_up_of,
-             created_at = excluded.created_at, created_by = excluded.created_by",
-        job.id,
-        job.org_id,
-        number,
-        job.title,
-        job.priority,
-        job.status,
-        job.scheduled_start,
-        job.scheduled_end,
-        job.sort_at,
-        job.customer_id,
-        job.customer_name,
-        job.site_id,
-        job.site_name,
-        job.asset_id,
-        job.asset_name,
-        job.assignees,
-        job.signed_off,
-        job.follow_up_of,
-        job.created_at,
-        job.created_by,
-    )
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query!("DELETE FROM job_status_history WHERE job_id = $1", job.id)
-        .execute(&mut **tx)
-        .await?;
-    for h in history {
-        sqlx::query!(
-            "INSERT INTO job_status_history (org_id, job_id, position, from_status, to_status,
-                                             by_name, at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            job.org_id,
-            job.id,
-            h.position,
-            h.from,
-            h.to,
-            h.by,
-            h.at
-        )
-        .execute(&mut **tx)
-        .await?;
-    }
-    sqlx::query!("DELETE FROM signatures WHERE job_id = $1", job.id)
-        .execute(&mut **tx)
-        .await?;
-    if let Some(s) = signature {
-        sqlx::query!(
-            "INSERT INTO signatures (job_id, org_id, signer_name, signed_at, summary_sha256,
-                                     blob_sha256, by_name)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            job.id,
-            job.org_id,
-            s.signer_name,
-            s.signed_at,
-            s.summary_sha256,
-            s.blob_sha256,
-            s.by
-        )
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
-}
-
-async fn write_checklist(
-    tx: &mut Transaction<'_, Postgres>,
-    c: &ChecklistRows,
-) -> Result<(), TxError> {
-    sqlx::query!(
-        "INSERT INTO job_checklists (id, org_id, job_id, template, title)
-         VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (id) DO UPDATE SET template = excluded.template, title = excluded.title",
-        c.id,
-        c.org_id,
-        c.job_id,
-        c.template,
-        c.title
-    )
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query!(
-        "DELETE FROM checklist_responses WHERE checklist_id = $1",
-        c.id
-    )
-    .execute(&mut **tx)
-    .await?;
-    for item in &c.items {
-        sqlx::query!(
-            "INSERT INTO checklist_responses (org_id, job_id, checklist_id, position, item_id,
-                                              label, kind, required, value, by_name, at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            c.org_id,
-            c.job_id,
-            c.id,
-            item.position,
-            item.item_id,
-            item.label,
-            item.kind,
-            item.required,
-            item.value,
-            item.by,
-            item.at,
-        )
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
-}
-
-/// The stock location a line takes from: the one its `source` names, or the van of the
-/// technician who added it.
-async fn line_location(
-    tx: &mut Transaction<'_, Postgres>,
-    org_id: Uuid,
-    line: &rows::PartRow,
-) -> Result<Option<Uuid>, TxError> {
-    Ok(match &line.source {
-        Some(code) => {
-            sqlx::query_scalar!(
-                "SELECT id FROM stock_locations WHERE org_id = $1 AND code = $2",
-                org_id,
-                code
-            )
-            .fetch_optional(&mut **tx)
-            .await?
-        }
-        None => {
-            sqlx::query_scalar!(
-                "SELECT l.id FROM stock_locations l JOIN users u ON u.id = l.technician_id
-                 WHERE l.org_id = $1 AND l.kind = 'van' AND u.name = $2",
-                org_id,
-                line.by
-            )
-            .fetch_optional(&mut **tx)
-            .await?
-        }
-    })
-}
-
-async fn write_parts(
-    tx: &mut Transaction<'_, Postgres>,
-    p: &PartsRows,
-    at: DateTime<Utc>,
-) -> Result<(), TxError> {
-    sqlx::query!("DELETE FROM job_parts WHERE parts_id = $1", p.id)
-        .execute(&mut **tx)
-        .await?;
-    let mut wanted = Vec::new();
-    for line in &p.lines {
-        let location = line_location(tx, p.org_id, line).await?;
-        let prices = sqlx::query!(
-            "SELECT unit_price_cents, unit_cost_cents FROM parts_catalog
-             WHERE org_id = $1 AND sku = $2",
-            p.org_id,
-            line.sku
-        )
-        .fetch_optional(&mut **tx)
-        .await?;
-        sqlx::query!(
-            "INSERT INTO job_parts (org_id, job_id, parts_id, line_id, sku, description, qty, unit,
-                                    location_id, unit_price_cents, unit_cost_cents, by_name, at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            p.org_id,
-            p.job_id,
-            p.id,
-            line.line_id,
-            line.sku,
-            line.description,
-            line.qty,
-            line.unit,
-            location,
-            prices.as_ref().map(|p| p.unit_price_cents),
-            prices.as_ref().map(|p| p.unit_cost_cents),
-            line.by,
-            line.at,
-        )
-        .execute(&mut **tx)
-        .await?;
-        if let Some(location_id) = location {
-            wanted.push(Take {
-                line_id: line.line_id.clone(),
-                location_id,
-                sku: line.sku.clone(),
-                qty: -line.qty,
-            });
-        }
-    }
-    let taken = sqlx::query!(
-        r#"SELECT line_id AS "line_id!", location_id, sku, SUM(qty) AS "qty!"
-           FROM stock_movements WHERE job_id = $1 AND reason = 'job_use'
-           GROUP BY line_id, location_id, sku"#,
-        p.job_id
-    )
-    .fetch_all(&mut **tx)
-    .await?
-    .into_iter()
-    .map(|r| Take {
-        line_id: r.line_id,
-        location_id: r.location_id,
-        sku: r.sku,
-        qty: r.qty,
-    })
-    .collect::<Vec<_>>();
-    for d in rows::stock_deltas(&wanted, &taken) {
-        move_stock(
-            tx,
-            p.org_id,
-            d.location_id,
-            &d.sku,
-            d.qty,
-            "job_use",
-            Some((p.job_id, &d.line_id)),
-            at,
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 /// One stock movement and the level it changes, together.
@@ -334,43 +70,6 @@ async fn move_stock(
         location_id,
         sku,
         qty
-    )
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-async fn write_photo(tx: &mut Transaction<'_, Postgres>, p: &PhotoRow) -> Result<(), TxError> {
-    sqlx::query!(
-        "INSERT INTO job_photos (id, org_id, job_id, sha256, size, mime, width, height, taken_at,
-                                 lat, lon, checklist_item, caption, upload, review_state,
-                                 review_by, review_at, review_note)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-         ON CONFLICT (id) DO UPDATE SET
-             sha256 = excluded.sha256, size = excluded.size, mime = excluded.mime,
-             width = excluded.width, height = excluded.height, taken_at = excluded.taken_at,
-             lat = excluded.lat, lon = excluded.lon, checklist_item = excluded.checklist_item,
-             caption = excluded.caption, upload = excluded.upload,
-             review_state = excluded.review_state, review_by = excluded.review_by,
-             review_at = excluded.review_at, review_note = excluded.review_note",
-        p.id,
-        p.org_id,
-        p.job_id,
-        p.sha256,
-        p.size,
-        p.mime,
-        p.width,
-        p.height,
-        p.taken_at,
-        p.lat,
-        p.lon,
-        p.checklist_item,
-        p.caption,
-        p.upload,
-        p.review_state,
-        p.review_by,
-        p.review_at,
-        p.review_note,
     )
     .execute(&mut **tx)
     .await?;
@@ -534,18 +233,25 @@ impl Records for PgStore {
                 return Ok(false);
             }
             // Jobs first: the other rows of a job refer to its row, and new jobs take their
-            // numbers in the order of the log.
-            for r in rows.iter().filter(|r| matches!(r, DocRows::Job { .. })) {
-                write_job(&mut tx, r).await?;
-            }
+            // numbers in the order of the log. Each kind is written in a few statements for
+            // the whole batch (`batch.rs`).
+            let (mut jobs, mut lists, mut parts, mut photos) = (vec![], vec![], vec![], vec![]);
             for r in rows {
                 match r {
-                    DocRows::Job { .. } => {}
-                    DocRows::Checklist(c) => write_checklist(&mut tx, c).await?,
-                    DocRows::Parts(p) => write_parts(&mut tx, p, at).await?,
-                    DocRows::Photo(p) => write_photo(&mut tx, p).await?,
+                    DocRows::Job {
+                        job,
+                        history,
+                        signature,
+                    } => jobs.push((job, history, signature)),
+                    DocRows::Checklist(c) => lists.push(c),
+                    DocRows::Parts(p) => parts.push(p),
+                    DocRows::Photo(p) => photos.push(p),
                 }
             }
+            super::batch::jobs(&mut tx, &jobs).await?;
+            super::batch::checklists(&mut tx, &lists).await?;
+            super::batch::parts(&mut tx, &parts, at).await?;
+            super::batch::photos(&mut tx, &photos).await?;
             sqlx::query!(
                 "UPDATE projection_state SET upto_seq = $1, updated_at = $2 WHERE name = 'rows'",
                 to,
