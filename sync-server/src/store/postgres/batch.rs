@@ -297,16 +297,22 @@ struct Lookups {
 }
 
 async fn lookups(tx: Tx<'_, '_>, lists: &[&PartsRows]) -> Result<Lookups, TxError> {
-    let mut wanted: BTreeMap<Uuid, (HashSet<String>, HashSet<String>, HashSet<String>)> =
-        BTreeMap::new();
+    /// Per org: location codes named, authors of lines naming none, SKUs.
+    #[derive(Default)]
+    struct Wanted {
+        codes: HashSet<String>,
+        authors: HashSet<String>,
+        skus: HashSet<String>,
+    }
+    let mut wanted: BTreeMap<Uuid, Wanted> = BTreeMap::new();
     for p in lists {
         let w = wanted.entry(p.org_id).or_default();
         for l in &p.lines {
             match &l.source {
-                Some(code) => w.0.insert(code.clone()),
-                None => w.1.insert(l.by.clone()),
+                Some(code) => w.codes.insert(code.clone()),
+                None => w.authors.insert(l.by.clone()),
             };
-            w.2.insert(l.sku.clone());
+            w.skus.insert(l.sku.clone());
         }
     }
     let mut out = Lookups {
@@ -314,10 +320,10 @@ async fn lookups(tx: Tx<'_, '_>, lists: &[&PartsRows]) -> Result<Lookups, TxErro
         vans: HashMap::new(),
         prices: HashMap::new(),
     };
-    for (org, (codes, authors, skus)) in wanted {
-        let codes: Vec<String> = codes.into_iter().collect();
-        let authors: Vec<String> = authors.into_iter().collect();
-        let skus: Vec<String> = skus.into_iter().collect();
+    for (org, w) in wanted {
+        let codes: Vec<String> = w.codes.into_iter().collect();
+        let authors: Vec<String> = w.authors.into_iter().collect();
+        let skus: Vec<String> = w.skus.into_iter().collect();
         for r in sqlx::query!(
             "SELECT code, id FROM stock_locations WHERE org_id = $1 AND code = ANY($2)",
             org,

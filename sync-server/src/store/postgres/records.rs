@@ -352,14 +352,13 @@ impl Records for PgStore {
                  AND ($2::text IS NULL OR j.status = $2)
                  AND ($3::uuid IS NULL OR EXISTS (SELECT 1 FROM assignments s
                                                   WHERE s.job_id = j.id AND s.user_id = $3))
-                 AND j.sort_at >= COALESCE($4::timestamptz, '-infinity')
-                 AND j.sort_at < COALESCE($5::timestamptz, 'infinity')
+                 AND ($4::timestamptz IS NULL OR j.sort_at >= $4)
+                 AND ($5::timestamptz IS NULL OR j.sort_at < $5)
                  AND ($6::text IS NULL OR j.title ILIKE $6 OR j.customer_name ILIKE $6
                       OR j.site_name ILIKE $6 OR ('WO-' || lpad(j.number::text, 6, '0')) ILIKE $6)
                  AND ($7::boolean IS NULL OR $7 = EXISTS (SELECT 1 FROM audit_log a
                                                           WHERE a.job_id = j.id AND a.flagged))
-                 AND (j.sort_at, j.id) > (COALESCE($8::timestamptz, '-infinity'),
-                                          COALESCE($9::uuid, '00000000-0000-0000-0000-000000000000'))
+                 AND ($8::timestamptz IS NULL OR (j.sort_at, j.id) > ($8, $9::uuid))
                ORDER BY j.sort_at, j.id
                LIMIT $10"#,
             org_id,
