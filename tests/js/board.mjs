@@ -1,20 +1,15 @@
 // The dispatcher's /board page in headless Chromium (Debian's, driven by playwright-core), run
 // by tests/tests/board.rs, which drives the devices and checks the server afterwards:
-// 1. sign in (a wrong password first); today's job shows in Ana's column, her van's technician
-//    list and the live indicator;
+// 1. sign in (a wrong password first); today's job shows in Ana's column and the live
+//    indicator is on;
 // 2. prints READY; the test then has Ana's device move the job on and add a part, offline-first
 //    through a normal sync; the card shows both without the page being reloaded;
 // 3. reschedules the job to 23:30 and reassigns it to Ben from the page; prints ASSIGNED once
 //    the card sits in Ben's column (the test then checks Ben's device receives it).
 // Settings come from the environment. Exits non-zero with the reason on the first failure.
-import { chromium } from "playwright-core";
+import { env, launch } from "./browser.mjs";
 import assert from "node:assert/strict";
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-};
 const url = env("FIELDSYNC_URL");
 const user = env("BOARD_USER");
 const password = env("BOARD_PASSWORD");
@@ -22,13 +17,7 @@ const jobId = env("JOB_ID");
 const ana = env("ANA");
 const ben = env("BEN");
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-});
+const browser = await launch();
 const pageErrors = [];
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });

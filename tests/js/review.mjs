@@ -4,14 +4,9 @@
 // its summary check, and the review still shown after a reload. Run by tests/tests/review_page.rs,
 // which sets up the data and checks the server's side afterwards; settings come from the
 // environment. Exits non-zero with the reason on the first failure.
-import { chromium } from "playwright-core";
+import { env, launch } from "./browser.mjs";
 import assert from "node:assert/strict";
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-};
 const url = env("FIELDSYNC_URL");
 const user = env("REVIEW_USER");
 const password = env("REVIEW_PASSWORD");
@@ -19,13 +14,7 @@ const jobId = env("JOB_ID");
 const photoId = env("PHOTO_ID");
 const note = env("REVIEW_NOTE");
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-});
+const browser = await launch();
 const pageErrors = [];
 try {
   const page = await browser.newPage();

@@ -511,3 +511,39 @@ pub fn noisy_jpeg(rng: &mut impl rand::Rng, w: u32, h: u32) -> Vec<u8> {
         .unwrap();
     out
 }
+
+/// Wait (at most 20 s) until the server's relational rows cover its whole change log.
+pub async fn projection_caught_up(store: &dyn Store) {
+    for _ in 0..400 {
+        let p = store.records().projection_position().await.unwrap();
+        if p.projected == p.log_end {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the projection did not catch up: {:?}",
+        store.records().projection_position().await
+    );
+}
+
+/// The browser tests' script `tests/js/<name>` and Debian's Chromium (`$CHROMIUM`, default
+/// /usr/bin/chromium), checked to be installed (`scripts/test.sh` installs both).
+pub fn browser_test(name: &str) -> (std::path::PathBuf, String) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("js")
+        .join(name);
+    assert!(
+        script
+            .with_file_name("node_modules")
+            .join("playwright-core")
+            .is_dir(),
+        "playwright-core is not installed in tests/js: run scripts/test.sh (npm ci there)"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "no Chromium at {chromium}: run scripts/test.sh (apt-get install chromium)"
+    );
+    (script, chromium)
+}

@@ -13,19 +13,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_board_follows_devices_and_assigns_in_a_real_browser() {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("js/board.mjs");
-    assert!(
-        script
-            .with_file_name("node_modules")
-            .join("playwright-core")
-            .is_dir(),
-        "playwright-core is not installed in tests/js: run scripts/test.sh (npm ci there)"
-    );
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        std::path::Path::new(&chromium).exists(),
-        "no Chromium at {chromium}: run scripts/test.sh (apt-get install chromium)"
-    );
+    let (script, chromium) = fieldsync_e2e::browser_test("board.mjs");
     let home = ServerHome::new(Backend::Sqlite).await;
     let server = TestServer::start(&home).await;
     let team = Team::create(server.store(), &["ana", "ben"]).await;

@@ -2,7 +2,6 @@
 //! visits each job exactly once, and a clear 4xx naming the parameter for every bad input.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use fieldsync_e2e::{Backend, ServerHome, Team, TestServer, access_token, api};
@@ -27,22 +26,6 @@ fn ids(body: &serde_json::Value) -> BTreeSet<Uuid> {
         .iter()
         .map(|i| i["id"].as_str().unwrap().parse().unwrap())
         .collect()
-}
-
-async fn caught_up(server: &TestServer) {
-    for _ in 0..400 {
-        let p = server
-            .store()
-            .records()
-            .projection_position()
-            .await
-            .unwrap();
-        if p.projected == p.log_end {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the projection did not catch up");
 }
 
 async fn filters_and_paging(backend: Backend) {
@@ -85,7 +68,7 @@ async fn filters_and_paging(backend: Backend) {
         assert_eq!(status, 201, "{job}");
         all.push(job["id"].as_str().unwrap().parse::<Uuid>().unwrap());
     }
-    caught_up(&server).await;
+    fieldsync_e2e::projection_caught_up(server.store()).await;
     let all: BTreeSet<Uuid> = all.into_iter().collect();
 
     // Paging: pages of 5 visit all 12 once, in order, and the last has no cursor.

@@ -71,21 +71,6 @@ async fn stock_up(store: &dyn Store, team: &Team) -> BTreeMap<String, Uuid> {
     locations
 }
 
-/// Wait until the projection has read the whole log.
-async fn caught_up(store: &dyn Store) {
-    for _ in 0..400 {
-        let p = store.records().projection_position().await.unwrap();
-        if p.projected == p.log_end {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "the projection did not catch up: {:?}",
-        store.records().projection_position().await
-    );
-}
-
 /// One offline action of a technician on one of `jobs`, picked by `rng`.
 fn act(rng: &mut impl Rng, d: &mut Device, jobs: &[Uuid]) {
     let job = jobs[rng.random_range(0..jobs.len())];
@@ -250,7 +235,7 @@ async fn rows_follow_the_log(backend: Backend) {
     for d in devices.iter_mut() {
         d.settle(&server).await;
     }
-    caught_up(server.store()).await;
+    fieldsync_e2e::projection_caught_up(server.store()).await;
     let store = server.store();
     let org = team.org.id;
 
@@ -419,7 +404,7 @@ async fn a_killed_server_projects_what_it_committed_exactly_once() {
     for d in devices.iter_mut() {
         d.settle_to(&server.url).await;
     }
-    caught_up(&*store).await;
+    fieldsync_e2e::projection_caught_up(&*store).await;
     let org = team.org.id;
     let want = expected_stock(&*store, &jobs, &locations).await;
     assert_stock(&stock_rows(&*store, org).await, &want, seed);

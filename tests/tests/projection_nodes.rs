@@ -12,19 +12,7 @@ use std::time::Duration;
 use fieldsync_e2e::{Backend, ServerHome, Team, TestServer, access_token, api};
 use sqlx::Connection;
 use sync_server::config::Database;
-use sync_server::store::Store;
 use uuid::Uuid;
-
-async fn caught_up(store: &dyn Store) {
-    for _ in 0..400 {
-        let p = store.records().projection_position().await.unwrap();
-        if p.projected == p.log_end {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the projection did not catch up");
-}
 
 fn pg_url(home: &ServerHome) -> String {
     match &home.config.database {
@@ -63,7 +51,7 @@ async fn two_nodes_project_each_change_once_and_number_jobs_without_gaps() {
         create_jobs(one.url.clone(), token.clone(), "north", 15),
         create_jobs(two.url.clone(), token.clone(), "south", 15),
     );
-    caught_up(one.store()).await;
+    fieldsync_e2e::projection_caught_up(one.store()).await;
     // Let a node that lost a race settle before its count is read.
     tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -203,7 +191,7 @@ async fn a_query_for_one_org_never_sees_another() {
             .unwrap();
         teams.push(team);
     }
-    caught_up(server.store()).await;
+    fieldsync_e2e::projection_caught_up(server.store()).await;
     let (a, b) = (&teams[0], &teams[1]);
     let url = pg_url(&home);
 

@@ -304,19 +304,7 @@ async fn a_review_is_checked_stored_and_reaches_the_device_on_postgres() {
 /// with a comment. The server then holds that review and the device receives it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_review_page_works_in_a_real_browser() {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("js/review.mjs");
-    let modules = script
-        .with_file_name("node_modules")
-        .join("playwright-core");
-    assert!(
-        modules.is_dir(),
-        "playwright-core is not installed in tests/js: run scripts/test.sh (npm ci there)"
-    );
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        std::path::Path::new(&chromium).exists(),
-        "no Chromium at {chromium}: run scripts/test.sh (apt-get install chromium)"
-    );
+    let (script, chromium) = fieldsync_e2e::browser_test("review.mjs");
 
     let home = ServerHome::new(Backend::Sqlite).await;
     let server = TestServer::start(&home).await;

@@ -272,16 +272,16 @@ pub async fn stock(
         Uuid::parse_str(v).ok()
     })?;
     let rows = app.store.records().stock(me.org_id, location).await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|s| StockLevel {
-                location_id: s.location_id,
-                location: s.location_code,
-                sku: s.sku,
-                on_hand: s.on_hand,
-            })
-            .collect(),
-    ))
+    Ok(Json(rows.into_iter().map(stock_level).collect()))
+}
+
+fn stock_level(s: crate::store::records::StockRow) -> StockLevel {
+    StockLevel {
+        location_id: s.location_id,
+        location: s.location_code,
+        sku: s.sku,
+        on_hand: s.on_hand,
+    }
 }
 
 // ---- the dispatcher's reference data -------------------------------------------------------------
@@ -531,16 +531,7 @@ pub async fn receive_stock(
     let rows = records.stock(me.org_id, Some(body.location_id)).await?;
     Ok((
         StatusCode::CREATED,
-        Json(
-            rows.into_iter()
-                .map(|s| StockLevel {
-                    location_id: s.location_id,
-                    location: s.location_code,
-                    sku: s.sku,
-                    on_hand: s.on_hand,
-                })
-                .collect(),
-        ),
+        Json(rows.into_iter().map(stock_level).collect()),
     ))
 }
 
