@@ -87,6 +87,33 @@ pub async fn create_job(app: &AppState, me: &Actor, body: CreateJob) -> Result<J
             }
         }
     }
+    // Ids name the org's own records: another org's customer or a site of another customer is
+    // refused, not written into the job.
+    let records = app.store.records();
+    let customer_id = body.customer.as_ref().and_then(|c| c.id);
+    if let Some(id) = customer_id
+        && !records.customer_exists(me.org_id, id).await?
+    {
+        return Err(ApiError::BadRequest(format!(
+            "`customer.id`: {id} is not a customer of this organisation"
+        )));
+    }
+    if let Some(id) = body.site.as_ref().and_then(|s| s.id) {
+        match records.site_customer(me.org_id, id).await? {
+            None => {
+                return Err(ApiError::BadRequest(format!(
+                    "`site.id`: {id} is not a site of this organisation"
+                )));
+            }
+            Some(owner) if customer_id.is_some_and(|c| c != owner) => {
+                return Err(ApiError::BadRequest(format!(
+                    "`site.id`: {id} is not a site of customer {}",
+                    customer_id.unwrap_or_default()
+                )));
+            }
+            Some(_) => {}
+        }
+    }
     let new = NewJob {
         title: body.title.trim().to_string(),
         description: body.description,

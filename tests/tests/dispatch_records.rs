@@ -230,6 +230,38 @@ async fn reference_data(backend: Backend) {
     assert_eq!(techs[0]["skills"], json!(["electrical", "hvac"]), "{techs}");
     assert_eq!(techs[0]["van"], van_id.as_str(), "{techs}");
 
+    // A job may name only the org's own customer and that customer's site.
+    let (_, other_customer) = stranger
+        .call("POST", "/api/v1/customers", Some(json!({"name": "Theirs"})))
+        .await;
+    let (_, second) = d
+        .call(
+            "POST",
+            "/api/v1/customers",
+            Some(json!({"name": "Luigi's"})),
+        )
+        .await;
+    let site_id = site["id"].as_str().unwrap();
+    for (customer, site, field) in [
+        (other_customer["id"].clone(), Value::Null, "customer.id"),
+        (Value::Null, json!(uuid::Uuid::now_v7()), "site.id"),
+        (second["id"].clone(), json!(site_id), "site.id"),
+    ] {
+        let (s, e) = d
+            .call(
+                "POST",
+                "/api/v1/jobs",
+                Some(json!({
+                    "title": "Not ours",
+                    "customer": {"id": customer, "name": "X"},
+                    "site": {"id": site, "name": "Y"},
+                })),
+            )
+            .await;
+        assert_eq!(s, 400, "{e}");
+        assert!(e["message"].as_str().unwrap().contains(field), "{e}");
+    }
+
     // At work: a job for the customer's site; Ana uses a belt from her van.
     let sid = site["id"].as_str().unwrap();
     let (s, job) = d

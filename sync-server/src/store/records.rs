@@ -181,6 +181,10 @@ pub trait Records: Send + Sync + 'static {
     async fn create_customer(&self, c: &Customer) -> StoreResult<()>;
     /// The org's customers by name, each with its sites by name.
     async fn customers(&self, org_id: Uuid) -> StoreResult<Vec<(Customer, Vec<Site>)>>;
+    /// Whether `id` is a customer of the org.
+    async fn customer_exists(&self, org_id: Uuid, id: Uuid) -> StoreResult<bool>;
+    /// The customer a site of the org belongs to; `None` when it is not the org's site.
+    async fn site_customer(&self, org_id: Uuid, site_id: Uuid) -> StoreResult<Option<Uuid>>;
     /// The org's parts catalog by SKU.
     async fn catalog(&self, org_id: Uuid) -> StoreResult<Vec<CatalogItem>>;
     /// The org's stock locations by code.

@@ -585,6 +585,34 @@ impl Records for PgStore {
             .collect())
     }
 
+    async fn customer_exists(&self, org_id: Uuid, id: Uuid) -> StoreResult<bool> {
+        let mut tx = tenant_tx(&self.pool, org_id).await.map_err(db_error)?;
+        let found = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM customers WHERE id = $1 AND org_id = $2) AS "found!""#,
+            id,
+            org_id
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(found)
+    }
+
+    async fn site_customer(&self, org_id: Uuid, site_id: Uuid) -> StoreResult<Option<Uuid>> {
+        let mut tx = tenant_tx(&self.pool, org_id).await.map_err(db_error)?;
+        let customer = sqlx::query_scalar!(
+            "SELECT customer_id FROM sites WHERE id = $1 AND org_id = $2",
+            site_id,
+            org_id
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(customer)
+    }
+
     async fn catalog(&self, org_id: Uuid) -> StoreResult<Vec<CatalogItem>> {
         let mut tx = tenant_tx(&self.pool, org_id).await.map_err(db_error)?;
         let rows = sqlx::query!(

@@ -795,6 +795,31 @@ impl Records for SqliteStore {
         .await
     }
 
+    async fn customer_exists(&self, org_id: Uuid, id: Uuid) -> StoreResult<bool> {
+        self.call(move |conn| {
+            Ok(conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM customers WHERE id = ?1 AND org_id = ?2)",
+                params![Id(id), Id(org_id)],
+                |r| r.get::<_, i64>(0),
+            )? != 0)
+        })
+        .await
+    }
+
+    async fn site_customer(&self, org_id: Uuid, site_id: Uuid) -> StoreResult<Option<Uuid>> {
+        self.call(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT customer_id FROM sites WHERE id = ?1 AND org_id = ?2",
+                    params![Id(site_id), Id(org_id)],
+                    |r| r.get::<_, Id>(0),
+                )
+                .optional()?
+                .map(|i| i.0))
+        })
+        .await
+    }
+
     async fn catalog(&self, org_id: Uuid) -> StoreResult<Vec<CatalogItem>> {
         self.call(move |conn| {
             let items = conn
