@@ -231,6 +231,19 @@ impl Replica {
         })
     }
 
+    /// Add a note as its own line at the end of the job's notes (see [`job::append_note`]): notes
+    /// added on two devices at once both stay, on lines of their own.
+    pub fn append_note(&mut self, id: Uuid, note: &str) -> Result<()> {
+        if note.trim().is_empty() {
+            return Err(Error::InvalidValue("a note needs some text".into()));
+        }
+        self.write(|r| {
+            r.header(id)?;
+            r.edit(id, |d| job::append_note(d, note))?;
+            r.commit(&[id], "note")
+        })
+    }
+
     /// Start timing work on the job; returns the time entry's id.
     pub fn start_time(&mut self, id: Uuid) -> Result<String> {
         self.write(|r| {

@@ -149,6 +149,8 @@ enum JobCommand {
     Status { id: String, status: String },
     /// Replace a job's notes.
     Notes { id: String, text: String },
+    /// Add a note as its own line at the end of a job's notes.
+    Note { id: String, text: String },
     /// Create a follow-up job for the same customer and site.
     FollowUp {
         id: String,
@@ -299,6 +301,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 let id = r.resolve_job(id)?;
                 r.set_notes(id, text)?;
                 out.done("notes saved")
+            }
+            JobCommand::Note { id, text } => {
+                let id = r.resolve_job(id)?;
+                r.append_note(id, text)?;
+                out.done("note added")
             }
             JobCommand::FollowUp {
                 id,

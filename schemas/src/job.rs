@@ -303,6 +303,26 @@ pub fn set_notes(doc: &mut AutoCommit, text: &str) -> Result<(), DocError> {
     Ok(())
 }
 
+/// Add a note at the end of the notes, as its own line: it is inserted with a line break after
+/// it (and one before it when the notes do not end with one), so two notes added on two
+/// devices at the same time merge as two lines, never glued into one.
+pub fn append_note(doc: &mut AutoCommit, note: &str) -> Result<(), DocError> {
+    let notes = match doc.get(ROOT, "notes")? {
+        Some((automerge::Value::Object(ObjType::Text), id)) => id,
+        _ => doc.put_object(ROOT, "notes", ObjType::Text)?,
+    };
+    let current = doc.text(&notes)?;
+    let mut line = String::new();
+    if !current.is_empty() && !current.ends_with('\n') {
+        line.push('\n');
+    }
+    line.push_str(note.trim_end_matches('\n'));
+    line.push('\n');
+    let end = doc.length(&notes);
+    doc.splice_text(&notes, end, 0, &line)?;
+    Ok(())
+}
+
 pub fn start_time_entry(
     doc: &mut AutoCommit,
     entry_id: &str,

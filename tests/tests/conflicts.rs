@@ -171,6 +171,71 @@ async fn concurrent_statuses_leave_a_history_that_ends_at_the_status(backend: Ba
     );
 }
 
+/// Two technicians add a note to the same job while offline (one of them twice, one note
+/// without its final line break): after both reconnect, in a seeded order, every note is on a
+/// line of its own on every replica, none glued to another.
+async fn concurrent_notes_stay_separate_lines(backend: Backend) {
+    let seed = fieldsync_e2e::seed();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let Setup {
+        _home,
+        server,
+        job,
+        mut ana,
+        mut ben,
+        ..
+    } = Setup::new(backend, "Boiler").await;
+    ana.replica.append_note(job, "Gate code 4711").unwrap();
+    ana.settle(&server).await;
+    ben.settle(&server).await;
+    ana.replica.append_note(job, "Dog in the yard").unwrap();
+    ben.replica
+        .append_note(job, "Customer prefers mornings")
+        .unwrap();
+    ben.replica.append_note(job, "Parts on order\n").unwrap();
+    let mut devices = [&mut ana, &mut ben];
+    if rng.random_bool(0.5) {
+        devices.swap(0, 1);
+    }
+    for _ in 0..2 {
+        for d in devices.iter_mut() {
+            d.settle(&server).await;
+        }
+    }
+    for d in [&mut ana, &mut ben] {
+        fieldsync_e2e::assert_device_matches_server(d, &server).await;
+        let notes = d.replica.job(job).unwrap().notes;
+        let mut lines: Vec<&str> = notes.lines().collect();
+        assert_eq!(lines[0], "Gate code 4711", "{notes:?} (SEED={seed})");
+        lines.sort_unstable();
+        assert_eq!(
+            lines,
+            [
+                "Customer prefers mornings",
+                "Dog in the yard",
+                "Gate code 4711",
+                "Parts on order"
+            ],
+            "{notes:?} (SEED={seed})"
+        );
+        assert!(notes.ends_with('\n'), "{notes:?}");
+    }
+    assert!(
+        ana.replica.append_note(job, "  ").is_err(),
+        "an empty note is refused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_notes_stay_separate_lines_on_sqlite() {
+    concurrent_notes_stay_separate_lines(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_notes_stay_separate_lines_on_postgres() {
+    concurrent_notes_stay_separate_lines(Backend::Postgres).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_statuses_leave_a_history_that_ends_at_the_status_on_sqlite() {
     concurrent_statuses_leave_a_history_that_ends_at_the_status(Backend::Sqlite).await;
