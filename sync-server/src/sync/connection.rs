@@ -500,6 +500,14 @@ impl Connection {
         };
         let (summary, sibling_id) = {
             let job = self.app.docs.lock(&job_meta).await.ok()?;
+            // Most jobs are not signed: look at that one field before reading the whole job.
+            use automerge::ReadDoc;
+            if !matches!(
+                job.doc.get(automerge::ROOT, "signoff"),
+                Ok(Some((automerge::Value::Object(_), _)))
+            ) {
+                return None;
+            }
             let job: schemas::job::Job = schemas::read_state(&job.doc, DocKind::Job).ok()?;
             let sibling = match entry.kind {
                 DocKind::Checklist => job.parts_id,
