@@ -354,6 +354,21 @@ pub struct TechnicianProfile {
     pub skills: Vec<String>,
 }
 
+/// `POST /api/v1/jobs/{id}/flags/{flag}/resolve`: a dispatcher settles a flag (a conflict, a
+/// repair, a change after sign-off); the flag leaves the job and the board, its record stays.
+#[derive(utoipa::ToSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveFlag {
+    /// What was decided, for the audit log.
+    #[serde(default)]
+    pub note: String,
+}
+
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlagResolved {
+    pub resolved: Uuid,
+}
+
 /// Format a job number as people read it.
 pub fn job_number(n: i64) -> String {
     format!("WO-{n:06}")
@@ -548,6 +563,12 @@ fn optional_line(field: &str, value: &Option<String>) -> Result<(), InvalidText>
     match value {
         Some(v) => single_line(field, v, limits::LINE),
         None => Ok(()),
+    }
+}
+
+impl Validate for ResolveFlag {
+    fn validate(&self) -> Result<(), InvalidText> {
+        multi_line("note", &self.note, limits::TEXT)
     }
 }
 

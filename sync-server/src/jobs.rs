@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::{DocMeta, Role, User};
+use crate::store::{AuditRecord, DocMeta, Role, User};
 
 /// Who acts: a user's id, org, role, and name (recorded in the job's history).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -609,4 +609,64 @@ pub async fn mark_uploaded(app: &AppState, meta: &DocMeta) -> Result<(), ApiErro
             .map_err(ApiError::internal)
     })
     .await
+}
+
+/// Ids of the job's flags a dispatcher has resolved (each by a `resolved` audit row naming it).
+pub fn resolved_flags(audit: &[AuditRecord]) -> std::collections::HashSet<Uuid> {
+    audit
+        .iter()
+        .filter(|a| a.action == "resolved")
+        .filter_map(|a| a.before.as_ref()?.get("flag")?.as_str()?.parse().ok())
+        .collect()
+}
+
+/// A dispatcher resolves one of the job's flags: an unflagged `resolved` audit row naming it
+/// (the log stays append-only; the flag's own row is kept). 404 for a flag that is not the
+/// job's, 409 for one resolved already.
+pub async fn resolve_flag(
+    app: &AppState,
+    me: &Actor,
+    job_id: Uuid,
+    flag_id: Uuid,
+    note: &str,
+) -> Result<(), ApiError> {
+    me.dispatcher()?;
+    match app.store.document(job_id).await? {
+        Some(meta) if meta.org_id == me.org_id && meta.kind == "job" => {}
+        _ => return Err(ApiError::NotFound(format!("job {job_id}"))),
+    }
+    let audit = app.store.job_audit(job_id).await?;
+    if !audit.iter().any(|a| a.id == flag_id && a.flagged) {
+        return Err(ApiError::NotFound(format!(
+            "flag {flag_id} of job {job_id}"
+        )));
+    }
+    if resolved_flags(&audit).contains(&flag_id) {
+        return Err(ApiError::Conflict(format!(
+            "flag {flag_id} is resolved already"
+        )));
+    }
+    let note = note.trim();
+    let row = AuditRecord {
+        id: Uuid::now_v7(),
+        org_id: me.org_id,
+        job_id,
+        doc_id: Some(job_id),
+        actor_user: Some(me.user_id),
+        actor_device: None,
+        action: "resolved".into(),
+        reasons: vec![if note.is_empty() {
+            format!("resolved by {}", me.name)
+        } else {
+            format!("resolved by {}: {note}", me.name)
+        }],
+        before: Some(serde_json::json!({ "flag": flag_id })),
+        after: None,
+        at: Utc::now(),
+        flagged: false,
+    };
+    app.store
+        .append_changes_audited(job_id, &[], std::slice::from_ref(&row))
+        .await?;
+    Ok(())
 }

@@ -72,6 +72,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(http::get_job).patch(http::patch_job),
         )
         .route("/api/v1/jobs/{id}/assign", post(http::assign))
+        .route(
+            "/api/v1/jobs/{id}/flags/{flag}/resolve",
+            post(http::jobs::resolve_flag),
+        )
         .route("/api/v1/jobs/{id}/unassign", post(http::unassign))
         .merge(http::uploads::routes())
         .route("/api/v1/photos/{id}", get(http::photos::get_photo))

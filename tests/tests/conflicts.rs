@@ -94,7 +94,7 @@ async fn concurrent_values_are_flagged(backend: Backend) {
     let (status, body) = api(
         "GET",
         format!("{}/api/v1/jobs/{job}", server.url),
-        Some(dispatcher),
+        Some(dispatcher.clone()),
         None,
     )
     .await;
@@ -117,6 +117,63 @@ async fn concurrent_values_are_flagged(backend: Backend) {
     assert!(
         !body["flags"].to_string().contains("work_performed"),
         "{body}"
+    );
+
+    // The flag stays until a dispatcher resolves it; then it leaves the job and the list,
+    // and the audit log keeps both rows.
+    let flag = conflicts[0]["id"].as_str().unwrap().to_string();
+    let resolve = |token: String, flag: String, note: &str| {
+        api(
+            "POST",
+            format!("{}/api/v1/jobs/{job}/flags/{flag}/resolve", server.url),
+            Some(token),
+            Some(serde_json::json!({ "note": note })),
+        )
+    };
+    let tech = access_token(server.store(), &team.techs[0], None).await;
+    let (status, e) = resolve(tech, flag.clone(), "mine").await;
+    assert_eq!(status, 403, "{e}");
+    let (status, e) = resolve(dispatcher.clone(), uuid::Uuid::now_v7().to_string(), "").await;
+    assert_eq!(status, 404, "{e}");
+    let (status, e) = resolve(dispatcher.clone(), flag.clone(), "checked on site: pass").await;
+    assert_eq!(status, 200, "{e}");
+    let (status, e) = resolve(dispatcher.clone(), flag.clone(), "again").await;
+    assert_eq!(status, 409, "{e}");
+    let (_, body) = api(
+        "GET",
+        format!("{}/api/v1/jobs/{job}", server.url),
+        Some(dispatcher.clone()),
+        None,
+    )
+    .await;
+    assert!(!body["flags"].to_string().contains(&flag), "{body}");
+    let audit = server.store().job_audit(job).await.unwrap();
+    assert!(
+        audit.iter().any(|a| a.id.to_string() == flag),
+        "the flag's row stays"
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "resolved" && a.reasons[0].contains("checked on site")),
+        "{audit:?}"
+    );
+    fieldsync_e2e::projection_caught_up(server.store()).await;
+    let (_, list) = api(
+        "GET",
+        format!("{}/api/v1/jobs?flagged=true", server.url),
+        Some(dispatcher),
+        None,
+    )
+    .await;
+    assert_eq!(
+        body["flags"],
+        serde_json::json!([]),
+        "the only flag was resolved"
+    );
+    assert!(
+        !list["items"].to_string().contains(&job.to_string()),
+        "no longer listed as flagged: {list}"
     );
 }
 

@@ -12,6 +12,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/api/v1/jobs/{id}", &["get", "patch"]),
     ("/api/v1/jobs/{id}/assign", &["post"]),
     ("/api/v1/jobs/{id}/unassign", &["post"]),
+    ("/api/v1/jobs/{id}/flags/{flag}/resolve", &["post"]),
     ("/api/v1/jobs/{id}/signature", &["get"]),
     ("/api/v1/technicians", &["get"]),
     ("/api/v1/technicians/{id}", &["put"]),
@@ -104,7 +105,10 @@ async fn the_openapi_document_names_every_route() {
     // route's own), never the router's 404 for an unknown route.
     let id = uuid::Uuid::now_v7();
     for (path, methods) in ROUTES {
-        let concrete = path.replace("{id}", &id.to_string()).replace("{px}", "320");
+        let concrete = path
+            .replace("{id}", &id.to_string())
+            .replace("{flag}", &id.to_string())
+            .replace("{px}", "320");
         for m in *methods {
             if *m == "head" {
                 continue;

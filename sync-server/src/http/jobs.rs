@@ -74,7 +74,11 @@ pub async fn get_job(
         .job_audit(id)
         .await?
         .into_iter()
-        .filter(|a| a.flagged)
+        .collect::<Vec<_>>();
+    let resolved = jobs::resolved_flags(&flags);
+    let flags = flags
+        .into_iter()
+        .filter(|a| a.flagged && !resolved.contains(&a.id))
         .map(Flag::from)
         .collect();
     let number = app
@@ -136,4 +140,16 @@ pub async fn patch_job(
     jobs::patch_job(&app, &me, id, body, if_match).await?;
     let (view, tag) = jobs::job_view_tagged(&app, me.org_id, id).await?;
     Ok(([(header::ETAG, tag)], Json(view)))
+}
+
+/// `POST /api/v1/jobs/{id}/flags/{flag}/resolve`
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/flags/{flag}/resolve", tag = "jobs", params(("id" = Uuid, Path), ("flag" = Uuid, Path)), request_body = schemas::api::ResolveFlag, responses((status = 200, body = schemas::api::FlagResolved), (status = 400, body = schemas::api::ErrorBody), (status = 401, body = schemas::api::ErrorBody), (status = 403, body = schemas::api::ErrorBody), (status = 404, body = schemas::api::ErrorBody), (status = 409, description = "resolved already", body = schemas::api::ErrorBody)), security(("bearer" = [])))]
+pub async fn resolve_flag(
+    State(app): State<Arc<AppState>>,
+    caller: Caller,
+    PathParam((id, flag)): PathParam<(Uuid, Uuid)>,
+    Body(body): Body<schemas::api::ResolveFlag>,
+) -> ApiResult<schemas::api::FlagResolved> {
+    jobs::resolve_flag(&app, &caller.actor(), id, flag, &body.note).await?;
+    Ok(Json(schemas::api::FlagResolved { resolved: flag }))
 }

@@ -23,6 +23,7 @@ use utoipa::{Modify, OpenApi};
         super::jobs::patch_job,
         super::jobs::assign,
         super::jobs::unassign,
+        super::jobs::resolve_flag,
         super::records::list_jobs,
         super::records::technicians,
         super::records::stock,

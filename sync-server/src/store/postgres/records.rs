@@ -345,7 +345,10 @@ impl Records for PgStore {
                       (SELECT COUNT(*) FROM job_parts p WHERE p.job_id = j.id) AS "parts!",
                       (SELECT COUNT(*) FROM job_photos p WHERE p.job_id = j.id) AS "photos!",
                       j.signed_off,
-                      EXISTS (SELECT 1 FROM audit_log a WHERE a.job_id = j.id AND a.flagged)
+                      EXISTS (SELECT 1 FROM audit_log a WHERE a.job_id = j.id AND a.flagged
+                              AND NOT EXISTS (SELECT 1 FROM audit_log r
+                                              WHERE r.job_id = j.id AND r.action = 'resolved'
+                                                AND r.before->>'flag' = a.id::text))
                           AS "flagged!"
                FROM jobs j
                WHERE j.org_id = $1
@@ -357,7 +360,10 @@ impl Records for PgStore {
                  AND ($6::text IS NULL OR j.title ILIKE $6 OR j.customer_name ILIKE $6
                       OR j.site_name ILIKE $6 OR ('WO-' || lpad(j.number::text, 6, '0')) ILIKE $6)
                  AND ($7::boolean IS NULL OR $7 = EXISTS (SELECT 1 FROM audit_log a
-                                                          WHERE a.job_id = j.id AND a.flagged))
+                                                          WHERE a.job_id = j.id AND a.flagged
+                              AND NOT EXISTS (SELECT 1 FROM audit_log r
+                                              WHERE r.job_id = j.id AND r.action = 'resolved'
+                                                AND r.before->>'flag' = a.id::text)))
                  AND ($8::timestamptz IS NULL OR (j.sort_at, j.id) > ($8, $9::uuid))
                ORDER BY j.sort_at, j.id
                LIMIT $10"#,

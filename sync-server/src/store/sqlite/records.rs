@@ -566,7 +566,10 @@ impl Records for SqliteStore {
                             (SELECT COUNT(*) FROM job_parts p WHERE p.job_id = j.id),
                             (SELECT COUNT(*) FROM job_photos p WHERE p.job_id = j.id),
                             j.signed_off,
-                            EXISTS (SELECT 1 FROM audit_log a WHERE a.job_id = j.id AND a.flagged = 1)
+                            EXISTS (SELECT 1 FROM audit_log a WHERE a.job_id = j.id AND a.flagged = 1
+                                    AND NOT EXISTS (SELECT 1 FROM audit_log r
+                                                    WHERE r.job_id = j.id AND r.action = 'resolved'
+                                                      AND json_extract(r.before, '$.flag') = a.id))
                      FROM jobs j
                      WHERE j.org_id = ?1
                        AND (?2 IS NULL OR j.status = ?2)
@@ -579,7 +582,10 @@ impl Records for SqliteStore {
                             OR j.site_name LIKE ?6 ESCAPE '\\'
                             OR printf('WO-%06d', j.number) LIKE ?6 ESCAPE '\\')
                        AND (?7 IS NULL OR ?7 = EXISTS (SELECT 1 FROM audit_log a
-                                                       WHERE a.job_id = j.id AND a.flagged = 1))
+                                                       WHERE a.job_id = j.id AND a.flagged = 1
+                                                         AND NOT EXISTS (SELECT 1 FROM audit_log r
+                                                    WHERE r.job_id = j.id AND r.action = 'resolved'
+                                                      AND json_extract(r.before, '$.flag') = a.id)))
                        AND (j.sort_at, j.id) > (COALESCE(?8, -9223372036854775808), COALESCE(?9, ''))
                      ORDER BY j.sort_at, j.id
                      LIMIT ?10",
