@@ -149,8 +149,9 @@ impl Replica {
                 return Err(Error::InvalidValue("a job needs a title".into()));
             }
             let name = template_name.unwrap_or(template::DEFAULT_TEMPLATE);
-            let tpl =
-                template::find(name).ok_or_else(|| Error::UnknownTemplate(name.to_string()))?;
+            let tpl = r
+                .template(name)?
+                .ok_or_else(|| Error::UnknownTemplate(name.to_string()))?;
             if new.assignees.is_empty() {
                 new.assignees.push(r.user.clone());
             }

@@ -27,6 +27,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0004_uploads",
         include_str!("../migrations/0004_uploads.sql"),
     ),
+    (
+        "0005_templates",
+        include_str!("../migrations/0005_templates.sql"),
+    ),
 ];
 
 /// How hard a commit is made durable (SQLite's `synchronous`).

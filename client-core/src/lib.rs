@@ -28,6 +28,7 @@ pub mod queries;
 pub mod repairs;
 mod replica;
 pub mod sync;
+pub mod templates;
 pub mod uploads;
 mod writer;
 

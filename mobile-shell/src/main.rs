@@ -400,10 +400,18 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             )
         }
         Command::Templates => {
-            let pack = schemas::template::builtin();
+            let pack = r.templates()?;
             let text: Vec<String> = pack
                 .iter()
-                .map(|t| format!("{:<20} {} ({} items)", t.name, t.title, t.items.len()))
+                .map(|t| {
+                    format!(
+                        "{:<20} v{} {} ({} items)",
+                        t.name,
+                        t.version,
+                        t.title,
+                        t.items.len()
+                    )
+                })
                 .collect();
             out.value(serde_json::to_value(&pack)?, &text.join("\n"))
         }

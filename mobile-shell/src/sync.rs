@@ -16,6 +16,8 @@ pub fn run(r: &mut Replica, out: &Out, once: bool, limit: Duration) -> anyhow::R
         let stats = rt.block_on(sync_once(r, &server, &token, limit))?;
         // Then the photos and signatures: the documents naming them are on the server now.
         let uploaded = crate::uploads::send(r, &server, &token, out.json)?;
+        // And the org's checklist templates, for jobs made here offline.
+        let templates = client_core::sync::templates::refresh(r, &server, &token)?;
         let text = format!(
             "sent {} message(s), received {}, {} document(s) updated, {} change(s) acknowledged, {} removed{}",
             stats.sent,
@@ -39,6 +41,7 @@ pub fn run(r: &mut Replica, out: &Out, once: bool, limit: Duration) -> anyhow::R
         };
         let mut json = serde_json::to_value(&stats)?;
         json["uploads"] = serde_json::to_value(&uploaded)?;
+        json["templates"] = serde_json::to_value(&templates)?;
         if out.json {
             // One JSON value per line: the upload events above, then this summary.
             println!("{}", serde_json::to_string(&json)?);
@@ -80,7 +83,19 @@ fn upload_loop(dir: &std::path::Path, json: bool) {
         }
     };
     let mut pause = Duration::from_secs(2);
+    let mut templates_at: Option<std::time::Instant> = None;
     loop {
+        // The org's templates once a minute while online (a 304 when nothing changed).
+        if templates_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            let fetched = account::credentials(&mut r).and_then(|(server, token)| {
+                client_core::sync::templates::refresh(&r, &server, &token)
+            });
+            match fetched {
+                Ok(_) => templates_at = Some(std::time::Instant::now()),
+                Err(e) if e.is_retryable() => {}
+                Err(e) => eprintln!("templates not refreshed: {e}"),
+            }
+        }
         let pending = r.uploads_waiting().map(|w| {
             w.iter()
                 .any(|u| u.state == client_core::uploads::UploadState::Pending)

@@ -242,8 +242,10 @@ pub struct TechnicianSummary {
     pub skills: Vec<String>,
     /// Their van's stock location.
     pub van: Option<Uuid>,
-    /// Connected to this server node right now.
+    /// Connected to some node of the server now (as of the nodes' last heartbeat).
     pub online: bool,
+    /// The last time a node saw one of their devices connected; `None`: never.
+    pub last_sync_at: Option<DateTime<Utc>>,
 }
 
 /// `GET /api/v1/stock?location=ID`: on hand per location and SKU.
@@ -731,5 +733,27 @@ mod tests {
                 serde_json::json!(r.as_str())
             );
         }
+    }
+}
+
+/// `GET /api/v1/templates`: a checklist template the org's jobs can be made from, in its latest
+/// version. An org's own version of a built-in template's name replaces the built-in one.
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TemplateRecord {
+    #[serde(flatten)]
+    pub template: crate::template::Template,
+    /// True while the org uses the built-in pack's version (`version` 0).
+    pub builtin: bool,
+    #[serde(default)]
+    pub updated_by: Option<String>,
+    #[serde(default)]
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// A template's rules are [`crate::template::problems`], which name every bad field at once; the
+/// server checks them after trimming the name and title.
+impl Validate for crate::template::Template {
+    fn validate(&self) -> Result<(), InvalidText> {
+        Ok(())
     }
 }

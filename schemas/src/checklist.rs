@@ -22,6 +22,9 @@ pub struct Checklist {
     pub job_id: Uuid,
     /// The name of the template the checklist was made from.
     pub template: String,
+    /// The template's version (0: the built-in pack): later versions never change this checklist.
+    #[serde(default)]
+    pub template_version: u32,
     #[serde(default)]
     pub title: String,
     pub items: Vec<ChecklistItem>,
@@ -189,6 +192,9 @@ pub fn create(
         .collect::<Result<Vec<_>, _>>()?;
     d.put(ROOT, "job_id", job_id.to_string())?;
     d.put(ROOT, "template", template.name.as_str())?;
+    if template.version > 0 {
+        d.put(ROOT, "template_version", template.version as u64)?;
+    }
     d.put(ROOT, "title", template.title.as_str())?;
     put_json(&mut d, &ROOT, "items", &serde_json::Value::Array(items))?;
     Ok(d)

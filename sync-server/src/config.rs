@@ -146,6 +146,10 @@ pub struct Config {
     /// How often the projection looks at the log without being woken (the catch-up that covers
     /// a lost notice).
     pub projection_interval: Duration,
+    /// How often a node rewrites who is connected to it (the heartbeat of `presence`).
+    pub presence_interval: Duration,
+    /// Board event streams (`/api/v1/board/events`) one user may hold open at once.
+    pub max_board_streams: usize,
 }
 
 impl Config {
@@ -176,6 +180,8 @@ impl Config {
             projection: true,
             projection_batch: 2_000,
             projection_interval: Duration::from_secs(1),
+            presence_interval: Duration::from_secs(5),
+            max_board_streams: 8,
         }
     }
 }
@@ -246,6 +252,14 @@ impl Config {
         get(&var, "FIELDSYNC_PROJECTION_INTERVAL_MS", &mut projection_ms)?;
         c.projection_interval = Duration::from_millis(projection_ms.max(10));
         c.projection_batch = c.projection_batch.max(1);
+        let mut presence_ms = c.presence_interval.as_millis() as u64;
+        get(&var, "FIELDSYNC_PRESENCE_INTERVAL_MS", &mut presence_ms)?;
+        get(
+            &var,
+            "FIELDSYNC_MAX_BOARD_STREAMS",
+            &mut c.max_board_streams,
+        )?;
+        c.presence_interval = Duration::from_millis(presence_ms.max(100));
         get(
             &var,
             "FIELDSYNC_MAX_CHANGE_BYTES",

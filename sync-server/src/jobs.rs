@@ -74,8 +74,7 @@ pub async fn create_job(app: &AppState, me: &Actor, body: CreateJob) -> Result<J
         .template
         .as_deref()
         .unwrap_or(template::DEFAULT_TEMPLATE);
-    let tpl = template::find(tpl_name)
-        .ok_or_else(|| ApiError::BadRequest(format!("unknown checklist template `{tpl_name}`")))?;
+    let tpl = crate::templates::resolve(app, me.org_id, tpl_name).await?;
     let mut assignees = Vec::new();
     for name in &body.assignees {
         match app.store.user_by_name(name).await? {

@@ -24,12 +24,14 @@ pub mod http;
 pub mod jobs;
 pub mod metrics;
 pub mod passwords;
+pub mod presence;
 pub mod projection;
 pub mod review;
 pub mod server;
 pub mod state;
 pub mod store;
 pub mod sync;
+pub mod templates;
 pub mod throttle;
 pub mod uploads;
 

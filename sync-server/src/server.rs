@@ -64,6 +64,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/catalog",
             get(http::records::catalog).post(http::records::put_catalog_item),
         )
+        .route(
+            "/api/v1/templates",
+            get(http::templates::list).post(http::templates::create),
+        )
+        .route(
+            "/api/v1/templates/{name}",
+            get(http::templates::get_one).put(http::templates::put_version),
+        )
         .route("/api/v1/board/events", get(http::board::events))
         .route("/api/v1/openapi.json", get(http::openapi::document))
         .route("/board", get(http::board::page))
@@ -142,6 +150,7 @@ pub async fn serve(
     } else {
         futures_util::future::Either::Right(crate::projection::follow(state.clone()))
     }));
+    let _presence = AbortOnDrop(tokio::spawn(crate::presence::run(state.clone())));
     let open_uploads = state.uploads.sweep(chrono::Utc::now()).await;
     state.metrics.uploads_in_progress.set(open_uploads as i64);
     tracing::info!(addr = %listener.local_addr()?, database = ?state.config.database, "serving");

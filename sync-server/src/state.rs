@@ -33,6 +33,10 @@ pub struct AppState {
     /// The log position the relational rows cover, as this node last saw it: live boards wait
     /// on it (whichever node projected).
     pub rows_position: tokio::sync::watch::Sender<i64>,
+    /// Who is connected to this node (written to the store for every node to read).
+    pub presence: crate::presence::Presence,
+    /// The board event streams open per user, against `config.max_board_streams`.
+    pub board_streams: crate::http::board::Streams,
 }
 
 impl AppState {
@@ -66,6 +70,8 @@ impl AppState {
             throttle,
             projection: Default::default(),
             rows_position: tokio::sync::watch::Sender::new(0),
+            presence: Default::default(),
+            board_streams: Default::default(),
         })
     }
 }

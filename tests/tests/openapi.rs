@@ -22,6 +22,8 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/api/v1/customers", &["get", "post"]),
     ("/api/v1/customers/{id}/sites", &["post"]),
     ("/api/v1/catalog", &["get", "post"]),
+    ("/api/v1/templates", &["get", "post"]),
+    ("/api/v1/templates/{name}", &["get", "put"]),
     ("/api/v1/board/events", &["get"]),
     ("/api/v1/photos/{id}", &["get"]),
     ("/api/v1/photos/{id}/original", &["get"]),

@@ -85,7 +85,7 @@ async fn two_nodes_project_each_change_once_and_number_jobs_without_gaps() {
     assert_eq!(listed, 30);
 }
 
-/// Every table under row-level security, as migration 0007 lists it.
+/// Every table under row-level security, as migrations 0007 and 0008 list them.
 const TENANT_TABLES: &[&str] = &[
     "users",
     "documents",
@@ -109,6 +109,8 @@ const TENANT_TABLES: &[&str] = &[
     "job_parts",
     "job_photos",
     "signatures",
+    "checklist_templates",
+    "presence",
 ];
 
 /// Counts of (org A's rows, other orgs' rows) per table, as a tenant of `org` (or of none).
@@ -189,6 +191,26 @@ async fn a_query_for_one_org_never_sees_another() {
             })
             .await
             .unwrap();
+        let mut template = schemas::template::find("general").unwrap();
+        template.name = format!("checks_{}", team.org.id.simple());
+        template.version = 1;
+        records
+            .add_template_version(&sync_server::store::records::StoredTemplate {
+                org_id: team.org.id,
+                template,
+                created_by: team.dispatcher.name.clone(),
+                created_at: chrono::Utc::now(),
+            })
+            .await
+            .unwrap();
+        records
+            .put_presence(
+                Uuid::now_v7(),
+                chrono::Utc::now(),
+                &[(tech.id, team.org.id, 1)],
+            )
+            .await
+            .unwrap();
         teams.push(team);
     }
     fieldsync_e2e::projection_caught_up(server.store()).await;
@@ -225,7 +247,7 @@ async fn a_query_for_one_org_never_sees_another() {
     // Through the API: org A's dispatcher lists only A, and cannot open B's job.
     let token = access_token(server.store(), &a.dispatcher, None).await;
     let b_job = server.store().org_jobs(b.org.id).await.unwrap()[0];
-    for path in ["jobs", "technicians", "stock", "review/jobs"] {
+    for path in ["jobs", "technicians", "stock", "review/jobs", "templates"] {
         let (status, body) = api(
             "GET",
             format!("{}/api/v1/{path}", server.url),
@@ -238,6 +260,10 @@ async fn a_query_for_one_org_never_sees_another() {
         assert!(!text.contains(&b_job.to_string()), "{path}: {text}");
         assert!(!text.contains(&b.techs[0].id.to_string()), "{path}: {text}");
         assert!(!text.contains(&b.techs[0].name), "{path}: {text}");
+        assert!(
+            !text.contains(&b.org.id.simple().to_string()),
+            "{path}: {text}"
+        );
     }
     let (status, body) = api(
         "GET",

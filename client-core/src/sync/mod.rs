@@ -10,6 +10,7 @@ pub mod account;
 pub mod engine;
 pub mod live;
 pub mod net;
+pub mod templates;
 pub mod upload;
 
 pub use engine::{SyncEngine, SyncStats};

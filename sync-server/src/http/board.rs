@@ -5,15 +5,17 @@
 //! edit, on whichever node it was projected), so the page reloads its list without a reload
 //! of the page.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use futures_util::Stream;
+use uuid::Uuid;
 
 use super::auth::Caller;
 use crate::error::ApiError;
@@ -45,14 +47,85 @@ pub async fn events(
     State(app): State<Arc<AppState>>,
     caller: Caller,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    caller.actor().org_reader()?;
+    let me = caller.actor();
+    me.org_reader()?;
+    let open = app
+        .board_streams
+        .open(me.user_id, app.config.max_board_streams)
+        .ok_or_else(|| {
+            ApiError::Rejected(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-streams",
+                format!(
+                    "{} board event streams are open for this user already: close one (a tab) first",
+                    app.config.max_board_streams
+                ),
+            )
+        })?;
     let mut rx = app.rows_position.subscribe();
     rx.mark_changed();
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+    // The stream owns `open`: its slot is given back when the client goes away.
+    let stream = futures_util::stream::unfold((rx, open), |(mut rx, open)| async move {
         rx.changed().await.ok()?;
         let position = *rx.borrow_and_update();
         let event = Event::default().event("changed").data(position.to_string());
-        Some((Ok(event), rx))
+        Some((Ok(event), (rx, open)))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// The board event streams open per user: each is cheap, but a client that opens them in a loop
+/// must not hold the server's memory and file descriptors.
+#[derive(Default)]
+pub struct Streams(Arc<Mutex<HashMap<Uuid, usize>>>);
+
+/// One open stream; closing it (dropping) frees its slot.
+pub struct OpenStream {
+    user: Uuid,
+    counts: Arc<Mutex<HashMap<Uuid, usize>>>,
+}
+
+impl Streams {
+    /// A slot for one more stream of `user`, unless `max` are open.
+    pub fn open(&self, user: Uuid, max: usize) -> Option<OpenStream> {
+        let mut counts = self.0.lock().expect("stream counts");
+        let n = counts.entry(user).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(OpenStream {
+            user,
+            counts: self.0.clone(),
+        })
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().expect("stream counts");
+        if let Some(n) = counts.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.user);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_counted_per_user_and_given_back() {
+        let streams = Streams::default();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let first = streams.open(a, 2).unwrap();
+        let _second = streams.open(a, 2).unwrap();
+        assert!(streams.open(a, 2).is_none());
+        assert!(streams.open(b, 2).is_some());
+        drop(first);
+        assert!(streams.open(a, 2).is_some());
+    }
 }

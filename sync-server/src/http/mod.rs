@@ -24,6 +24,7 @@ pub mod openapi;
 pub mod photos;
 pub mod records;
 pub mod review;
+pub mod templates;
 pub mod uploads;
 
 pub use crate::error::{ApiError, error_chain};

@@ -48,7 +48,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 }
 
 impl Params {
-    fn only(&self, known: &[&str]) -> Result<(), ApiError> {
+    pub(crate) fn only(&self, known: &[&str]) -> Result<(), ApiError> {
         let mut unknown: Vec<&str> = self
             .0
             .keys()
@@ -65,14 +65,14 @@ impl Params {
         }
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .get(name)
             .map(String::as_str)
             .filter(|v| !v.is_empty())
     }
 
-    fn parse<T>(
+    pub(crate) fn parse<T>(
         &self,
         name: &str,
         what: &str,
@@ -243,10 +243,12 @@ pub async fn technicians(
     me.org_reader()?;
     params.only(&[])?;
     let rows = app.store.records().technicians(me.org_id).await?;
+    let presence = crate::presence::of_org(&app, me.org_id).await?;
     Ok(Json(
         rows.into_iter()
             .map(|t| TechnicianSummary {
-                online: app.hub.is_online(t.user_id),
+                online: presence.get(&t.user_id).is_some_and(|p| p.0),
+                last_sync_at: presence.get(&t.user_id).and_then(|p| p.1),
                 id: t.user_id,
                 name: t.name,
                 display_name: t.display_name,

@@ -201,4 +201,51 @@ pub trait Records: Send + Sync + 'static {
         qty: f64,
         at: DateTime<Utc>,
     ) -> StoreResult<()>;
+
+    /// The latest version of each of the org's own templates, by name.
+    async fn templates(&self, org_id: Uuid) -> StoreResult<Vec<StoredTemplate>>;
+    /// One version of an org template (`None`: the latest); `None` when there is no such version.
+    async fn template(
+        &self,
+        org_id: Uuid,
+        name: &str,
+        version: Option<u32>,
+    ) -> StoreResult<Option<StoredTemplate>>;
+    /// Store a new version of an org template. `Conflict` when that version exists already
+    /// (another writer got there first): versions are never overwritten.
+    async fn add_template_version(&self, t: &StoredTemplate) -> StoreResult<()>;
+
+    /// This node's connected users at `at` (user, org, connections): their rows are refreshed,
+    /// and users no longer connected here are marked gone as of `at`.
+    async fn put_presence(
+        &self,
+        node: Uuid,
+        at: DateTime<Utc>,
+        connected: &[(Uuid, Uuid, u32)],
+    ) -> StoreResult<()>;
+    /// Per technician of the org: whether some node saw them connected at or after `fresh_after`,
+    /// and when they were last seen connected anywhere.
+    async fn presence(
+        &self,
+        org_id: Uuid,
+        fresh_after: DateTime<Utc>,
+    ) -> StoreResult<Vec<Presence>>;
+}
+
+/// One version of an org's checklist template.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredTemplate {
+    pub org_id: Uuid,
+    /// Its `version` is the stored version (1, 2, …).
+    pub template: schemas::template::Template,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Where a user stands across every node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Presence {
+    pub user_id: Uuid,
+    pub online: bool,
+    pub last_seen: Option<DateTime<Utc>>,
 }

@@ -58,6 +58,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_relational_model.sql",
         include_str!("../../../migrations/sqlite/0006_relational_model.sql"),
     ),
+    (
+        "0008_templates_presence.sql",
+        include_str!("../../../migrations/sqlite/0008_templates_presence.sql"),
+    ),
 ];
 
 /// How long a statement waits for another connection's write lock before failing.

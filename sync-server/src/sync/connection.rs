@@ -88,6 +88,8 @@ impl Connection {
             .hub
             .register(principal.user.id, principal.device, org, tx);
         app.metrics.connections.inc();
+        app.presence
+            .connect(principal.user.id, principal.user.org_id);
         let session = Session::with_rates(
             app.config.max_frame_bytes,
             Rates {
@@ -119,6 +121,7 @@ impl Connection {
     pub async fn close(mut self) {
         self.flush_states().await;
         self.app.hub.unregister(self.id);
+        self.app.presence.disconnect(self.principal.user.id);
         self.app.metrics.connections.dec();
     }
 

@@ -73,12 +73,6 @@ impl Hub {
         id
     }
 
-    /// Whether `user` has a connection to this node.
-    pub fn is_online(&self, user: Uuid) -> bool {
-        let inner = self.inner.lock().expect("hub lock");
-        inner.by_user.get(&user).is_some_and(|c| !c.is_empty())
-    }
-
     pub fn unregister(&self, conn: ConnId) {
         let mut inner = self.inner.lock().expect("hub lock");
         let Some(c) = inner.conns.remove(&conn) else {

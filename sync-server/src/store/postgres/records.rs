@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::{PgStore, TxError, db_error, retrying};
 use crate::projection::rows::DocRows;
 use crate::store::records::{
-    CatalogItem, Customer, JobFilter, JobListRow, Position, Records, Site, StockLocation, StockRow,
-    Technician, TechnicianRow, Unprojected,
+    CatalogItem, Customer, JobFilter, JobListRow, Position, Presence, Records, Site, StockLocation,
+    StockRow, StoredTemplate, Technician, TechnicianRow, Unprojected,
 };
 use crate::store::{DocMeta, StoreError, StoreResult, StoredDoc};
 
@@ -756,4 +756,150 @@ impl Records for PgStore {
         })
         .await
     }
+
+    async fn templates(&self, org_id: Uuid) -> StoreResult<Vec<StoredTemplate>> {
+        let mut tx = tenant_tx(&self.pool, org_id).await.map_err(db_error)?;
+        let rows = sqlx::query!(
+            "SELECT DISTINCT ON (name) body, created_by, created_at FROM checklist_templates
+             WHERE org_id = $1 ORDER BY name, version DESC",
+            org_id
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        rows.into_iter()
+            .map(|r| stored_template(org_id, r.body, r.created_by, r.created_at))
+            .collect()
+    }
+
+    async fn template(
+        &self,
+        org_id: Uuid,
+        name: &str,
+        version: Option<u32>,
+    ) -> StoreResult<Option<StoredTemplate>> {
+        let mut tx = tenant_tx(&self.pool, org_id).await.map_err(db_error)?;
+        let row = sqlx::query!(
+            "SELECT body, created_by, created_at FROM checklist_templates
+             WHERE org_id = $1 AND name = $2 AND ($3::integer IS NULL OR version = $3)
+             ORDER BY version DESC LIMIT 1",
+            org_id,
+            name,
+            version.map(|v| v as i32)
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        row.map(|r| stored_template(org_id, r.body, r.created_by, r.created_at))
+            .transpose()
+    }
+
+    async fn add_template_version(&self, t: &StoredTemplate) -> StoreResult<()> {
+        let body = serde_json::to_value(&t.template)
+            .map_err(|e| StoreError::Invalid(format!("template: {e}")))?;
+        sqlx::query!(
+            "INSERT INTO checklist_templates (org_id, name, version, body, created_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            t.org_id,
+            t.template.name,
+            t.template.version as i32,
+            body,
+            t.created_by,
+            t.created_at
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn put_presence(
+        &self,
+        node: Uuid,
+        at: DateTime<Utc>,
+        connected: &[(Uuid, Uuid, u32)],
+    ) -> StoreResult<()> {
+        let users: Vec<Uuid> = connected.iter().map(|c| c.0).collect();
+        let orgs: Vec<Uuid> = connected.iter().map(|c| c.1).collect();
+        let counts: Vec<i32> = connected.iter().map(|c| c.2 as i32).collect();
+        retrying(|| {
+            let (users, orgs, counts) = (&users, &orgs, &counts);
+            async move {
+                let mut tx = self.pool.begin().await?;
+                // Whoever is not in the list left this node: gone as of now (their last sync).
+                sqlx::query!(
+                    "UPDATE presence SET connections = 0, seen_at = $2
+                     WHERE node_id = $1 AND connections > 0 AND user_id <> ALL($3)",
+                    node,
+                    at,
+                    users
+                )
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query!(
+                    "INSERT INTO presence (node_id, user_id, org_id, connections, seen_at)
+                     SELECT $1, u, o, n, $2 FROM UNNEST($3::uuid[], $4::uuid[], $5::integer[])
+                         AS x(u, o, n)
+                     ON CONFLICT (node_id, user_id) DO UPDATE SET
+                         connections = excluded.connections, seen_at = excluded.seen_at",
+                    node,
+                    at,
+                    users,
+                    orgs,
+                    counts
+                )
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    async fn presence(
+        &self,
+        org_id: Uuid,
+        fresh_after: DateTime<Utc>,
+    ) -> StoreResult<Vec<Presence>> {
+        let mut tx = tenant_tx(&self.pool, org_id).await.map_err(db_error)?;
+        let rows = sqlx::query!(
+            r#"SELECT user_id,
+                      bool_or(connections > 0 AND seen_at >= $2) AS "online!",
+                      max(seen_at) AS last_seen
+               FROM presence WHERE org_id = $1 GROUP BY user_id"#,
+            org_id,
+            fresh_after
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Presence {
+                user_id: r.user_id,
+                online: r.online,
+                last_seen: r.last_seen,
+            })
+            .collect())
+    }
+}
+
+fn stored_template(
+    org_id: Uuid,
+    body: serde_json::Value,
+    created_by: String,
+    created_at: DateTime<Utc>,
+) -> StoreResult<StoredTemplate> {
+    let template = serde_json::from_value(body)
+        .map_err(|e| StoreError::Invalid(format!("a stored template does not parse: {e}")))?;
+    Ok(StoredTemplate {
+        org_id,
+        template,
+        created_by,
+        created_at,
+    })
 }

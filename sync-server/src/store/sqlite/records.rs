@@ -10,8 +10,8 @@ use uuid::Uuid;
 use super::{Id, SqliteStore, doc_meta, live_changes_after, timestamp};
 use crate::projection::rows::{self, ChecklistRows, DocRows, PartsRows, PhotoRow, Take};
 use crate::store::records::{
-    CatalogItem, Customer, JobFilter, JobListRow, Position, Records, Site, StockLocation, StockRow,
-    Technician, TechnicianRow, Unprojected,
+    CatalogItem, Customer, JobFilter, JobListRow, Position, Presence, Records, Site, StockLocation,
+    StockRow, StoredTemplate, Technician, TechnicianRow, Unprojected,
 };
 use crate::store::{StoreError, StoreResult, StoredDoc};
 
@@ -979,6 +979,150 @@ impl Records for SqliteStore {
         })
         .await
     }
+
+    async fn templates(&self, org_id: Uuid) -> StoreResult<Vec<StoredTemplate>> {
+        self.call(move |conn| {
+            let rows = conn
+                .prepare_cached(
+                    "SELECT t.body, t.created_by, t.created_at FROM checklist_templates t
+                     WHERE t.org_id = ?1 AND t.version = (
+                         SELECT max(v.version) FROM checklist_templates v
+                         WHERE v.org_id = t.org_id AND v.name = t.name)
+                     ORDER BY t.name",
+                )?
+                .query_map([Id(org_id)], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get(1)?, timestamp(r, 2)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(body, by, at)| stored_template(org_id, &body, by, at))
+                .collect()
+        })
+        .await
+    }
+
+    async fn template(
+        &self,
+        org_id: Uuid,
+        name: &str,
+        version: Option<u32>,
+    ) -> StoreResult<Option<StoredTemplate>> {
+        let name = name.to_string();
+        self.call(move |conn| {
+            let row = conn
+                .prepare_cached(
+                    "SELECT body, created_by, created_at FROM checklist_templates
+                     WHERE org_id = ?1 AND name = ?2 AND (?3 IS NULL OR version = ?3)
+                     ORDER BY version DESC LIMIT 1",
+                )?
+                .query_row(params![Id(org_id), name, version], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get(1)?, timestamp(r, 2)?))
+                })
+                .optional()?;
+            row.map(|(body, by, at)| stored_template(org_id, &body, by, at))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn add_template_version(&self, t: &StoredTemplate) -> StoreResult<()> {
+        let t = t.clone();
+        let body = serde_json::to_string(&t.template)
+            .map_err(|e| StoreError::Invalid(format!("template: {e}")))?;
+        self.call(move |conn| {
+            conn.execute(
+                "INSERT INTO checklist_templates (org_id, name, version, body, created_by,
+                                                  created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    Id(t.org_id),
+                    t.template.name,
+                    t.template.version,
+                    body,
+                    t.created_by,
+                    micros(t.created_at)
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_presence(
+        &self,
+        node: Uuid,
+        at: DateTime<Utc>,
+        connected: &[(Uuid, Uuid, u32)],
+    ) -> StoreResult<()> {
+        let connected = connected.to_vec();
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // Whoever is not in the list left this node: gone as of now (their last sync).
+            let here: Vec<String> = connected.iter().map(|c| c.0.to_string()).collect();
+            tx.execute(
+                "UPDATE presence SET connections = 0, seen_at = ?2
+                 WHERE node_id = ?1 AND connections > 0
+                   AND user_id NOT IN (SELECT value FROM json_each(?3))",
+                params![
+                    Id(node),
+                    micros(at),
+                    serde_json::to_string(&here).expect("strings serialize")
+                ],
+            )?;
+            for (user, org, n) in &connected {
+                tx.prepare_cached(
+                    "INSERT INTO presence (node_id, user_id, org_id, connections, seen_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (node_id, user_id) DO UPDATE SET
+                         connections = excluded.connections, seen_at = excluded.seen_at",
+                )?
+                .execute(params![Id(node), Id(*user), Id(*org), n, micros(at)])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn presence(
+        &self,
+        org_id: Uuid,
+        fresh_after: DateTime<Utc>,
+    ) -> StoreResult<Vec<Presence>> {
+        self.call(move |conn| {
+            let rows = conn
+                .prepare_cached(
+                    "SELECT user_id, max(connections > 0 AND seen_at >= ?2), max(seen_at)
+                     FROM presence WHERE org_id = ?1 GROUP BY user_id",
+                )?
+                .query_map(params![Id(org_id), micros(fresh_after)], |r| {
+                    Ok(Presence {
+                        user_id: r.get::<_, Id>(0)?.0,
+                        online: r.get::<_, i64>(1)? != 0,
+                        last_seen: opt_time(r, 2)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+}
+
+fn stored_template(
+    org_id: Uuid,
+    body: &str,
+    created_by: String,
+    created_at: DateTime<Utc>,
+) -> StoreResult<StoredTemplate> {
+    let template = serde_json::from_str(body)
+        .map_err(|e| StoreError::Invalid(format!("a stored template does not parse: {e}")))?;
+    Ok(StoredTemplate {
+        org_id,
+        template,
+        created_by,
+        created_at,
+    })
 }
 
 /// Names joined with the unit separator (which a name cannot hold: text fields refuse control

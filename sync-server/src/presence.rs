@@ -1,0 +1,100 @@
+//! Who is connected, across every node. Each node counts its own sync connections per user and
+//! writes them to the store's `presence` table whenever they change (at most once per
+//! `presence_interval`, batched) and, as a heartbeat, every interval. A user is online while some
+//! node saw them connected within [`Presence::ttl`]: a node that dies stops refreshing its rows,
+//! and they age out. A user's last sync is the last time any node saw them connected.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::state::AppState;
+
+#[derive(Default)]
+pub struct Presence {
+    /// user → (org, connections on this node).
+    here: Mutex<HashMap<Uuid, (Uuid, u32)>>,
+    changed: Notify,
+}
+
+impl Presence {
+    pub fn connect(&self, user: Uuid, org: Uuid) {
+        let mut here = self.here.lock().expect("presence lock");
+        here.entry(user).or_insert((org, 0)).1 += 1;
+        drop(here);
+        self.changed.notify_one();
+    }
+
+    pub fn disconnect(&self, user: Uuid) {
+        let mut here = self.here.lock().expect("presence lock");
+        if let Some(entry) = here.get_mut(&user) {
+            entry.1 = entry.1.saturating_sub(1);
+            if entry.1 == 0 {
+                here.remove(&user);
+            }
+        }
+        drop(here);
+        self.changed.notify_one();
+    }
+
+    fn snapshot(&self) -> Vec<(Uuid, Uuid, u32)> {
+        let here = self.here.lock().expect("presence lock");
+        here.iter().map(|(u, (o, n))| (*u, *o, *n)).collect()
+    }
+
+    /// How long a node's word that a user is connected holds without a refresh: three
+    /// heartbeats, so one slow write does not flicker everyone offline.
+    pub fn ttl(interval: Duration) -> chrono::Duration {
+        chrono::Duration::from_std(interval * 3).unwrap_or(chrono::Duration::seconds(30))
+    }
+}
+
+/// Write this node's connections until the server stops: after every change (batched by the
+/// interval) and every interval as a heartbeat. A failed write is retried at the next turn.
+pub async fn run(app: Arc<AppState>) {
+    let every = app.config.presence_interval;
+    loop {
+        let now = Utc::now();
+        if let Err(e) = app
+            .store
+            .records()
+            .put_presence(app.node, now, &app.presence.snapshot())
+            .await
+        {
+            tracing::warn!(error = %e, "could not record who is connected");
+        }
+        // Changes inside one interval share a write.
+        tokio::select! {
+            _ = app.presence.changed.notified() => tokio::time::sleep(every.min(Duration::from_millis(250))).await,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// Per user of `org`: online (here or on any node recently), and the last time seen connected.
+pub async fn of_org(
+    app: &AppState,
+    org: Uuid,
+) -> Result<HashMap<Uuid, (bool, Option<DateTime<Utc>>)>, crate::store::StoreError> {
+    let now = Utc::now();
+    let fresh_after = now - Presence::ttl(app.config.presence_interval);
+    let mut out: HashMap<Uuid, (bool, Option<DateTime<Utc>>)> = app
+        .store
+        .records()
+        .presence(org, fresh_after)
+        .await?
+        .into_iter()
+        .map(|p| (p.user_id, (p.online, p.last_seen)))
+        .collect();
+    // This node knows its own connections before it writes them.
+    for (user, (o, _)) in app.presence.here.lock().expect("presence lock").iter() {
+        if *o == org {
+            out.insert(*user, (true, Some(now)));
+        }
+    }
+    Ok(out)
+}
