@@ -132,6 +132,9 @@ pub struct CreateJob {
     pub customer: Option<Customer>,
     #[serde(default)]
     pub site: Option<Site>,
+    /// The equipment the job is about; with an `id`, one of the org's assets (at `site`).
+    #[serde(default)]
+    pub asset: Option<crate::job::Asset>,
     #[serde(default)]
     pub schedule: Option<Schedule>,
     /// User names of technicians to assign.
@@ -532,6 +535,12 @@ impl Validate for CreateJob {
         if let Some(s) = &self.site {
             site(s)?;
         }
+        if let Some(a) = &self.asset {
+            required("asset.name", &a.name)?;
+            single_line("asset.name", &a.name, limits::LINE)?;
+            optional_line("asset.serial", &a.serial)?;
+            optional_line("asset.model", &a.model)?;
+        }
         for a in &self.assignees {
             single_line("assignees", a, limits::NAME)?;
         }
@@ -756,4 +765,64 @@ impl Validate for crate::template::Template {
     fn validate(&self) -> Result<(), InvalidText> {
         Ok(())
     }
+}
+
+/// `POST /api/v1/assets` and `PUT /api/v1/assets/{id}`: equipment at a customer's site (a
+/// rooftop unit, a vehicle).
+#[derive(utoipa::ToSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAsset {
+    pub site_id: Uuid,
+    pub name: String,
+    #[serde(default)]
+    pub make: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub serial: Option<String>,
+    /// A vehicle's identification number: 17 letters and digits (no I, O or Q).
+    #[serde(default)]
+    pub vin: Option<String>,
+    #[serde(default)]
+    pub install_date: Option<chrono::NaiveDate>,
+}
+
+/// An asset of the org (`GET /api/v1/assets`).
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AssetRecord {
+    pub id: Uuid,
+    pub site_id: Uuid,
+    pub customer_id: Uuid,
+    pub name: String,
+    pub make: Option<String>,
+    pub model: Option<String>,
+    pub serial: Option<String>,
+    pub vin: Option<String>,
+    pub install_date: Option<chrono::NaiveDate>,
+}
+
+impl Validate for NewAsset {
+    fn validate(&self) -> Result<(), InvalidText> {
+        required("name", &self.name)?;
+        single_line("name", &self.name, limits::LINE)?;
+        optional_line("make", &self.make)?;
+        optional_line("model", &self.model)?;
+        optional_line("serial", &self.serial)?;
+        if let Some(vin) = &self.vin
+            && !is_vin(vin)
+        {
+            return Err(InvalidText {
+                field: "vin".into(),
+                problem: "is not a VIN: 17 letters and digits, without I, O or Q".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// ISO 3779's alphabet and length (the check digit is North America's only, so not checked).
+pub fn is_vin(s: &str) -> bool {
+    s.len() == 17
+        && s.chars()
+            .all(|c| c.is_ascii_digit() || (c.is_ascii_uppercase() && !"IOQ".contains(c)))
 }

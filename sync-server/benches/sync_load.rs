@@ -1061,6 +1061,117 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The dispatcher board's live feed, read as `/board` reads it: `GET /api/v1/board/events` over
+/// HTTP/1.1 (chunked), recording each `changed` event's log position and arrival time.
+async fn board_feed(addr: SocketAddr, token: String, events: Arc<Mutex<Vec<(i64, Instant)>>>) {
+    let Ok(mut s) = TcpStream::connect(addr).await else {
+        eprintln!("    board feed: cannot connect");
+        return;
+    };
+    let _ = s.set_nodelay(true);
+    let request = format!(
+        "GET /api/v1/board/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Accept: text/event-stream\r\n\r\n"
+    );
+    if s.write_all(request.as_bytes()).await.is_err() {
+        return;
+    }
+    let mut raw = Vec::new();
+    let mut body = Vec::new();
+    let mut in_body = false;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let Ok(n) = s.read(&mut buf).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        let at = Instant::now();
+        raw.extend_from_slice(&buf[..n]);
+        if !in_body {
+            let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let head = String::from_utf8_lossy(&raw[..end]).to_string();
+            if !head.starts_with("HTTP/1.1 200") {
+                eprintln!(
+                    "    board feed refused: {}",
+                    head.lines().next().unwrap_or("")
+                );
+                return;
+            }
+            raw.drain(..end + 4);
+            in_body = true;
+        }
+        // Chunked transfer coding: `<hex size>\r\n<data>\r\n`, as many as are complete.
+        loop {
+            let Some(line) = raw.windows(2).position(|w| w == b"\r\n") else {
+                break;
+            };
+            let size = usize::from_str_radix(String::from_utf8_lossy(&raw[..line]).trim(), 16)
+                .unwrap_or(0);
+            if raw.len() < line + 2 + size + 2 {
+                break;
+            }
+            body.extend_from_slice(&raw[line + 2..line + 2 + size]);
+            raw.drain(..line + 2 + size + 2);
+        }
+        // Server-sent events end with a blank line.
+        while let Some(end) = body.windows(2).position(|w| w == b"\n\n") {
+            let event = String::from_utf8_lossy(&body[..end]).to_string();
+            body.drain(..end + 2);
+            if event.lines().any(|l| l == "event: changed")
+                && let Some(pos) = event
+                    .lines()
+                    .find_map(|l| l.strip_prefix("data: "))
+                    .and_then(|d| d.trim().parse().ok())
+            {
+                events.lock().expect("feed").push((pos, at));
+            }
+        }
+    }
+}
+
+/// The cumulative buckets `(upper bound in s, count)` of `projection_lag_seconds`.
+fn lag_buckets(metrics: &str) -> Vec<(f64, u64)> {
+    metrics
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("projection_lag_seconds_bucket{le=\"")?;
+            let (le, tail) = rest.split_once("\"}")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, tail.split_whitespace().next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The `q` quantile of cumulative buckets, interpolated inside its bucket as Prometheus'
+/// `histogram_quantile` does, and that bucket's upper bound (a sure bound on it).
+fn quantile(buckets: &[(f64, u64)], q: f64) -> (f64, f64) {
+    let total = buckets.last().map_or(0, |b| b.1);
+    if total == 0 {
+        return (0.0, 0.0);
+    }
+    let rank = q * total as f64;
+    let mut lower = (0.0, 0u64);
+    for &(le, n) in buckets {
+        if n as f64 >= rank {
+            if le.is_infinite() {
+                return (lower.0, le);
+            }
+            let within = (rank - lower.1 as f64) / (n - lower.1).max(1) as f64;
+            return (lower.0 + (le - lower.0) * within, le);
+        }
+        lower = (le, n);
+    }
+    (lower.0, f64::INFINITY)
+}
+
 /// A metric's value from the OpenMetrics text (the first sample named exactly `name`).
 fn metric(body: &str, name: &str) -> Option<f64> {
     body.lines()
@@ -1332,6 +1443,9 @@ struct Tracker {
     pending: Mutex<HashMap<Uuid, Track>>,
     with_dispatcher: bool,
     done: mpsc::UnboundedSender<(Uuid, Track)>,
+    /// For the board's feed: per acknowledged edit, when it was sent and a log position at or
+    /// after its change (the newest the server had committed when the ack arrived).
+    board: Option<(Arc<AppState>, Mutex<Vec<(Instant, i64)>>)>,
 }
 
 impl Tracker {
@@ -1402,6 +1516,12 @@ async fn fanout_device(
                         for d in docs {
                             tracker.update(d.doc, |t| {
                                 if t.sender == idx && d.change_hashes().contains(&t.hash) {
+                                    if t.ack.is_none()
+                                        && let Some((app, marks)) = &tracker.board
+                                    {
+                                        let bound = app.projection.latest_committed();
+                                        marks.lock().expect("marks").push((t.sent, bound));
+                                    }
                                     t.ack.get_or_insert(at - t.sent);
                                 }
                             });
@@ -1423,7 +1543,7 @@ fn scenario_fanout(client: &Runtime) {
     let started = Instant::now();
     // Technicians 2k and 2k+1 share a job (the job a pair works on); each also has a job of its
     // own. A dispatcher's board (a connection without a device) sees the whole org.
-    let (tokens, dispatcher_token, shared) = srv.block_on(async {
+    let (tokens, dispatcher_token, board_token, shared) = srv.block_on(async {
         let mut s = Seeder::new(srv.app.clone(), "fanout").await;
         let mut techs = Vec::new();
         for i in 0..n_devices {
@@ -1443,7 +1563,9 @@ fn scenario_fanout(client: &Runtime) {
         }
         let dispatcher = s.dispatcher.clone();
         let dt = s.token(&dispatcher, false).await;
-        (tokens, dt, shared)
+        // The board page signs in without a device.
+        let bt = s.token(&dispatcher, false).await;
+        (tokens, dt, bt, shared)
     });
     let seeded = started.elapsed();
     let addr = srv.addr;
@@ -1473,7 +1595,13 @@ fn scenario_fanout(client: &Runtime) {
         pending: Mutex::new(HashMap::new()),
         with_dispatcher: true,
         done: done_tx,
+        board: Some((srv.app.clone(), Mutex::new(Vec::new()))),
     });
+    // The board page's live feed, read as the page reads it, and the projection's lag histogram
+    // before the edits (seeding projected thousands of changes at once).
+    let feed = Arc::new(Mutex::new(Vec::new()));
+    let feed_task = client.spawn(board_feed(addr, board_token, feed.clone()));
+    let lag_before = lag_buckets(&client.block_on(http_get(addr, "/metrics")));
     let result = client.block_on(async {
         let mut cmd_tx = Vec::new();
         let mut tasks = JoinSet::new();
@@ -1555,6 +1683,46 @@ fn scenario_fanout(client: &Runtime) {
     for e in errors.iter().take(3) {
         eprintln!("    fanout device error: {e}");
     }
+    // Let the last edits reach the board, then match each edit to the first event at or past it.
+    std::thread::sleep(Duration::from_secs(1));
+    feed_task.abort();
+    let lag = lag_buckets(&client.block_on(http_get(addr, "/metrics")));
+    let events = feed.lock().expect("feed").clone();
+    let marks = tracker
+        .board
+        .as_ref()
+        .map(|(_, m)| m.lock().expect("marks").clone())
+        .unwrap_or_default();
+    let mut board = Vec::new();
+    let mut unseen = 0usize;
+    for (sent, bound) in &marks {
+        match events.iter().find(|(pos, at)| *pos >= *bound && at >= sent) {
+            Some((_, at)) => board.push(*at - *sent),
+            None => unseen += 1,
+        }
+    }
+    board.sort();
+    let lag: Vec<(f64, u64)> = lag
+        .iter()
+        .zip(lag_before.iter().chain(std::iter::repeat(&(0.0, 0))))
+        .map(|((le, n), (_, m))| (*le, n.saturating_sub(*m)))
+        .collect();
+    let (lag_p99, lag_bucket) = quantile(&lag, 0.99);
+    let lag_n = lag.last().map_or(0, |b| b.1);
+    println!(
+        "board: edit→board live feed (SSE) p50 {} p99 {} max {} over {} edits ({unseen} never seen) with {n_devices} \
+         devices syncing — goal p99 < 50 ms: {}; projection lag (commit→rows) p99 ≈ {:.1} ms (≤ {:.0} ms, \
+         its histogram bucket) over {lag_n} changes — goal p99 < 250 ms: {} [store: {}]",
+        ms(pct(&board, 0.5)),
+        ms(pct(&board, 0.99)),
+        ms(*board.last().unwrap_or(&Duration::ZERO)),
+        board.len(),
+        verdict(pct(&board, 0.99) < Duration::from_millis(50) && unseen == 0 && !board.is_empty()),
+        lag_p99 * 1000.0,
+        lag_bucket * 1000.0,
+        verdict(lag_bucket <= 0.25 && lag_n > 0),
+        store_label()
+    );
     let p99 = pct(&peer, 0.99);
     println!(
         "fanout: edit→other device p50 {} p99 {} max {} over {} edits ({} issued at {rate}/s in {:.1} s, \

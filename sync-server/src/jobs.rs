@@ -113,12 +113,29 @@ pub async fn create_job(app: &AppState, me: &Actor, body: CreateJob) -> Result<J
             Some(_) => {}
         }
     }
+    if let Some(id) = body.asset.as_ref().and_then(|a| a.id) {
+        let site_id = body.site.as_ref().and_then(|s| s.id);
+        match records.asset_site(me.org_id, id).await? {
+            None => {
+                return Err(ApiError::BadRequest(format!(
+                    "`asset.id`: {id} is not an asset of this organisation"
+                )));
+            }
+            Some(at) if site_id.is_some_and(|s| s != at) => {
+                return Err(ApiError::BadRequest(format!(
+                    "`asset.id`: {id} is not at site {}",
+                    site_id.unwrap_or_default()
+                )));
+            }
+            Some(_) => {}
+        }
+    }
     let new = NewJob {
         title: body.title.trim().to_string(),
         description: body.description,
         customer: body.customer.unwrap_or_default(),
         site: body.site.unwrap_or_default(),
-        asset: None,
+        asset: body.asset,
         assignees: assignees.iter().map(|u| u.name.clone()).collect(),
         schedule: body.schedule,
         priority: body.priority.unwrap_or_default(),

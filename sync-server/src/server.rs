@@ -57,8 +57,24 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(http::records::customers).post(http::records::create_customer),
         )
         .route(
+            "/api/v1/customers/{id}",
+            axum::routing::put(http::records::update_customer),
+        )
+        .route(
             "/api/v1/customers/{id}/sites",
             post(http::records::create_site),
+        )
+        .route(
+            "/api/v1/sites/{id}",
+            axum::routing::put(http::records::update_site),
+        )
+        .route(
+            "/api/v1/assets",
+            get(http::assets::list).post(http::assets::create),
+        )
+        .route(
+            "/api/v1/assets/{id}",
+            axum::routing::put(http::assets::update),
         )
         .route(
             "/api/v1/catalog",

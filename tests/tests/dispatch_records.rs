@@ -322,3 +322,214 @@ async fn reference_data_on_sqlite() {
 async fn reference_data_on_postgres() {
     reference_data(Backend::Postgres).await;
 }
+
+/// Assets (list, create, update, a VIN checked), customers' and sites' updates, and a job made
+/// for one of the org's assets; other orgs' records stay out of reach.
+async fn assets_and_updates(backend: Backend) {
+    let home = ServerHome::new(backend).await;
+    let server = TestServer::start(&home).await;
+    let team = Team::create(server.store(), &["ana"]).await;
+    let other = Team::create(server.store(), &["zed"]).await;
+    let d = Client {
+        url: server.url.clone(),
+        token: access_token(server.store(), &team.dispatcher, None).await,
+    };
+    let stranger = Client {
+        url: server.url.clone(),
+        token: access_token(server.store(), &other.dispatcher, None).await,
+    };
+    let tech = Client {
+        url: server.url.clone(),
+        token: access_token(server.store(), &team.techs[0], None).await,
+    };
+    let (_, customer) = d
+        .call(
+            "POST",
+            "/api/v1/customers",
+            Some(json!({"name": "Harbor Body Shop"})),
+        )
+        .await;
+    let cid = customer["id"].as_str().unwrap().to_string();
+    let (_, site) = d
+        .call(
+            "POST",
+            &format!("/api/v1/customers/{cid}/sites"),
+            Some(json!({"name": "Bay 3", "time_zone": "America/Chicago"})),
+        )
+        .await;
+    let sid = site["id"].as_str().unwrap().to_string();
+    let (_, other_customer) = stranger
+        .call("POST", "/api/v1/customers", Some(json!({"name": "Theirs"})))
+        .await;
+    let (_, other_site) = stranger
+        .call(
+            "POST",
+            &format!(
+                "/api/v1/customers/{}/sites",
+                other_customer["id"].as_str().unwrap()
+            ),
+            Some(json!({"name": "Their yard"})),
+        )
+        .await;
+    let other_sid = other_site["id"].as_str().unwrap().to_string();
+
+    // Updates: the customer and the site.
+    let (s, c) = d
+        .call(
+            "PUT",
+            &format!("/api/v1/customers/{cid}"),
+            Some(json!({"name": "Harbor Collision", "phone": "+1 555 0100"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{c}");
+    assert_eq!(c["name"], "Harbor Collision");
+    assert_eq!(c["sites"][0]["id"], sid.as_str());
+    let (s, st) = d
+        .call(
+            "PUT",
+            &format!("/api/v1/sites/{sid}"),
+            Some(json!({"name": "Bay 3 (north)", "address": "1 Dock Rd"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{st}");
+    assert_eq!(st["customer_id"], cid.as_str());
+    assert_eq!(st["address"], "1 Dock Rd");
+    for (path, body, code) in [
+        (
+            format!(
+                "/api/v1/customers/{}",
+                other_customer["id"].as_str().unwrap()
+            ),
+            json!({"name": "Mine now"}),
+            404,
+        ),
+        (
+            format!("/api/v1/sites/{other_sid}"),
+            json!({"name": "Mine now"}),
+            404,
+        ),
+        (format!("/api/v1/customers/{cid}"), json!({"name": ""}), 400),
+        (
+            format!("/api/v1/customers/{cid}"),
+            json!({"name": "X", "fax": "1"}),
+            422,
+        ),
+    ] {
+        let (s, e) = d.call("PUT", &path, Some(body.clone())).await;
+        assert_eq!(s, code, "{path} {body}: {e}");
+    }
+
+    // Assets: a vehicle with its VIN; refusals name the field.
+    let car = json!({"site_id": sid, "name": "2019 Civic", "make": "Honda", "model": "Civic",
+                     "vin": "2HGFC2F59KH123456", "install_date": "2019-05-01"});
+    let (s, asset) = d.call("POST", "/api/v1/assets", Some(car.clone())).await;
+    assert_eq!(s, 201, "{asset}");
+    assert_eq!(asset["customer_id"], cid.as_str());
+    assert_eq!(asset["install_date"], "2019-05-01");
+    let aid = asset["id"].as_str().unwrap().to_string();
+    for (patch, code, field) in [
+        (json!({"vin": "2HGFC2F59KH12345"}), 400, "vin"),
+        (json!({"vin": "IHGFC2F59KH123456"}), 400, "vin"),
+        (json!({"name": " "}), 400, "name"),
+        (json!({"site_id": other_sid}), 400, "site_id"),
+        (json!({"install_date": "May 2019"}), 422, "install_date"),
+    ] {
+        let mut body = car.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (s, e) = d.call("POST", "/api/v1/assets", Some(body.clone())).await;
+        assert_eq!(s, code, "{body}: {e}");
+        assert!(
+            e["message"].as_str().unwrap().contains(field),
+            "{field}: {e}"
+        );
+    }
+    let (s, e) = tech.call("POST", "/api/v1/assets", Some(car.clone())).await;
+    assert_eq!(s, 403, "{e}");
+    let mut moved = car.clone();
+    moved["serial"] = json!("SN-1");
+    let (s, updated) = d
+        .call("PUT", &format!("/api/v1/assets/{aid}"), Some(moved.clone()))
+        .await;
+    assert_eq!(s, 200, "{updated}");
+    assert_eq!(updated["serial"], "SN-1");
+    let (s, e) = stranger
+        .call(
+            "PUT",
+            &format!("/api/v1/assets/{aid}"),
+            Some({
+                let mut b = moved.clone();
+                b["site_id"] = json!(other_sid);
+                b
+            }),
+        )
+        .await;
+    assert_eq!(s, 404, "{e}");
+    let (s, list) = d
+        .call("GET", &format!("/api/v1/assets?customer={cid}"), None)
+        .await;
+    assert_eq!(s, 200, "{list}");
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let (s, list) = stranger.call("GET", "/api/v1/assets", None).await;
+    assert_eq!((s, list.as_array().unwrap().len()), (200, 0), "{list}");
+    let (s, e) = d.call("GET", "/api/v1/assets?site=nope", None).await;
+    assert_eq!(s, 400, "{e}");
+
+    // A job for the asset; another org's asset, or an asset at another site, is refused.
+    let (s, job) = d
+        .call(
+            "POST",
+            "/api/v1/jobs",
+            Some(
+                json!({"title": "Post-repair QC", "template": "collision_qc",
+                        "customer": {"id": cid, "name": "Harbor Collision"},
+                        "site": {"id": sid, "name": "Bay 3 (north)"},
+                        "asset": {"id": aid, "name": "2019 Civic", "serial": "SN-1"}}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{job}");
+    assert_eq!(job["asset"]["id"], aid.as_str(), "{job}");
+    let (s, e) = stranger
+        .call(
+            "POST",
+            "/api/v1/jobs",
+            Some(json!({"title": "x", "asset": {"id": aid, "name": "2019 Civic"}})),
+        )
+        .await;
+    assert_eq!(s, 400, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("asset.id"), "{e}");
+    let (_, site2) = d
+        .call(
+            "POST",
+            &format!("/api/v1/customers/{cid}/sites"),
+            Some(json!({"name": "Bay 4"})),
+        )
+        .await;
+    let (s, e) = d
+        .call(
+            "POST",
+            "/api/v1/jobs",
+            Some(
+                json!({"title": "x", "site": {"id": site2["id"], "name": "Bay 4"},
+                        "asset": {"id": aid, "name": "2019 Civic"}}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 400, "{e}");
+    fieldsync_e2e::projection_caught_up(server.store()).await;
+    let (s, list) = d.call("GET", "/api/v1/jobs?q=QC", None).await;
+    assert_eq!(s, 200, "{list}");
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assets_and_updates_on_sqlite() {
+    assets_and_updates(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assets_and_updates_on_postgres() {
+    assets_and_updates(Backend::Postgres).await;
+}

@@ -15,6 +15,7 @@ use serde_json::json;
 use crate::state::AppState;
 
 pub mod account;
+pub mod assets;
 pub mod auth;
 pub mod board;
 

@@ -393,6 +393,69 @@ pub async fn create_site(
     Ok((StatusCode::CREATED, Json(site_record(s))))
 }
 
+/// `PUT /api/v1/customers/{id}`: the customer's name and contacts (its sites stay).
+#[utoipa::path(put, path = "/api/v1/customers/{id}", tag = "dispatch", params(("id" = Uuid, Path)), request_body = NewCustomer, responses((status = 200, body = CustomerRecord), (status = 400, body = schemas::api::ErrorBody), (status = 401, body = schemas::api::ErrorBody), (status = 403, body = schemas::api::ErrorBody), (status = 404, body = schemas::api::ErrorBody), (status = 409, body = schemas::api::ErrorBody)), security(("bearer" = [])))]
+pub async fn update_customer(
+    State(app): State<Arc<AppState>>,
+    caller: Caller,
+    PathParam(id): PathParam<Uuid>,
+    Body(body): Body<NewCustomer>,
+) -> Result<Json<CustomerRecord>, ApiError> {
+    let me = caller.actor();
+    me.dispatcher()?;
+    let records = app.store.records();
+    let c = crate::store::records::Customer {
+        id,
+        org_id: me.org_id,
+        name: body.name.trim().to_string(),
+        phone: body.phone,
+        email: body.email,
+        created_at: Utc::now(),
+    };
+    if !records
+        .update_customer(&c)
+        .await
+        .map_err(|e| taken(e, "name"))?
+    {
+        return Err(ApiError::NotFound(format!("customer {id}")));
+    }
+    let (c, sites) = records
+        .customers(me.org_id)
+        .await?
+        .into_iter()
+        .find(|(c, _)| c.id == id)
+        .ok_or_else(|| ApiError::NotFound(format!("customer {id}")))?;
+    Ok(Json(customer_record(c, sites)))
+}
+
+/// `PUT /api/v1/sites/{id}`: a site's name, address and time zone.
+#[utoipa::path(put, path = "/api/v1/sites/{id}", tag = "dispatch", params(("id" = Uuid, Path)), request_body = NewSite, responses((status = 200, body = SiteRecord), (status = 400, body = schemas::api::ErrorBody), (status = 401, body = schemas::api::ErrorBody), (status = 403, body = schemas::api::ErrorBody), (status = 404, body = schemas::api::ErrorBody), (status = 409, body = schemas::api::ErrorBody)), security(("bearer" = [])))]
+pub async fn update_site(
+    State(app): State<Arc<AppState>>,
+    caller: Caller,
+    PathParam(id): PathParam<Uuid>,
+    Body(body): Body<NewSite>,
+) -> Result<Json<SiteRecord>, ApiError> {
+    let me = caller.actor();
+    me.dispatcher()?;
+    let mut s = crate::store::records::Site {
+        id,
+        org_id: me.org_id,
+        customer_id: Uuid::nil(),
+        name: body.name.trim().to_string(),
+        address: body.address,
+        time_zone: body.time_zone.unwrap_or_else(|| "UTC".into()),
+    };
+    s.customer_id = app
+        .store
+        .records()
+        .update_site(&s)
+        .await
+        .map_err(|e| taken(e, "name"))?
+        .ok_or_else(|| ApiError::NotFound(format!("site {id}")))?;
+    Ok(Json(site_record(s)))
+}
+
 /// `GET /api/v1/catalog`: technicians too (they pick parts from it).
 #[utoipa::path(get, path = "/api/v1/catalog", tag = "dispatch", responses((status = 200, body = Vec<CatalogItem>), (status = 401, body = schemas::api::ErrorBody)), security(("bearer" = [])))]
 pub async fn catalog(

@@ -41,11 +41,15 @@ const LAG_CLOCK_CAPACITY: usize = 16_384;
 pub struct Trigger {
     wake: Notify,
     committed: Mutex<VecDeque<(i64, Instant)>>,
+    /// The newest change this node knows to be in the log.
+    latest: std::sync::atomic::AtomicI64,
 }
 
 impl Trigger {
     /// A change reached `seq` in the log (committed here, or announced by another node).
     pub fn committed(&self, seq: i64) {
+        self.latest
+            .fetch_max(seq, std::sync::atomic::Ordering::Relaxed);
         {
             let mut q = self
                 .committed
@@ -57,6 +61,12 @@ impl Trigger {
             q.push_back((seq, Instant::now()));
         }
         self.wake.notify_one();
+    }
+
+    /// The newest change this node has committed or heard of (0: none yet). A change
+    /// acknowledged to a device is at or before it (the ack follows the commit's notice).
+    pub fn latest_committed(&self) -> i64 {
+        self.latest.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Look at the log now (notices were lost, say).

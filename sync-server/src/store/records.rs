@@ -202,6 +202,25 @@ pub trait Records: Send + Sync + 'static {
         at: DateTime<Utc>,
     ) -> StoreResult<()>;
 
+    /// Change a customer's name and contacts; false when it is not the org's customer.
+    async fn update_customer(&self, c: &Customer) -> StoreResult<bool>;
+    /// Change a site's name, address and time zone; the site's customer, or `None` when it is
+    /// not the org's site.
+    async fn update_site(&self, s: &Site) -> StoreResult<Option<Uuid>>;
+    /// `NotFound` when the site is not the org's.
+    async fn create_asset(&self, a: &Asset) -> StoreResult<()>;
+    /// False when the asset is not the org's; `NotFound` when the site is not.
+    async fn update_asset(&self, a: &Asset) -> StoreResult<bool>;
+    /// The site an asset of the org is at; `None` when it is not the org's asset.
+    async fn asset_site(&self, org_id: Uuid, asset: Uuid) -> StoreResult<Option<Uuid>>;
+    /// The org's assets, of one site or one customer's sites when given, by name.
+    async fn assets(
+        &self,
+        org_id: Uuid,
+        site: Option<Uuid>,
+        customer: Option<Uuid>,
+    ) -> StoreResult<Vec<(Asset, Uuid)>>;
+
     /// The latest version of each of the org's own templates, by name.
     async fn templates(&self, org_id: Uuid) -> StoreResult<Vec<StoredTemplate>>;
     /// One version of an org template (`None`: the latest); `None` when there is no such version.
@@ -230,6 +249,20 @@ pub trait Records: Send + Sync + 'static {
         org_id: Uuid,
         fresh_after: DateTime<Utc>,
     ) -> StoreResult<Vec<Presence>>;
+}
+
+/// Equipment at a site; listed with its site's customer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Asset {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub site_id: Uuid,
+    pub name: String,
+    pub make: Option<String>,
+    pub model: Option<String>,
+    pub serial: Option<String>,
+    pub vin: Option<String>,
+    pub install_date: Option<chrono::NaiveDate>,
 }
 
 /// One version of an org's checklist template.

@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::{PgStore, TxError, db_error, retrying};
 use crate::projection::rows::DocRows;
 use crate::store::records::{
-    CatalogItem, Customer, JobFilter, JobListRow, Position, Presence, Records, Site, StockLocation,
-    StockRow, StoredTemplate, Technician, TechnicianRow, Unprojected,
+    Asset, CatalogItem, Customer, JobFilter, JobListRow, Position, Presence, Records, Site,
+    StockLocation, StockRow, StoredTemplate, Technician, TechnicianRow, Unprojected,
 };
 use crate::store::{DocMeta, StoreError, StoreResult, StoredDoc};
 
@@ -755,6 +755,149 @@ impl Records for PgStore {
             Ok(())
         })
         .await
+    }
+
+    async fn update_customer(&self, c: &Customer) -> StoreResult<bool> {
+        let n = sqlx::query!(
+            "UPDATE customers SET name = $3, phone = $4, email = $5 WHERE id = $1 AND org_id = $2",
+            c.id,
+            c.org_id,
+            c.name,
+            c.phone,
+            c.email
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(n.rows_affected() > 0)
+    }
+
+    async fn update_site(&self, s: &Site) -> StoreResult<Option<Uuid>> {
+        sqlx::query_scalar!(
+            "UPDATE sites SET name = $3, address = $4, time_zone = $5
+             WHERE id = $1 AND org_id = $2 RETURNING customer_id",
+            s.id,
+            s.org_id,
+            s.name,
+            s.address,
+            s.time_zone
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn create_asset(&self, a: &Asset) -> StoreResult<()> {
+        // The site must be the org's: the insert takes it from a row of the org or fails.
+        let n = sqlx::query!(
+            "INSERT INTO assets (id, org_id, site_id, name, make, model, serial, vin, install_date)
+             SELECT $1, $2, id, $4, $5, $6, $7, $8, $9 FROM sites WHERE id = $3 AND org_id = $2",
+            a.id,
+            a.org_id,
+            a.site_id,
+            a.name,
+            a.make,
+            a.model,
+            a.serial,
+            a.vin,
+            a.install_date
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        if n.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("site {}", a.site_id)));
+        }
+        Ok(())
+    }
+
+    async fn update_asset(&self, a: &Asset) -> StoreResult<bool> {
+        let site_ok = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM sites WHERE id = $1 AND org_id = $2) AS "ok!""#,
+            a.site_id,
+            a.org_id
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        if !site_ok {
+            return Err(StoreError::NotFound(format!("site {}", a.site_id)));
+        }
+        let n = sqlx::query!(
+            "UPDATE assets SET site_id = $3, name = $4, make = $5, model = $6, serial = $7,
+                               vin = $8, install_date = $9
+             WHERE id = $1 AND org_id = $2",
+            a.id,
+            a.org_id,
+            a.site_id,
+            a.name,
+            a.make,
+            a.model,
+            a.serial,
+            a.vin,
+            a.install_date
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(n.rows_affected() > 0)
+    }
+
+    async fn asset_site(&self, org_id: Uuid, asset: Uuid) -> StoreResult<Option<Uuid>> {
+        let mut tx = tenant_tx(&self.pool, org_id).await.map_err(db_error)?;
+        let site = sqlx::query_scalar!(
+            "SELECT site_id FROM assets WHERE id = $1 AND org_id = $2",
+            asset,
+            org_id
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(site)
+    }
+
+    async fn assets(
+        &self,
+        org_id: Uuid,
+        site: Option<Uuid>,
+        customer: Option<Uuid>,
+    ) -> StoreResult<Vec<(Asset, Uuid)>> {
+        let mut tx = tenant_tx(&self.pool, org_id).await.map_err(db_error)?;
+        let rows = sqlx::query!(
+            "SELECT a.id, a.site_id, a.name, a.make, a.model, a.serial, a.vin, a.install_date,
+                    s.customer_id
+             FROM assets a JOIN sites s ON s.id = a.site_id
+             WHERE a.org_id = $1 AND ($2::uuid IS NULL OR a.site_id = $2)
+               AND ($3::uuid IS NULL OR s.customer_id = $3)
+             ORDER BY a.name, a.id",
+            org_id,
+            site,
+            customer
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                (
+                    Asset {
+                        id: r.id,
+                        org_id,
+                        site_id: r.site_id,
+                        name: r.name,
+                        make: r.make,
+                        model: r.model,
+                        serial: r.serial,
+                        vin: r.vin,
+                        install_date: r.install_date,
+                    },
+                    r.customer_id,
+                )
+            })
+            .collect())
     }
 
     async fn templates(&self, org_id: Uuid) -> StoreResult<Vec<StoredTemplate>> {

@@ -10,8 +10,8 @@ use uuid::Uuid;
 use super::{Id, SqliteStore, doc_meta, live_changes_after, timestamp};
 use crate::projection::rows::{self, ChecklistRows, DocRows, PartsRows, PhotoRow, Take};
 use crate::store::records::{
-    CatalogItem, Customer, JobFilter, JobListRow, Position, Presence, Records, Site, StockLocation,
-    StockRow, StoredTemplate, Technician, TechnicianRow, Unprojected,
+    Asset, CatalogItem, Customer, JobFilter, JobListRow, Position, Presence, Records, Site,
+    StockLocation, StockRow, StoredTemplate, Technician, TechnicianRow, Unprojected,
 };
 use crate::store::{StoreError, StoreResult, StoredDoc};
 
@@ -980,6 +980,142 @@ impl Records for SqliteStore {
         .await
     }
 
+    async fn update_customer(&self, c: &Customer) -> StoreResult<bool> {
+        let c = c.clone();
+        self.call(move |conn| {
+            let n = conn.execute(
+                "UPDATE customers SET name = ?3, phone = ?4, email = ?5
+                 WHERE id = ?1 AND org_id = ?2",
+                params![Id(c.id), Id(c.org_id), c.name, c.phone, c.email],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn update_site(&self, s: &Site) -> StoreResult<Option<Uuid>> {
+        let s = s.clone();
+        self.call(move |conn| {
+            Ok(conn
+                .query_row(
+                    "UPDATE sites SET name = ?3, address = ?4, time_zone = ?5
+                     WHERE id = ?1 AND org_id = ?2 RETURNING customer_id",
+                    params![Id(s.id), Id(s.org_id), s.name, s.address, s.time_zone],
+                    |r| r.get::<_, Id>(0),
+                )
+                .optional()?
+                .map(|i| i.0))
+        })
+        .await
+    }
+
+    async fn create_asset(&self, a: &Asset) -> StoreResult<()> {
+        let a = a.clone();
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            site_of_org(&tx, a.org_id, a.site_id)?;
+            tx.execute(
+                "INSERT INTO assets (id, org_id, site_id, name, make, model, serial, vin,
+                                     install_date)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    Id(a.id),
+                    Id(a.org_id),
+                    Id(a.site_id),
+                    a.name,
+                    a.make,
+                    a.model,
+                    a.serial,
+                    a.vin,
+                    a.install_date.map(|d| d.to_string())
+                ],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update_asset(&self, a: &Asset) -> StoreResult<bool> {
+        let a = a.clone();
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            site_of_org(&tx, a.org_id, a.site_id)?;
+            let n = tx.execute(
+                "UPDATE assets SET site_id = ?3, name = ?4, make = ?5, model = ?6, serial = ?7,
+                                   vin = ?8, install_date = ?9
+                 WHERE id = ?1 AND org_id = ?2",
+                params![
+                    Id(a.id),
+                    Id(a.org_id),
+                    Id(a.site_id),
+                    a.name,
+                    a.make,
+                    a.model,
+                    a.serial,
+                    a.vin,
+                    a.install_date.map(|d| d.to_string())
+                ],
+            )?;
+            tx.commit()?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn asset_site(&self, org_id: Uuid, asset: Uuid) -> StoreResult<Option<Uuid>> {
+        self.call(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT site_id FROM assets WHERE id = ?1 AND org_id = ?2",
+                    params![Id(asset), Id(org_id)],
+                    |r| r.get::<_, Id>(0),
+                )
+                .optional()?
+                .map(|i| i.0))
+        })
+        .await
+    }
+
+    async fn assets(
+        &self,
+        org_id: Uuid,
+        site: Option<Uuid>,
+        customer: Option<Uuid>,
+    ) -> StoreResult<Vec<(Asset, Uuid)>> {
+        self.call(move |conn| {
+            let rows = conn
+                .prepare_cached(
+                    "SELECT a.id, a.site_id, a.name, a.make, a.model, a.serial, a.vin,
+                            a.install_date, s.customer_id
+                     FROM assets a JOIN sites s ON s.id = a.site_id
+                     WHERE a.org_id = ?1 AND (?2 IS NULL OR a.site_id = ?2)
+                       AND (?3 IS NULL OR s.customer_id = ?3)
+                     ORDER BY a.name, a.id",
+                )?
+                .query_map(params![Id(org_id), site.map(Id), customer.map(Id)], |r| {
+                    let date: Option<String> = r.get(7)?;
+                    Ok((
+                        Asset {
+                            id: r.get::<_, Id>(0)?.0,
+                            org_id,
+                            site_id: r.get::<_, Id>(1)?.0,
+                            name: r.get(2)?,
+                            make: r.get(3)?,
+                            model: r.get(4)?,
+                            serial: r.get(5)?,
+                            vin: r.get(6)?,
+                            install_date: date.and_then(|d| d.parse().ok()),
+                        },
+                        r.get::<_, Id>(8)?.0,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     async fn templates(&self, org_id: Uuid) -> StoreResult<Vec<StoredTemplate>> {
         self.call(move |conn| {
             let rows = conn
@@ -1107,6 +1243,19 @@ impl Records for SqliteStore {
         })
         .await
     }
+}
+
+/// `NotFound` unless `site` is a site of `org`.
+fn site_of_org(tx: &Transaction<'_>, org: Uuid, site: Uuid) -> StoreResult<()> {
+    let owner: Option<Id> = tx
+        .query_row("SELECT org_id FROM sites WHERE id = ?1", [Id(site)], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if owner.map(|o| o.0) != Some(org) {
+        return Err(StoreError::NotFound(format!("site {site}")));
+    }
+    Ok(())
 }
 
 fn stored_template(
