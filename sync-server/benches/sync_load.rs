@@ -1105,10 +1105,7 @@ async fn board_feed(addr: SocketAddr, token: String, events: Arc<Mutex<Vec<(i64,
             in_body = true;
         }
         // Chunked transfer coding: `<hex size>\r\n<data>\r\n`, as many as are complete.
-        loop {
-            let Some(line) = raw.windows(2).position(|w| w == b"\r\n") else {
-                break;
-            };
+        while let Some(line) = raw.windows(2).position(|w| w == b"\r\n") {
             let size = usize::from_str_radix(String::from_utf8_lossy(&raw[..line]).trim(), 16)
                 .unwrap_or(0);
             if raw.len() < line + 2 + size + 2 {
@@ -1445,8 +1442,11 @@ struct Tracker {
     done: mpsc::UnboundedSender<(Uuid, Track)>,
     /// For the board's feed: per acknowledged edit, when it was sent and a log position at or
     /// after its change (the newest the server had committed when the ack arrived).
-    board: Option<(Arc<AppState>, Mutex<Vec<(Instant, i64)>>)>,
+    board: Option<(Arc<AppState>, Mutex<Vec<BoardMark>>)>,
 }
+
+/// When an edit was sent, and a log position at or after its change.
+type BoardMark = (Instant, i64);
 
 impl Tracker {
     fn update(&self, doc: Uuid, f: impl FnOnce(&mut Track)) {
