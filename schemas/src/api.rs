@@ -826,3 +826,20 @@ pub fn is_vin(s: &str) -> bool {
         && s.chars()
             .all(|c| c.is_ascii_digit() || (c.is_ascii_uppercase() && !"IOQ".contains(c)))
 }
+
+/// A part line of a job with the catalog's prices, as projected (`GET /api/v1/jobs/{id}`).
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PricedLine {
+    pub line_id: String,
+    pub sku: String,
+    pub description: String,
+    pub qty: f64,
+    pub unit: Option<String>,
+    /// The stock location the part came from (`VAN-ANA`, `WH1`).
+    pub location: Option<String>,
+    /// `None` for a SKU the catalog does not price.
+    pub unit_price_cents: Option<i64>,
+    pub unit_cost_cents: Option<i64>,
+    /// `qty × unit price`, rounded to the cent.
+    pub total_cents: Option<i64>,
+}

@@ -311,6 +311,29 @@ async fn reference_data(backend: Backend) {
     assert_eq!(item["customer"]["id"], cid.as_str(), "{item}");
     assert_eq!(item["site"]["id"], sid, "{item}");
     assert_eq!(item["parts"], 1, "{item}");
+
+    // The job's detail prices the line from the catalog and keeps the audit trail.
+    let (_, catalog) = d.call("GET", "/api/v1/catalog", None).await;
+    let price = catalog
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["sku"] == "BELT-A42")
+        .unwrap()["unit_price_cents"]
+        .as_i64()
+        .unwrap();
+    let (s, detail) = d.call("GET", &format!("/api/v1/jobs/{job_id}"), None).await;
+    assert_eq!(s, 200, "{detail}");
+    let line = &detail["parts_priced"][0];
+    assert_eq!(line["sku"], "BELT-A42", "{detail}");
+    assert_eq!(line["unit_price_cents"], price, "{line}");
+    assert_eq!(line["total_cents"], 2 * price, "{line}");
+    assert!(
+        line["location"].as_str().unwrap().starts_with("VAN"),
+        "{line}"
+    );
+    assert_eq!(detail["parts_total_cents"], 2 * price, "{detail}");
+    assert!(detail["audit"].is_array(), "{detail}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,7 +36,15 @@ pub struct JobReply {
     pub number: Option<String>,
     #[serde(flatten)]
     pub view: JobView,
+    /// The flags not yet resolved.
     pub flags: Vec<Flag>,
+    /// The job's whole audit trail, oldest first (flags, their resolutions, repairs).
+    pub audit: Vec<crate::store::AuditRecord>,
+    /// The part lines with the catalog's prices (as projected: a line synced a moment ago may
+    /// not be here yet).
+    pub parts_priced: Vec<schemas::api::PricedLine>,
+    /// The sum of the priced lines' totals, in cents.
+    pub parts_total_cents: i64,
 }
 
 /// A flag on a job: a stable `code` (the audit action: `repair`, `conflict`, `after_unassign`,
@@ -69,18 +77,16 @@ pub async fn get_job(
     let me = caller.actor();
     me.org_reader()?;
     let (view, tag) = jobs::job_view_tagged(&app, me.org_id, id).await?;
-    let flags = app
-        .store
-        .job_audit(id)
-        .await?
-        .into_iter()
-        .collect::<Vec<_>>();
-    let resolved = jobs::resolved_flags(&flags);
-    let flags = flags
-        .into_iter()
+    let audit = app.store.job_audit(id).await?;
+    let resolved = jobs::resolved_flags(&audit);
+    let flags = audit
+        .iter()
         .filter(|a| a.flagged && !resolved.contains(&a.id))
+        .cloned()
         .map(Flag::from)
         .collect();
+    let parts_priced = app.store.records().job_parts(me.org_id, id).await?;
+    let parts_total_cents = parts_priced.iter().filter_map(|l| l.total_cents).sum();
     let number = app
         .store
         .records()
@@ -93,6 +99,9 @@ pub async fn get_job(
             number,
             view,
             flags,
+            audit,
+            parts_priced,
+            parts_total_cents,
         }),
     ))
 }

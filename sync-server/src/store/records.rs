@@ -202,6 +202,12 @@ pub trait Records: Send + Sync + 'static {
         at: DateTime<Utc>,
     ) -> StoreResult<()>;
 
+    /// A job's projected part lines with their catalog prices, in line order.
+    async fn job_parts(
+        &self,
+        org_id: Uuid,
+        job_id: Uuid,
+    ) -> StoreResult<Vec<schemas::api::PricedLine>>;
     /// Change a customer's name and contacts; false when it is not the org's customer.
     async fn update_customer(&self, c: &Customer) -> StoreResult<bool>;
     /// Change a site's name, address and time zone; the site's customer, or `None` when it is

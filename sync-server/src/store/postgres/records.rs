@@ -757,6 +757,41 @@ impl Records for PgStore {
         .await
     }
 
+    async fn job_parts(
+        &self,
+        org_id: Uuid,
+        job_id: Uuid,
+    ) -> StoreResult<Vec<schemas::api::PricedLine>> {
+        let mut tx = tenant_tx(&self.pool, org_id).await.map_err(db_error)?;
+        let rows = sqlx::query!(
+            r#"SELECT p.line_id, p.sku, p.description, p.qty, p.unit, l.code AS "code?",
+                      p.unit_price_cents, p.unit_cost_cents
+               FROM job_parts p LEFT JOIN stock_locations l ON l.id = p.location_id
+               WHERE p.org_id = $1 AND p.job_id = $2 ORDER BY p.at, p.line_id"#,
+            org_id,
+            job_id
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                crate::projection::rows::priced(
+                    r.line_id,
+                    r.sku,
+                    r.description,
+                    r.qty,
+                    r.unit,
+                    r.code,
+                    r.unit_price_cents,
+                    r.unit_cost_cents,
+                )
+            })
+            .collect())
+    }
+
     async fn update_customer(&self, c: &Customer) -> StoreResult<bool> {
         let n = sqlx::query!(
             "UPDATE customers SET name = $3, phone = $4, email = $5 WHERE id = $1 AND org_id = $2",

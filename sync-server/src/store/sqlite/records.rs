@@ -980,6 +980,37 @@ impl Records for SqliteStore {
         .await
     }
 
+    async fn job_parts(
+        &self,
+        org_id: Uuid,
+        job_id: Uuid,
+    ) -> StoreResult<Vec<schemas::api::PricedLine>> {
+        self.call(move |conn| {
+            let rows = conn
+                .prepare_cached(
+                    "SELECT p.line_id, p.sku, p.description, p.qty, p.unit, l.code,
+                            p.unit_price_cents, p.unit_cost_cents
+                     FROM job_parts p LEFT JOIN stock_locations l ON l.id = p.location_id
+                     WHERE p.org_id = ?1 AND p.job_id = ?2 ORDER BY p.at, p.line_id",
+                )?
+                .query_map(params![Id(org_id), Id(job_id)], |r| {
+                    Ok(crate::projection::rows::priced(
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     async fn update_customer(&self, c: &Customer) -> StoreResult<bool> {
         let c = c.clone();
         self.call(move |conn| {
