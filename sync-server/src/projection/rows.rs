@@ -311,6 +311,31 @@ pub fn stock_deltas(wanted: &[Take], taken: &[Take]) -> Vec<Take> {
         .collect()
 }
 
+/// A projected part line with its prices, and its total (`qty × unit price`, to the cent).
+#[allow(clippy::too_many_arguments)]
+pub fn priced(
+    line_id: String,
+    sku: String,
+    description: String,
+    qty: f64,
+    unit: Option<String>,
+    location: Option<String>,
+    unit_price_cents: Option<i64>,
+    unit_cost_cents: Option<i64>,
+) -> schemas::api::PricedLine {
+    schemas::api::PricedLine {
+        total_cents: unit_price_cents.map(|p| (qty * p as f64).round() as i64),
+        line_id,
+        sku,
+        description,
+        qty,
+        unit,
+        location,
+        unit_price_cents,
+        unit_cost_cents,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,30 +411,5 @@ mod tests {
             }
             assert_eq!(apply(&taken, &[]), apply(&state, &[]));
         }
-    }
-}
-
-/// A projected part line with its prices, and its total (`qty × unit price`, to the cent).
-#[allow(clippy::too_many_arguments)]
-pub fn priced(
-    line_id: String,
-    sku: String,
-    description: String,
-    qty: f64,
-    unit: Option<String>,
-    location: Option<String>,
-    unit_price_cents: Option<i64>,
-    unit_cost_cents: Option<i64>,
-) -> schemas::api::PricedLine {
-    schemas::api::PricedLine {
-        total_cents: unit_price_cents.map(|p| (qty * p as f64).round() as i64),
-        line_id,
-        sku,
-        description,
-        qty,
-        unit,
-        location,
-        unit_price_cents,
-        unit_cost_cents,
     }
 }
