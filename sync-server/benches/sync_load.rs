@@ -1130,12 +1130,12 @@ async fn board_feed(addr: SocketAddr, token: String, events: Arc<Mutex<Vec<(i64,
     }
 }
 
-/// The cumulative buckets `(upper bound in s, count)` of `projection_lag_seconds`.
+/// The cumulative buckets `(upper bound in s, count)` of `fieldsync_projection_lag_seconds`.
 fn lag_buckets(metrics: &str) -> Vec<(f64, u64)> {
     metrics
         .lines()
         .filter_map(|l| {
-            let rest = l.strip_prefix("projection_lag_seconds_bucket{le=\"")?;
+            let rest = l.strip_prefix("fieldsync_projection_lag_seconds_bucket{le=\"")?;
             let (le, tail) = rest.split_once("\"}")?;
             let le = if le == "+Inf" {
                 f64::INFINITY
