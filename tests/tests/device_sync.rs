@@ -280,6 +280,19 @@ fn the_cli_queues_a_photo_and_sync_uploads_it_with_events() {
         "{lines:?}"
     );
     assert_eq!(lines.last().unwrap()["uploads"]["done"], 1, "{lines:?}");
+    // The setup's sync fetched the org's checklist templates: this one found them current.
+    let templates = &lines.last().unwrap()["templates"];
+    assert_eq!(templates["changed"], false, "{templates}");
+    assert_eq!(
+        templates["templates"],
+        schemas::template::builtin().len(),
+        "{templates}"
+    );
+    let listed = shell_ok(dir, &["templates"]);
+    assert!(
+        listed.as_array().unwrap().iter().all(|t| t["version"] == 0),
+        "{listed}"
+    );
     assert!(
         shell_ok(dir, &["status"])["uploads"]
             .as_array()
@@ -337,6 +350,8 @@ fn cli_setup(
         .write_all(fieldsync_e2e::PASSWORD.as_bytes())
         .unwrap();
     assert!(login.wait().unwrap().success());
-    shell_ok(device.path(), &["sync", "--once"]);
+    let first = shell_ok(device.path(), &["sync", "--once"]);
+    // The first sync also fetched the org's checklist templates.
+    assert_eq!(first["templates"]["changed"], true, "{first}");
     (server, server_dir, job, device)
 }
