@@ -14,6 +14,9 @@ use uuid::Uuid;
 
 use crate::state::AppState;
 
+/// How often a node prunes superseded presence rows.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
 #[derive(Default)]
 pub struct Presence {
     /// user → (org, connections on this node).
@@ -57,15 +60,23 @@ impl Presence {
 /// interval) and every interval as a heartbeat. A failed write is retried at the next turn.
 pub async fn run(app: Arc<AppState>) {
     let every = app.config.presence_interval;
+    let mut last_prune = std::time::Instant::now();
     loop {
         let now = Utc::now();
-        if let Err(e) = app
-            .store
-            .records()
+        let records = app.store.records();
+        if let Err(e) = records
             .put_presence(app.node, now, &app.presence.snapshot())
             .await
         {
             tracing::warn!(error = %e, "could not record who is connected");
+        }
+        // Every node that ever ran leaves a row per user it served: now and then, drop those
+        // a newer row supersedes (each user keeps their newest, so their last sync stays).
+        if last_prune.elapsed() >= PRUNE_EVERY {
+            last_prune = std::time::Instant::now();
+            if let Err(e) = records.prune_presence(now - Presence::ttl(every)).await {
+                tracing::warn!(error = %e, "could not prune old presence rows");
+            }
         }
         // Changes inside one interval share a write.
         tokio::select! {

@@ -174,3 +174,53 @@ async fn board_streams_are_capped_per_user() {
     .await
     .unwrap();
 }
+
+/// Rows of nodes that stopped are pruned once a newer row supersedes them; each user keeps
+/// their newest, so their last sync is never lost.
+async fn pruning_keeps_each_users_last_sync(backend: Backend) {
+    let home = ServerHome::new(backend).await;
+    let server = TestServer::start(&home).await;
+    let team = Team::create(server.store(), &["ana", "ben"]).await;
+    let (ana, ben, org) = (team.techs[0].id, team.techs[1].id, team.org.id);
+    let records = server.store().records();
+    let now = chrono::Utc::now();
+    let (old, newer) = (
+        now - chrono::Duration::hours(3),
+        now - chrono::Duration::hours(2),
+    );
+    let (dead, alive) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    // A node that died served both; another served only ana since.
+    records
+        .put_presence(dead, old, &[(ana, org, 1), (ben, org, 1)])
+        .await
+        .unwrap();
+    records.put_presence(dead, old, &[]).await.unwrap();
+    records
+        .put_presence(alive, newer, &[(ana, org, 1)])
+        .await
+        .unwrap();
+    records.put_presence(alive, newer, &[]).await.unwrap();
+    let pruned = records.prune_presence(now).await.unwrap();
+    assert_eq!(pruned, 1, "only ana's row of the dead node is superseded");
+    let seen = records.presence(org, now).await.unwrap();
+    let last = |u| {
+        seen.iter()
+            .find(|p| p.user_id == u)
+            .unwrap()
+            .last_seen
+            .unwrap()
+    };
+    assert_eq!(last(ana).timestamp_micros(), newer.timestamp_micros());
+    assert_eq!(last(ben).timestamp_micros(), old.timestamp_micros());
+    assert!(seen.iter().all(|p| !p.online));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_keeps_each_users_last_sync_sqlite() {
+    pruning_keeps_each_users_last_sync(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_keeps_each_users_last_sync_postgres() {
+    pruning_keeps_each_users_last_sync(Backend::Postgres).await;
+}

@@ -248,6 +248,9 @@ pub trait Records: Send + Sync + 'static {
         at: DateTime<Utc>,
         connected: &[(Uuid, Uuid, u32)],
     ) -> StoreResult<()>;
+    /// Drop rows last refreshed before `before` that a newer row of the same user supersedes
+    /// (rows of nodes that stopped): each user keeps their newest row, so `last_seen` stays.
+    async fn prune_presence(&self, before: DateTime<Utc>) -> StoreResult<u64>;
     /// Per technician of the org: whether some node saw them connected at or after `fresh_after`,
     /// and when they were last seen connected anywhere.
     async fn presence(

@@ -1037,6 +1037,19 @@ impl Records for PgStore {
         .await
     }
 
+    async fn prune_presence(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let done = sqlx::query!(
+            "DELETE FROM presence p
+             WHERE p.seen_at < $1 AND EXISTS (
+                 SELECT 1 FROM presence q WHERE q.user_id = p.user_id AND q.seen_at > p.seen_at)",
+            before
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(done.rows_affected())
+    }
+
     async fn presence(
         &self,
         org_id: Uuid,

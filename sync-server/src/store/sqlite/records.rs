@@ -1251,6 +1251,20 @@ impl Records for SqliteStore {
         .await
     }
 
+    async fn prune_presence(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        self.call(move |conn| {
+            let n = conn.execute(
+                "DELETE FROM presence AS p
+                 WHERE p.seen_at < ?1 AND EXISTS (
+                     SELECT 1 FROM presence q
+                     WHERE q.user_id = p.user_id AND q.seen_at > p.seen_at)",
+                [micros(before)],
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     async fn presence(
         &self,
         org_id: Uuid,
