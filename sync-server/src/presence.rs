@@ -19,34 +19,58 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
 pub struct Presence {
-    /// user → (org, connections on this node).
-    here: Mutex<HashMap<Uuid, (Uuid, u32)>>,
+    inner: Mutex<Here>,
     changed: Notify,
+}
+
+#[derive(Default)]
+struct Here {
+    /// user → (org, connections on this node).
+    connected: HashMap<Uuid, (Uuid, u32)>,
+    /// Users who left this node since the last write, and when: a sync shorter than one write
+    /// interval (`sync --once`) still counts as their last sync.
+    left: HashMap<Uuid, (Uuid, DateTime<Utc>)>,
 }
 
 impl Presence {
     pub fn connect(&self, user: Uuid, org: Uuid) {
-        let mut here = self.here.lock().expect("presence lock");
-        here.entry(user).or_insert((org, 0)).1 += 1;
+        let mut here = self.inner.lock().expect("presence lock");
+        here.connected.entry(user).or_insert((org, 0)).1 += 1;
+        here.left.remove(&user);
         drop(here);
         self.changed.notify_one();
     }
 
     pub fn disconnect(&self, user: Uuid) {
-        let mut here = self.here.lock().expect("presence lock");
-        if let Some(entry) = here.get_mut(&user) {
+        let mut here = self.inner.lock().expect("presence lock");
+        if let Some(entry) = here.connected.get_mut(&user) {
             entry.1 = entry.1.saturating_sub(1);
             if entry.1 == 0 {
-                here.remove(&user);
+                let org = entry.0;
+                here.connected.remove(&user);
+                here.left.insert(user, (org, Utc::now()));
             }
         }
         drop(here);
         self.changed.notify_one();
     }
 
+    /// What to write: everyone connected here, and everyone who left since the last write (with
+    /// no connections, so their row records this as their last sync).
     fn snapshot(&self) -> Vec<(Uuid, Uuid, u32)> {
-        let here = self.here.lock().expect("presence lock");
-        here.iter().map(|(u, (o, n))| (*u, *o, *n)).collect()
+        let here = self.inner.lock().expect("presence lock");
+        here.connected
+            .iter()
+            .map(|(u, (o, n))| (*u, *o, *n))
+            .chain(here.left.iter().map(|(u, (o, _))| (*u, *o, 0)))
+            .collect()
+    }
+
+    /// A write made at `at` succeeded: who left before then is in the store now (who left
+    /// since stays for the next write).
+    fn written(&self, at: DateTime<Utc>) {
+        let mut here = self.inner.lock().expect("presence lock");
+        here.left.retain(|_, (_, left)| *left > at);
     }
 
     /// How long a node's word that a user is connected holds without a refresh: three
@@ -64,11 +88,10 @@ pub async fn run(app: Arc<AppState>) {
     loop {
         let now = Utc::now();
         let records = app.store.records();
-        if let Err(e) = records
-            .put_presence(app.node, now, &app.presence.snapshot())
-            .await
-        {
-            tracing::warn!(error = %e, "could not record who is connected");
+        let snapshot = app.presence.snapshot();
+        match records.put_presence(app.node, now, &snapshot).await {
+            Ok(()) => app.presence.written(now),
+            Err(e) => tracing::warn!(error = %e, "could not record who is connected"),
         }
         // Every node that ever ran leaves a row per user it served: now and then, drop those
         // a newer row supersedes (each user keeps their newest, so their last sync stays).
@@ -101,11 +124,48 @@ pub async fn of_org(
         .into_iter()
         .map(|p| (p.user_id, (p.online, p.last_seen)))
         .collect();
-    // This node knows its own connections before it writes them.
-    for (user, (o, _)) in app.presence.here.lock().expect("presence lock").iter() {
+    // This node knows its own connections, and who just left it, before it writes them.
+    let here = app.presence.inner.lock().expect("presence lock");
+    for (user, (o, _)) in &here.connected {
         if *o == org {
             out.insert(*user, (true, Some(now)));
         }
     }
+    for (user, (o, at)) in &here.left {
+        if *o == org {
+            let entry = out.entry(*user).or_insert((false, None));
+            if entry.1.is_none_or(|seen| seen < *at) {
+                entry.1 = Some(*at);
+            }
+        }
+    }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_shorter_than_a_write_is_still_written() {
+        let p = Presence::default();
+        let (user, org) = (Uuid::now_v7(), Uuid::now_v7());
+        p.connect(user, org);
+        p.connect(user, org);
+        assert_eq!(p.snapshot(), vec![(user, org, 2)]);
+        p.disconnect(user);
+        assert_eq!(p.snapshot(), vec![(user, org, 1)]);
+        p.disconnect(user);
+        // Gone, but the next write records when they were last here.
+        assert_eq!(p.snapshot(), vec![(user, org, 0)]);
+        let before = Utc::now() - chrono::Duration::seconds(1);
+        p.written(before);
+        assert_eq!(
+            p.snapshot().len(),
+            1,
+            "left after that write: kept for the next"
+        );
+        p.written(Utc::now());
+        assert!(p.snapshot().is_empty());
+    }
 }

@@ -81,8 +81,19 @@ async fn presence_across_nodes(backend: Backend) {
     assert_eq!(before["online"], false);
     assert_eq!(before["last_sync_at"], Value::Null, "never synced");
 
+    // A one-shot sync, shorter than a presence write: still the last sync, everywhere.
+    let mut device = Device::new(one.store(), &team.techs[0]).await;
+    device.sync_to(&one.url).await.unwrap();
+    let start = Instant::now();
+    while ana_on(&other_url, &token, &ana).await["last_sync_at"].is_null() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "a short sync never became the last sync"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // Connected to node one: online on the other node too, with a last sync time.
-    let device = Device::new(one.store(), &team.techs[0]).await;
     let stop = Arc::new(AtomicBool::new(false));
     let live = connect(device, one.url.clone(), stop.clone());
     let row = wait_online(&other_url, &token, &ana, true).await;
