@@ -9,6 +9,7 @@ use std::time::Duration;
 use fieldsync_e2e::{Backend, Device, ServerHome, Team, TestServer, access_token, api};
 use schemas::parts::NewPartLine;
 use serde_json::{Value, json};
+use sync_server::store::User;
 
 struct Client {
     url: String,
@@ -27,23 +28,28 @@ impl Client {
     }
 }
 
+/// A client per user, each with a token of its own.
+async fn clients<const N: usize>(server: &TestServer, users: [&User; N]) -> [Client; N] {
+    let mut out = Vec::new();
+    for u in users {
+        out.push(Client {
+            url: server.url.clone(),
+            token: access_token(server.store(), u, None).await,
+        });
+    }
+    out.try_into().unwrap_or_else(|_| unreachable!())
+}
+
 async fn reference_data(backend: Backend) {
     let home = ServerHome::new(backend).await;
     let server = TestServer::start(&home).await;
     let team = Team::create(server.store(), &["ana"]).await;
     let other = Team::create(server.store(), &["zed"]).await;
-    let d = Client {
-        url: server.url.clone(),
-        token: access_token(server.store(), &team.dispatcher, None).await,
-    };
-    let stranger = Client {
-        url: server.url.clone(),
-        token: access_token(server.store(), &other.dispatcher, None).await,
-    };
-    let tech = Client {
-        url: server.url.clone(),
-        token: access_token(server.store(), &team.techs[0], None).await,
-    };
+    let [d, stranger, tech] = clients(
+        &server,
+        [&team.dispatcher, &other.dispatcher, &team.techs[0]],
+    )
+    .await;
 
     // Customers and sites.
     let (s, customer) = d
@@ -353,18 +359,11 @@ async fn assets_and_updates(backend: Backend) {
     let server = TestServer::start(&home).await;
     let team = Team::create(server.store(), &["ana"]).await;
     let other = Team::create(server.store(), &["zed"]).await;
-    let d = Client {
-        url: server.url.clone(),
-        token: access_token(server.store(), &team.dispatcher, None).await,
-    };
-    let stranger = Client {
-        url: server.url.clone(),
-        token: access_token(server.store(), &other.dispatcher, None).await,
-    };
-    let tech = Client {
-        url: server.url.clone(),
-        token: access_token(server.store(), &team.techs[0], None).await,
-    };
+    let [d, stranger, tech] = clients(
+        &server,
+        [&team.dispatcher, &other.dispatcher, &team.techs[0]],
+    )
+    .await;
     let (_, customer) = d
         .call(
             "POST",

@@ -813,16 +813,11 @@ impl Records for SqliteStore {
     }
 
     async fn site_customer(&self, org_id: Uuid, site_id: Uuid) -> StoreResult<Option<Uuid>> {
-        self.call(move |conn| {
-            Ok(conn
-                .query_row(
-                    "SELECT customer_id FROM sites WHERE id = ?1 AND org_id = ?2",
-                    params![Id(site_id), Id(org_id)],
-                    |r| r.get::<_, Id>(0),
-                )
-                .optional()?
-                .map(|i| i.0))
-        })
+        self.org_row_id(
+            "SELECT customer_id FROM sites WHERE id = ?1 AND org_id = ?2",
+            site_id,
+            org_id,
+        )
         .await
     }
 
@@ -1095,16 +1090,11 @@ impl Records for SqliteStore {
     }
 
     async fn asset_site(&self, org_id: Uuid, asset: Uuid) -> StoreResult<Option<Uuid>> {
-        self.call(move |conn| {
-            Ok(conn
-                .query_row(
-                    "SELECT site_id FROM assets WHERE id = ?1 AND org_id = ?2",
-                    params![Id(asset), Id(org_id)],
-                    |r| r.get::<_, Id>(0),
-                )
-                .optional()?
-                .map(|i| i.0))
-        })
+        self.org_row_id(
+            "SELECT site_id FROM assets WHERE id = ?1 AND org_id = ?2",
+            asset,
+            org_id,
+        )
         .await
     }
 
@@ -1285,6 +1275,26 @@ impl Records for SqliteStore {
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
+        })
+        .await
+    }
+}
+
+impl SqliteStore {
+    /// The id `sql` selects from the row it finds for `?1 = id` and `?2 = org`: a reference
+    /// of one of the org's records (a site's customer, an asset's site), `None` when the record
+    /// is not the org's.
+    async fn org_row_id(
+        &self,
+        sql: &'static str,
+        id: Uuid,
+        org: Uuid,
+    ) -> StoreResult<Option<Uuid>> {
+        self.call(move |conn| {
+            Ok(conn
+                .query_row(sql, params![Id(id), Id(org)], |r| r.get::<_, Id>(0))
+                .optional()?
+                .map(|i| i.0))
         })
         .await
     }
