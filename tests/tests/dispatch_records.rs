@@ -544,6 +544,37 @@ async fn assets_and_updates(backend: Backend) {
     let (s, list) = d.call("GET", "/api/v1/jobs?q=QC", None).await;
     assert_eq!(s, 200, "{list}");
     assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    // The list by customer: this customer's job only; another org's customer is refused.
+    let (_, untied) = d
+        .call(
+            "POST",
+            "/api/v1/jobs",
+            Some(json!({"title": "No customer"})),
+        )
+        .await;
+    fieldsync_e2e::projection_caught_up(server.store()).await;
+    let (s, list) = d
+        .call("GET", &format!("/api/v1/jobs?customer={cid}"), None)
+        .await;
+    assert_eq!(s, 200, "{list}");
+    let ids: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [job["id"].as_str().unwrap()], "{list}");
+    assert_ne!(ids[0], untied["id"].as_str().unwrap());
+    for bad in [
+        other_customer["id"].as_str().unwrap().to_string(),
+        "nope".to_string(),
+    ] {
+        let (s, e) = d
+            .call("GET", &format!("/api/v1/jobs?customer={bad}"), None)
+            .await;
+        assert_eq!(s, 400, "{e}");
+        assert!(e["message"].as_str().unwrap().contains("customer"), "{e}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -118,8 +118,8 @@ fn parse_cursor(v: &str) -> Option<(DateTime<Utc>, Uuid)> {
     ))
 }
 
-/// `GET /api/v1/jobs?status=&technician=&from=&to=&q=&flagged=&cursor=&limit=`
-#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", params(("status" = Option<String>, Query, description = "a job status"), ("technician" = Option<String>, Query, description = "a technician's user id or name"), ("from" = Option<String>, Query, description = "RFC 3339 time or date: scheduled from"), ("to" = Option<String>, Query, description = "RFC 3339 time or date: scheduled before"), ("q" = Option<String>, Query, description = "text in the title, customer, site or number"), ("flagged" = Option<bool>, Query), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("limit" = Option<i64>, Query, description = "1 to 500, default 100")), responses((status = 200, body = schemas::api::JobList), (status = 400, description = "bad-query: names the parameter", body = schemas::api::ErrorBody), (status = 401, description = "no or expired token", body = schemas::api::ErrorBody), (status = 403, description = "the caller's role may not", body = schemas::api::ErrorBody)), security(("bearer" = [])))]
+/// `GET /api/v1/jobs?status=&technician=&customer=&from=&to=&q=&flagged=&cursor=&limit=`
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", params(("status" = Option<String>, Query, description = "a job status"), ("technician" = Option<String>, Query, description = "a technician's user id or name"), ("customer" = Option<Uuid>, Query, description = "one customer's jobs"), ("from" = Option<String>, Query, description = "RFC 3339 time or date: scheduled from"), ("to" = Option<String>, Query, description = "RFC 3339 time or date: scheduled before"), ("q" = Option<String>, Query, description = "text in the title, customer, site or number"), ("flagged" = Option<bool>, Query), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("limit" = Option<i64>, Query, description = "1 to 500, default 100")), responses((status = 200, body = schemas::api::JobList), (status = 400, description = "bad-query: names the parameter", body = schemas::api::ErrorBody), (status = 401, description = "no or expired token", body = schemas::api::ErrorBody), (status = 403, description = "the caller's role may not", body = schemas::api::ErrorBody)), security(("bearer" = [])))]
 pub async fn list_jobs(
     State(app): State<Arc<AppState>>,
     caller: Caller,
@@ -130,6 +130,7 @@ pub async fn list_jobs(
     params.only(&[
         "status",
         "technician",
+        "customer",
         "from",
         "to",
         "q",
@@ -157,6 +158,12 @@ pub async fn list_jobs(
             }
         }
     };
+    let customer = params.parse("customer", "not a customer id", |v| v.parse::<Uuid>().ok())?;
+    if let Some(c) = customer
+        && !app.store.records().customer_exists(me.org_id, c).await?
+    {
+        return Err(bad_param("customer", "no such customer in your org"));
+    }
     let from = params.parse("from", "not an RFC 3339 time or a date", parse_time)?;
     let to = params.parse("to", "not an RFC 3339 time or a date", parse_time)?;
     if let (Some(f), Some(t)) = (from, to)
@@ -181,6 +188,7 @@ pub async fn list_jobs(
     let filter = JobFilter {
         status,
         technician,
+        customer,
         from,
         to,
         q,

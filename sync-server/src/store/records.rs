@@ -38,6 +38,7 @@ pub struct Position {
 pub struct JobFilter {
     pub status: Option<String>,
     pub technician: Option<Uuid>,
+    pub customer: Option<Uuid>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     pub q: Option<String>,

@@ -365,6 +365,7 @@ impl Records for PgStore {
                                               WHERE r.job_id = j.id AND r.action = 'resolved'
                                                 AND r.before->>'flag' = a.id::text)))
                  AND ($8::timestamptz IS NULL OR (j.sort_at, j.id) > ($8, $9::uuid))
+                 AND ($11::uuid IS NULL OR j.customer_id = $11)
                ORDER BY j.sort_at, j.id
                LIMIT $10"#,
             org_id,
@@ -377,6 +378,7 @@ impl Records for PgStore {
             f.after.map(|a| a.0),
             f.after.map(|a| a.1),
             f.limit,
+            f.customer,
         )
         .fetch_all(&mut *tx)
         .await

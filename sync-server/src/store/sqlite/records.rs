@@ -587,6 +587,7 @@ impl Records for SqliteStore {
                                                     WHERE r.job_id = j.id AND r.action = 'resolved'
                                                       AND json_extract(r.before, '$.flag') = a.id)))
                        AND (j.sort_at, j.id) > (COALESCE(?8, -9223372036854775808), COALESCE(?9, ''))
+                       AND (?11 IS NULL OR j.customer_id = ?11)
                      ORDER BY j.sort_at, j.id
                      LIMIT ?10",
                 )?
@@ -602,6 +603,7 @@ impl Records for SqliteStore {
                         f.after.map(|a| micros(a.0)),
                         f.after.map(|a| Id(a.1)),
                         f.limit,
+                        f.customer.map(Id),
                     ],
                     |r| {
                         let assignees: String = r.get(12)?;
