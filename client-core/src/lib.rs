@@ -29,6 +29,7 @@ pub mod repairs;
 mod replica;
 pub mod sync;
 pub mod templates;
+pub mod tls;
 pub mod uploads;
 mod writer;
 

@@ -30,6 +30,15 @@ fn http_error(server: &str, e: ureq::Error) -> Error {
     }
 }
 
+/// The agent of sign-in and refresh: the device's TLS roots, an error status an `Err`.
+fn http_agent() -> Result<ureq::Agent> {
+    crate::tls::agent(
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_secs(60),
+        true,
+    )
+}
+
 /// Sign in, register this device, and keep the server URL and tokens in the replica.
 pub fn login(
     r: &mut Replica,
@@ -44,7 +53,8 @@ pub fn login(
         password: password.to_owned(),
         device_name: Some(device_name.to_owned()),
     };
-    let reply: LoginReply = ureq::post(format!("{server}/api/v1/auth/login"))
+    let reply: LoginReply = http_agent()?
+        .post(format!("{server}/api/v1/auth/login"))
         .send_json(&body)
         .map_err(|e| http_error(server, e))?
         .body_mut()
@@ -84,7 +94,8 @@ pub fn credentials(r: &mut Replica) -> Result<(String, String)> {
     let refresh = r
         .meta("refresh_token")?
         .ok_or_else(|| Error::InvalidValue("not signed in: run `login` first".into()))?;
-    let reply: RefreshReply = ureq::post(format!("{server}/api/v1/auth/refresh"))
+    let reply: RefreshReply = http_agent()?
+        .post(format!("{server}/api/v1/auth/refresh"))
         .send_json(RefreshRequest {
             refresh_token: refresh,
         })

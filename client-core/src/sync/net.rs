@@ -167,7 +167,15 @@ async fn session(
     request.headers_mut().insert("authorization", bearer);
     // `true`: TCP_NODELAY, so a small frame (one edit) goes out at once rather than after the
     // server's delayed ACK.
-    let (ws, _) = match tokio_tungstenite::connect_async_with_config(request, None, true).await {
+    let tls = tokio_tungstenite::Connector::Rustls(crate::tls::rustls_config()?);
+    let (ws, _) = match tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        None,
+        true,
+        Some(tls),
+    )
+    .await
+    {
         Ok(ok) => ok,
         Err(tungstenite::Error::Http(resp)) if resp.status() == 401 => {
             let body = resp

@@ -18,12 +18,7 @@ pub struct Refreshed {
 
 /// Ask the server for the org's templates and keep them.
 pub fn refresh(r: &Replica, server: &str, token: &str) -> Result<Refreshed> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_connect(Some(Duration::from_secs(10)))
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into();
+    let agent = crate::tls::agent(Duration::from_secs(10), Duration::from_secs(60), false)?;
     let url = format!("{}/api/v1/templates", server.trim_end_matches('/'));
     let mut req = agent
         .get(&url)

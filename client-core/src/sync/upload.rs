@@ -66,7 +66,7 @@ pub fn upload_pending(
     chunk_bytes: usize,
     on_event: &mut dyn FnMut(&UploadEvent),
 ) -> Result<UploadSummary> {
-    let client = Client::new(server, token);
+    let client = Client::new(server, token)?;
     let mut summary = UploadSummary::default();
     let waiting: Vec<Upload> = r
         .uploads_waiting()?
@@ -192,19 +192,14 @@ struct Client {
 }
 
 impl Client {
-    fn new(server: &str, token: &str) -> Client {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            // Statuses are the protocol here (409, 410, 460): read them, do not fail on them.
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(10)))
-            .timeout_global(Some(Duration::from_secs(120)))
-            .build()
-            .into();
-        Client {
+    fn new(server: &str, token: &str) -> Result<Client> {
+        // Statuses are the protocol here (409, 410, 460): the agent reads them, not fails.
+        let agent = crate::tls::agent(Duration::from_secs(10), Duration::from_secs(120), false)?;
+        Ok(Client {
             agent,
             server: server.trim_end_matches('/').to_string(),
             token: token.to_string(),
-        }
+        })
     }
 
     fn bearer(&self) -> String {
