@@ -81,3 +81,18 @@ pub fn agent(connect: Duration, total: Duration, status_errors: bool) -> Result<
         .build()
         .into())
 }
+
+/// What to tell the user when the TLS handshake with `server` failed: usually a certificate
+/// the trusted roots do not vouch for.
+pub fn refused(server: &str, e: &dyn std::fmt::Display) -> String {
+    format!(
+        "cannot set up TLS with {server}: {e} (a server whose certificate comes from a private CA \
+         needs that CA in {CA_FILE_VAR})"
+    )
+}
+
+/// The TLS failure inside an I/O error, if that is what it is (ureq reports a refused
+/// certificate as I/O): not "offline", and not worth retrying as it stands.
+pub fn failure_in(e: &std::io::Error) -> Option<&rustls::Error> {
+    e.get_ref()?.downcast_ref::<rustls::Error>()
+}

@@ -152,8 +152,9 @@ async fn the_device_signs_in_syncs_and_uploads_over_tls() {
             PASSWORD,
         );
         assert_eq!(out.status.code(), Some(1));
-        let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
-        assert!(err.contains("certificate"), "{err}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("cannot set up TLS"), "{err}");
+        assert!(err.contains("FIELDSYNC_CA_FILE"), "{err}");
 
         // A CA file that holds no certificate is named, not ignored.
         let junk = stranger.path().join("not-a-ca.pem");

@@ -197,6 +197,9 @@ async fn session(
                 reason: crate::error::io_reason(&e),
             });
         }
+        Err(tungstenite::Error::Tls(e)) => {
+            return Err(SyncError::Connect(crate::tls::refused(server, &e)));
+        }
         Err(e) => return Err(SyncError::Connect(e.to_string())),
     };
     let (mut sink, mut stream) = ws.split();
