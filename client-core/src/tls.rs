@@ -96,3 +96,15 @@ pub fn refused(server: &str, e: &dyn std::fmt::Display) -> String {
 pub fn failure_in(e: &std::io::Error) -> Option<&rustls::Error> {
     e.get_ref()?.downcast_ref::<rustls::Error>()
 }
+
+/// An HTTP client's I/O failure reaching `server`, classed: a refused TLS handshake is said as
+/// such (and not retried as it stands), anything else is offline.
+pub fn io_failure(server: &str, e: &std::io::Error) -> Error {
+    match failure_in(e) {
+        Some(tls) => Error::Io(std::io::Error::other(refused(server, tls))),
+        None => Error::Offline {
+            server: server.to_string(),
+            reason: crate::error::io_reason(e),
+        },
+    }
+}

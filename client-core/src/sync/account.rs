@@ -20,10 +20,7 @@ fn http_error(server: &str, e: ureq::Error) -> Error {
         }
         ureq::Error::StatusCode(status) if status >= 500 => Error::ServerUnavailable { status },
         ureq::Error::StatusCode(status) => Error::Refused { status },
-        ureq::Error::Io(e) => match crate::tls::failure_in(&e) {
-            Some(tls) => Error::Io(std::io::Error::other(crate::tls::refused(server, tls))),
-            None => offline(crate::error::io_reason(&e)),
-        },
+        ureq::Error::Io(e) => crate::tls::io_failure(server, &e),
         ureq::Error::HostNotFound => offline("host not found".into()),
         ureq::Error::ConnectionFailed => offline("connection failed".into()),
         ureq::Error::Timeout(_) => offline("timed out".into()),

@@ -27,11 +27,11 @@ pub fn refresh(r: &Replica, server: &str, token: &str) -> Result<Refreshed> {
     if let Some(tag) = &held {
         req = req.header("if-none-match", tag);
     }
-    let mut resp = req.call().map_err(|e| Error::Offline {
-        server: server.to_string(),
-        reason: match e {
-            ureq::Error::Io(e) => crate::error::io_reason(&e),
-            e => e.to_string(),
+    let mut resp = req.call().map_err(|e| match e {
+        ureq::Error::Io(e) => crate::tls::io_failure(server, &e),
+        e => Error::Offline {
+            server: server.to_string(),
+            reason: e.to_string(),
         },
     })?;
     let status = resp.status().as_u16();

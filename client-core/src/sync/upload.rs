@@ -303,7 +303,8 @@ impl Client {
 
     fn offline(&self, e: ureq::Error) -> Step {
         let reason = match e {
-            ureq::Error::Io(e) => crate::error::io_reason(&e),
+            // A refused certificate is not offline: said as such, the pass stops.
+            ureq::Error::Io(e) => return Step::Failed(crate::tls::io_failure(&self.server, &e)),
             ureq::Error::HostNotFound => "host not found".into(),
             ureq::Error::ConnectionFailed => "connection failed".into(),
             ureq::Error::Timeout(_) => "timed out".into(),
