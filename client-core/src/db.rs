@@ -31,6 +31,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0005_templates",
         include_str!("../migrations/0005_templates.sql"),
     ),
+    (
+        "0006_catalog_notices",
+        include_str!("../migrations/0006_catalog_notices.sql"),
+    ),
 ];
 
 /// How hard a commit is made durable (SQLite's `synchronous`).

@@ -20,10 +20,12 @@
 
 pub mod actions;
 pub mod blobs;
+pub mod catalog;
 pub mod db;
 pub mod docs;
 pub mod error;
 pub mod events;
+pub mod notices;
 pub mod queries;
 pub mod repairs;
 mod replica;

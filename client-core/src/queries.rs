@@ -171,6 +171,8 @@ pub struct JobSummary {
     pub checklist_total: u32,
     pub parts_lines: u32,
     pub signed_off: bool,
+    /// Local changes of the job's documents the server has not acknowledged yet.
+    pub unsynced: u32,
     /// Set when the job's document cannot be read: why. The server repairs such documents; the
     /// job stays listed meanwhile.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -194,7 +196,9 @@ impl Replica {
         let sql = format!(
             "SELECT j.id, j.title, j.status, j.priority, j.scheduled_start, j.customer, j.site, j.signed_off,
                     coalesce(c.done, 0), coalesce(c.total, 0),
-                    (SELECT count(*) FROM q_parts p WHERE p.job_id = j.id), j.broken
+                    (SELECT count(*) FROM q_parts p WHERE p.job_id = j.id), j.broken,
+                    (SELECT count(*) FROM unacked u JOIN documents d ON d.id = u.doc_id
+                     WHERE d.job_id = j.id)
              FROM q_jobs j LEFT JOIN q_checklists c ON c.job_id = j.id
              WHERE {clause}
              ORDER BY j.scheduled_start IS NULL, j.scheduled_start,
@@ -215,6 +219,7 @@ impl Replica {
                 r.get::<_, u32>(9)?,
                 r.get::<_, u32>(10)?,
                 r.get::<_, Option<String>>(11)?,
+                r.get::<_, u32>(12)?,
             ))
         })?;
         let bad = |what: &str| Error::InvalidValue(format!("query table holds a bad {what}"));
@@ -233,6 +238,7 @@ impl Replica {
                 total,
                 lines,
                 broken,
+                unsynced,
             ) = row?;
             out.push(JobSummary {
                 id: Uuid::parse_str(&id).map_err(|_| bad("id"))?,
@@ -249,10 +255,37 @@ impl Replica {
                 checklist_total: total,
                 parts_lines: lines,
                 signed_off,
+                unsynced,
                 broken,
             });
         }
         Ok(out)
+    }
+
+    /// The title of job `id`, when it is a job the device holds.
+    pub fn job_title(&self, id: Uuid) -> Result<Option<String>> {
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .conn
+            .prepare_cached("SELECT title FROM q_jobs WHERE id = ?1")?
+            .query_row([id.to_string()], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Local changes of job `id`'s documents the server has not acknowledged yet.
+    pub fn unsynced_changes(&self, id: Uuid) -> Result<u32> {
+        Ok(self.conn.prepare_cached(
+            "SELECT count(*) FROM unacked u JOIN documents d ON d.id = u.doc_id WHERE d.job_id = ?1",
+        )?
+        .query_row([id.to_string()], |r| r.get(0))?)
+    }
+
+    /// SQLite's `data_version`: it changes when another connection (another thread or process
+    /// on the same data dir, such as the sync loop) committed, so a screen knows to read again.
+    pub fn data_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
     }
 
     /// Derive every query row again from the documents.

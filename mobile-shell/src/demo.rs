@@ -5,7 +5,8 @@ use client_core::{JobFilter, Replica};
 use schemas::job::NewJob;
 use schemas::{JobStatus, Priority};
 
-pub fn fill(r: &mut Replica) -> anyhow::Result<()> {
+/// Fill an empty replica with `count` jobs: the samples, repeated a few hours apart.
+pub fn fill(r: &mut Replica, count: usize) -> anyhow::Result<()> {
     if !r.list_jobs(JobFilter::All)?.is_empty() {
         return Ok(());
     }
@@ -47,12 +48,19 @@ pub fn fill(r: &mut Replica) -> anyhow::Result<()> {
             Priority::Urgent,
         ),
     ];
-    for (title, template, customer, site, hours, priority) in samples {
+    for n in 0..count {
+        let (title, template, customer, site, hours, priority) = samples[n % samples.len()];
+        let round = (n / samples.len()) as i64;
+        let title = if round == 0 {
+            title.to_string()
+        } else {
+            format!("{title} #{}", round + 1)
+        };
         let new = NewJob::at_site(
-            title,
+            &title,
             customer,
             site,
-            Some(today + Duration::hours(hours)),
+            Some(today + Duration::hours(hours + 5 * round)),
             priority,
         );
         let job = r.create_job(new, Some(template))?;

@@ -12,6 +12,7 @@ use schemas::parts::NewPartLine;
 
 mod demo;
 mod output;
+mod serve;
 mod sync;
 mod uploads;
 
@@ -99,7 +100,11 @@ enum Command {
     /// Local changes the server has not acknowledged yet.
     Pending,
     /// Fill an empty replica with sample jobs, then list them.
-    Demo,
+    Demo {
+        /// How many jobs (the four samples, repeated over the coming days).
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+    },
     /// Sign in to a server and register this device.
     Login {
         /// The server, e.g. http://127.0.0.1:8080
@@ -125,6 +130,13 @@ enum Command {
     },
     /// Changes waiting for the server, the last successful sync, documents held.
     Status,
+    /// Run the technician's app: sync in the background and the web UI on this device.
+    Serve {
+        /// Where the UI and its local API listen (port 0 picks a free one; the address is
+        /// printed).
+        #[arg(long, default_value = "127.0.0.1:7180")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 #[derive(Subcommand)]
@@ -235,6 +247,14 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         synchronous: cli.synchronous,
         ..Options::default()
     };
+    // The app takes the data dir for itself before opening the replica.
+    if let Command::Serve { listen } = &cli.command {
+        return serve::run(serve::Serve {
+            data_dir: cli.data_dir.clone(),
+            listen: *listen,
+            options,
+        });
+    }
     let mut r = Replica::open_with(&cli.data_dir, options)?;
     let out = output::Out { json: cli.json };
     match &cli.command {
@@ -455,6 +475,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             *once,
             std::time::Duration::from_secs(*timeout),
         ),
+        Command::Serve { .. } => unreachable!("served above"),
         Command::Status => {
             let unacked = r.unacked()?.len();
             let last = r.meta("last_sync_at")?;
@@ -474,8 +495,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 &text,
             )
         }
-        Command::Demo => {
-            demo::fill(&mut r)?;
+        Command::Demo { jobs } => {
+            demo::fill(&mut r, *jobs)?;
             out.jobs(&r.list_jobs(JobFilter::All)?)
         }
     }

@@ -18,6 +18,15 @@ pub fn run(r: &mut Replica, out: &Out, once: bool, limit: Duration) -> anyhow::R
         let uploaded = crate::uploads::send(r, &server, &token, out.json)?;
         // And the org's checklist templates, for jobs made here offline.
         let templates = client_core::sync::templates::refresh(r, &server, &token)?;
+        // And the parts catalog with the van's stock, for the parts search offline; a server
+        // that cannot say does not fail the sync.
+        let catalog = match client_core::sync::catalog::refresh(r, &server, &token) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                eprintln!("parts catalog not refreshed: {e}");
+                None
+            }
+        };
         let text = format!(
             "sent {} message(s), received {}, {} document(s) updated, {} change(s) acknowledged, {} removed{}",
             stats.sent,
@@ -42,6 +51,7 @@ pub fn run(r: &mut Replica, out: &Out, once: bool, limit: Duration) -> anyhow::R
         let mut json = serde_json::to_value(&stats)?;
         json["uploads"] = serde_json::to_value(&uploaded)?;
         json["templates"] = serde_json::to_value(&templates)?;
+        json["catalog"] = serde_json::to_value(catalog)?;
         if out.json {
             // One JSON value per line: the upload events above, then this summary.
             println!("{}", serde_json::to_string(&json)?);

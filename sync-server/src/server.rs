@@ -47,6 +47,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::routing::put(http::records::put_technician),
         )
         .route("/api/v1/stock", get(http::records::stock))
+        .route("/api/v1/stock/mine", get(http::records::my_stock))
         .route(
             "/api/v1/stock/locations",
             get(http::records::locations).post(http::records::create_location),

@@ -17,6 +17,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/api/v1/technicians", &["get"]),
     ("/api/v1/technicians/{id}", &["put"]),
     ("/api/v1/stock", &["get"]),
+    ("/api/v1/stock/mine", &["get"]),
     ("/api/v1/stock/locations", &["get", "post"]),
     ("/api/v1/stock/receipts", &["post"]),
     ("/api/v1/customers", &["get", "post"]),

@@ -405,6 +405,16 @@ impl SyncEngine {
                 continue;
             }
             if r.has_document(id)? {
+                // A job leaving is said to the technician (its changes reached the server
+                // first); the job's other documents leave with it silently.
+                if let Some(title) = r.job_title(id)? {
+                    r.add_notice(
+                        Some(id),
+                        &format!(
+                            "Job \u{201c}{title}\u{201d} was unassigned by dispatch; your changes were uploaded and it left this device."
+                        ),
+                    )?;
+                }
                 r.remove_document(id)?;
                 self.stats.removed += 1;
             }

@@ -7,6 +7,7 @@
 //! [`upload`] sends the photo and signature queue with tus, resuming after any cut.
 
 pub mod account;
+pub mod catalog;
 pub mod engine;
 pub mod live;
 pub mod net;

@@ -27,6 +27,7 @@ use utoipa::{Modify, OpenApi};
         super::records::list_jobs,
         super::records::technicians,
         super::records::stock,
+        super::records::my_stock,
         super::records::put_technician,
         super::records::customers,
         super::records::create_customer,

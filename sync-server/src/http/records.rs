@@ -268,6 +268,27 @@ pub async fn technicians(
     ))
 }
 
+/// `GET /api/v1/stock/mine`: what the caller's own van holds, for a technician searching parts
+/// on the device (any role; an empty list for someone without a van).
+#[utoipa::path(get, path = "/api/v1/stock/mine", tag = "dispatch", responses((status = 200, body = Vec<schemas::api::StockLevel>), (status = 401, description = "no or expired token", body = schemas::api::ErrorBody)), security(("bearer" = [])))]
+pub async fn my_stock(
+    State(app): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<Vec<StockLevel>>, ApiError> {
+    let me = caller.actor();
+    let records = app.store.records();
+    let van = records
+        .locations(me.org_id)
+        .await?
+        .into_iter()
+        .find(|l| l.kind == "van" && l.technician_id == Some(me.user_id));
+    let Some(van) = van else {
+        return Ok(Json(Vec::new()));
+    };
+    let rows = records.stock(me.org_id, Some(van.id)).await?;
+    Ok(Json(rows.into_iter().map(stock_level).collect()))
+}
+
 /// `GET /api/v1/stock?location=ID`
 #[utoipa::path(get, path = "/api/v1/stock", tag = "dispatch", params(("location" = Option<Uuid>, Query, description = "one stock location")), responses((status = 200, body = Vec<schemas::api::StockLevel>), (status = 400, body = schemas::api::ErrorBody), (status = 401, description = "no or expired token", body = schemas::api::ErrorBody), (status = 403, description = "the caller's role may not", body = schemas::api::ErrorBody)), security(("bearer" = [])))]
 pub async fn stock(
