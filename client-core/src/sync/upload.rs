@@ -68,11 +68,15 @@ pub fn upload_pending(
 ) -> Result<UploadSummary> {
     let client = Client::new(server, token)?;
     let mut summary = UploadSummary::default();
-    let waiting: Vec<Upload> = r
-        .uploads_waiting()?
-        .into_iter()
-        .filter(|u| u.state == crate::uploads::UploadState::Pending)
-        .collect();
+    // A blob goes once the server acknowledged the document naming it: before, the server
+    // does not hold that document (or not the version naming this sha256) and would refuse the
+    // upload for good. A sync that runs beside the uploads (the app's) gets there first.
+    let mut waiting = Vec::new();
+    for u in r.uploads_waiting()? {
+        if u.state == crate::uploads::UploadState::Pending && r.unacked_count(u.doc_id)? == 0 {
+            waiting.push(u);
+        }
+    }
     for upload in waiting {
         match send_one(
             r,
