@@ -53,6 +53,18 @@ try {
   if (phase === "online") {
     await page.goto(`${url}/#/`);
     await tid("sync-online").waitFor();
+    // Where the bar's slots and the content start, before the sync moves what the bar says.
+    const layout = () => page.evaluate(() => {
+      const rect = (e) => { const r = e.getBoundingClientRect(); return [r.x, r.y, r.width, r.height].map(Math.round).join(","); };
+      const slots = ["sync-online", "sync-pending", "sync-uploads", "sync-last"]
+        .map((id) => `${id}:${rect(document.querySelector(`[data-testid="${id}"]`))}`);
+      return [...slots, `main:${Math.round(document.querySelector("main").getBoundingClientRect().y)}`];
+    });
+    const before = await layout();
+    await page.waitForFunction(() => document.querySelector("[data-testid=sync-online]")?.dataset.online === "false");
+    const shown = await page.evaluate(() => document.querySelector("[data-testid=sync-online]").textContent.trim());
+    // The harness starts the server once the page is open and offline.
+    console.log("READY");
     try {
       await page.waitForFunction(() => {
         const q = (id) => document.querySelector(`[data-testid="${id}"]`);
@@ -68,6 +80,9 @@ try {
       assert.fail(`the top bar did not reach online, 0 pending, 0 uploads within 60 s: ${bar}`);
     }
     await screenshot("online");
+    // The bar changed what it says (offline → online, counts to 0) without moving anything.
+    assert.equal(shown, "offline", "the page opened while the app was offline");
+    assert.deepEqual(await layout(), before, "the sync bar's change moved the layout");
     assert.deepEqual(pageErrors, [], "errors in the page");
     console.log(JSON.stringify({ ok: true }));
     process.exitCode = 0;
@@ -304,6 +319,24 @@ try {
     }
     await checkScreen("job (filled in)");
     await screenshot("job-filled");
+
+    // -- a second tab: an answer given there shows here live, and back ----------------------------
+    {
+      const other = await context.newPage();
+      other.on("pageerror", (e) => pageErrors.push(`second tab: ${e.message}`));
+      await other.goto(`${url}/#/job/${jobId}`);
+      const firstPassFail = items.find((it) => it.kind === "pass_fail");
+      const here = page.locator(`[data-testid=checklist-item][data-item-id="${firstPassFail.id}"]`);
+      const there = other.locator(`[data-testid=checklist-item][data-item-id="${firstPassFail.id}"]`);
+      await there.locator('button[data-value="fail"]').click();
+      await page.waitForFunction((id) => document.querySelector(`[data-testid=checklist-item][data-item-id="${id}"]`)?.dataset.value === "fail", firstPassFail.id, { timeout: 10000 })
+        .catch(() => assert.fail("an answer given in a second tab did not show in the first"));
+      await here.locator('button[data-value="pass"]').click();
+      await other.waitForFunction((id) => document.querySelector(`[data-testid=checklist-item][data-item-id="${id}"]`)?.dataset.value === "pass", firstPassFail.id, { timeout: 10000 })
+        .catch(() => assert.fail("the first tab's answer did not show in the second"));
+      await other.close();
+      assert.equal((await detail()).checklist.items.find((it) => it.id === firstPassFail.id).value, "pass");
+    }
 
     // -- what is waiting: the row's badge and the top bar ------------------------------------------
     await page.goto(`${url}/#/?filter=all`);

@@ -148,20 +148,37 @@ fn sign_in(shell: &Shell, server: &str) {
     assert_eq!(body["signed_in"], true);
 }
 
-/// Run `tests/js/app.mjs` in `phase`; its stdout's last line is JSON with `ok: true`.
-fn browser_phase(phase: &str, env: &[(&str, &str)]) -> Value {
+/// Run `tests/js/app.mjs` in `phase`; its stdout's last line is JSON with `ok: true`. When the
+/// script prints `READY`, `on_ready` runs (the online phase opens the page offline, then the
+/// server is started).
+fn browser_phase(phase: &str, env: &[(&str, &str)], on_ready: impl FnOnce()) -> Value {
     let (script, chromium) = fieldsync_e2e::browser_test("app.mjs");
     let mut cmd = Command::new("node");
     cmd.arg(&script)
         .env("PHASE", phase)
-        .env("CHROMIUM", &chromium);
+        .env("CHROMIUM", &chromium)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd
-        .output()
+    let mut child = cmd
+        .spawn()
         .expect("node runs (Node.js is needed for the browser tests)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    let mut on_ready = Some(on_ready);
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line == "READY"
+            && let Some(f) = on_ready.take()
+        {
+            f();
+        }
+        printed.push(line);
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = printed.join("\n");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
@@ -236,7 +253,7 @@ fn the_whole_flow_offline_in_a_real_browser_then_synced_by_itself() {
         ("SIGNER", "Dana Customer"),
         ("ARTIFACTS", screens.as_str()),
     ];
-    browser_phase("offline", &env);
+    browser_phase("offline", &env, || {});
 
     // All of it is on the device, waiting.
     let (_, view) = shell.api("GET", &format!("/api/jobs/{job}"), None);
@@ -252,14 +269,17 @@ fn the_whole_flow_offline_in_a_real_browser_then_synced_by_itself() {
     // The photo (taken twice: one blob) and the signature.
     assert_eq!(waiting["uploads"]["waiting"], 2, "{waiting}");
 
-    // The server comes back on the same address; nobody touches the app.
-    let mut cmd = Command::new(fieldsync_test_support::sync_server_bin());
-    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env_remove("DATABASE_URL")
-        .env("RUST_LOG", "warn")
-        .env("FIELDSYNC_DATA_DIR", server_dir.path());
-    let server = ServerProcess::start(cmd);
-    browser_phase("online", &env);
+    // The server comes back on the same address once the page is open; nobody touches the app.
+    let mut restarted = None;
+    browser_phase("online", &env, || {
+        let mut cmd = Command::new(fieldsync_test_support::sync_server_bin());
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", "warn")
+            .env("FIELDSYNC_DATA_DIR", server_dir.path());
+        restarted = Some(ServerProcess::start(cmd));
+    });
+    let server = restarted.expect("the online phase got the page ready");
     shell.wait_state("all sent", Duration::from_secs(60), |s| {
         s["online"] == true && s["pending_changes"] == 0 && s["uploads"]["waiting"] == 0
     });
