@@ -19,7 +19,23 @@ export class ApiError extends Error {
  * One request to the local API. JSON in and out unless `raw` (then `body` is sent as is with
  * `contentType`). Throws ApiError with the answer's message.
  */
+// GETs started before they are asked for (the first screen's data, while the state loads).
+const prefetched = new Map();
+
+/** Start `GET path` now; the next `api("GET", path)` gets its answer instead of asking again. */
+export function prefetch(path) {
+  if (prefetched.has(path)) return;
+  const answer = api("GET", path);
+  answer.catch(() => {}); // said by whoever takes it; unused, it is no page error
+  prefetched.set(path, answer);
+}
+
 export async function api(method, path, body, { raw = false, contentType, keepalive = false } = {}) {
+  if (method === "GET" && prefetched.has(path)) {
+    const answer = prefetched.get(path);
+    prefetched.delete(path);
+    return answer;
+  }
   const init = { method, headers: { accept: "application/json" }, keepalive, cache: "no-store" };
   if (body !== undefined) {
     if (raw) {

@@ -17,6 +17,8 @@
 import { showPageError } from "./dom.js";
 import { renderBar, loadState, connectEvents } from "./sync-bar.js";
 import { screens, show } from "./router.js";
+import { parseRoute } from "./route.js";
+import { prefetch } from "./api.js";
 import { signinScreen } from "./screens/signin.js";
 import { jobsScreen } from "./screens/jobs.js";
 import { jobScreen } from "./screens/job.js";
@@ -33,6 +35,9 @@ window.addEventListener("unhandledrejection", (e) => {
 
 async function start() {
   renderBar();
+  // The job list is asked for while the state loads, not after it (a cold start's critical path).
+  const first = parseRoute();
+  if (first.name === "list") prefetch(`/api/jobs?filter=${first.filter}`);
   await loadState();
   connectEvents();
   show();

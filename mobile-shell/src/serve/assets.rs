@@ -202,5 +202,17 @@ mod tests {
             };
             assert_eq!(*mime, want, "MIME type of {path}");
         }
+        // The page asks for every module up front (no import waterfall on a cold start).
+        let index = FILES.iter().find(|(p, _, _)| *p == "/").unwrap().2;
+        let unlisted: Vec<&str> = FILES
+            .iter()
+            .map(|(p, _, _)| *p)
+            .filter(|p| p.ends_with(".js"))
+            .filter(|p| !index.contains(&format!("<link rel=\"modulepreload\" href=\"{p}\">")))
+            .collect();
+        assert!(
+            unlisted.is_empty(),
+            "modules index.html does not preload: {unlisted:?}"
+        );
     }
 }
