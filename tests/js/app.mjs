@@ -24,7 +24,7 @@ import path from "node:path";
 
 const url = env("APP_URL").replace(/\/$/, "");
 const phase = env("PHASE");
-assert.ok(phase === "offline" || phase === "online", `PHASE must be offline or online, not ${phase}`);
+assert.ok(["signin", "offline", "online"].includes(phase), `PHASE must be signin, offline or online, not ${phase}`);
 const artifacts = process.env.ARTIFACTS || "";
 if (artifacts) fs.mkdirSync(artifacts, { recursive: true });
 
@@ -41,6 +41,12 @@ try {
   const page = await context.newPage();
   page.setDefaultTimeout(15000);
   page.on("pageerror", (e) => pageErrors.push(e.message));
+  // The page talks to the shell only: no request to the sync server or anywhere else.
+  const outside = [];
+  context.on("request", (r) => {
+    const u = r.url();
+    if (!u.startsWith(`${url}/`) && !u.startsWith("data:") && !u.startsWith("blob:") && u !== "about:blank") outside.push(u);
+  });
 
   /** A full-page screenshot in ARTIFACTS, numbered in order. */
   const screenshot = async (name) => {
@@ -50,7 +56,67 @@ try {
   };
   const tid = (id) => page.locator(`[data-testid="${id}"]`);
 
-  if (phase === "online") {
+  /** No horizontal scroll; every visible control named and at least 44×44 px. */
+  const checkScreen = async (where) => {
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 390, `${where}: the page is ${width} px wide at 390 px (horizontal scroll)`);
+    const offenders = await page.evaluate(() => {
+      const name = (e) => {
+        const t = (s) => (s || "").replace(/\s+/g, " ").trim();
+        if (t(e.getAttribute("aria-label"))) return t(e.getAttribute("aria-label"));
+        const by = e.getAttribute("aria-labelledby");
+        if (by) {
+          const s = t(by.split(/\s+/).map((id) => document.getElementById(id)?.textContent).join(" "));
+          if (s) return s;
+        }
+        if (e.labels && e.labels.length) {
+          const s = t([...e.labels].map((l) => l.textContent).join(" "));
+          if (s) return s;
+        }
+        if (e.tagName === "BUTTON" || e.tagName === "A") {
+          if (t(e.textContent)) return t(e.textContent);
+        }
+        if (e.tagName === "INPUT" && ["submit", "button"].includes(e.type) && t(e.value)) return t(e.value);
+        return t(e.getAttribute("title"));
+      };
+      const out = [];
+      for (const e of document.querySelectorAll("button, input, select, textarea, a[href]")) {
+        if (e.type === "hidden") continue;
+        const r = e.getBoundingClientRect();
+        const cs = getComputedStyle(e);
+        if (r.width === 0 || r.height === 0 || cs.visibility === "hidden" || cs.display === "none") continue;
+        const what = `${e.tagName.toLowerCase()}${e.dataset.testid ? `[data-testid=${e.dataset.testid}]` : ""} "${(e.textContent || e.getAttribute("aria-label") || "").trim().slice(0, 40)}"`;
+        if (!name(e)) out.push(`${what}: no accessible name`);
+        if (r.height < 44 - 0.5 || r.width < 44 - 0.5) out.push(`${what}: ${Math.round(r.width)}×${Math.round(r.height)} px`);
+      }
+      return out;
+    });
+    assert.deepEqual(offenders, [], `${where}: controls without a name or under 44×44 px:\n${offenders.join("\n")}`);
+  };
+
+
+  if (phase === "signin") {
+    // A device never signed in opens on the sign-in screen; a wrong password is said, then the
+    // right one lands on the job list.
+    await page.goto(`${url}/#/`);
+    await page.waitForURL(/#\/signin$/);
+    const form = page.locator("#signin");
+    await form.locator("input[name=server]").fill(env("SERVER_URL"));
+    await form.locator("input[name=user]").fill(env("USER_NAME"));
+    await form.locator("input[name=password]").fill("not the password");
+    await form.locator("button[type=submit]").click();
+    await page.locator("#signin-error", { hasText: "wrong user name or password" }).waitFor();
+    await checkScreen("sign-in");
+    await screenshot("signin");
+    await form.locator("input[name=password]").fill(env("PASSWORD"));
+    await form.locator("button[type=submit]").click();
+    await page.waitForURL(/#\/$/);
+    await page.waitForFunction(() => document.querySelector("[data-testid=sync-online]")?.dataset.online === "true", null, { timeout: 30000 });
+    assert.equal(await form.count(), 0, "the sign-in form is gone once signed in");
+    assert.deepEqual(outside, [], "requests outside the shell");
+    assert.deepEqual(pageErrors, [], "errors in the page");
+    console.log(JSON.stringify({ ok: true }));
+  } else if (phase === "online") {
     await page.goto(`${url}/#/`);
     await tid("sync-online").waitFor();
     // Where the bar's slots and the content start, before the sync moves what the bar says.
@@ -83,6 +149,7 @@ try {
     // The bar changed what it says (offline → online, counts to 0) without moving anything.
     assert.equal(shown, "offline", "the page opened while the app was offline");
     assert.deepEqual(await layout(), before, "the sync bar's change moved the layout");
+    assert.deepEqual(outside, [], "requests outside the shell");
     assert.deepEqual(pageErrors, [], "errors in the page");
     console.log(JSON.stringify({ ok: true }));
     process.exitCode = 0;
@@ -98,44 +165,6 @@ try {
       const res = await fetch(`${url}/api/jobs/${encodeURIComponent(jobId)}`);
       assert.equal(res.status, 200, `GET /api/jobs/${jobId}: ${res.status}`);
       return res.json();
-    };
-
-    /** No horizontal scroll; every visible control named and at least 44×44 px. */
-    const checkScreen = async (where) => {
-      const width = await page.evaluate(() => document.documentElement.scrollWidth);
-      assert.ok(width <= 390, `${where}: the page is ${width} px wide at 390 px (horizontal scroll)`);
-      const offenders = await page.evaluate(() => {
-        const name = (e) => {
-          const t = (s) => (s || "").replace(/\s+/g, " ").trim();
-          if (t(e.getAttribute("aria-label"))) return t(e.getAttribute("aria-label"));
-          const by = e.getAttribute("aria-labelledby");
-          if (by) {
-            const s = t(by.split(/\s+/).map((id) => document.getElementById(id)?.textContent).join(" "));
-            if (s) return s;
-          }
-          if (e.labels && e.labels.length) {
-            const s = t([...e.labels].map((l) => l.textContent).join(" "));
-            if (s) return s;
-          }
-          if (e.tagName === "BUTTON" || e.tagName === "A") {
-            if (t(e.textContent)) return t(e.textContent);
-          }
-          if (e.tagName === "INPUT" && ["submit", "button"].includes(e.type) && t(e.value)) return t(e.value);
-          return t(e.getAttribute("title"));
-        };
-        const out = [];
-        for (const e of document.querySelectorAll("button, input, select, textarea, a[href]")) {
-          if (e.type === "hidden") continue;
-          const r = e.getBoundingClientRect();
-          const cs = getComputedStyle(e);
-          if (r.width === 0 || r.height === 0 || cs.visibility === "hidden" || cs.display === "none") continue;
-          const what = `${e.tagName.toLowerCase()}${e.dataset.testid ? `[data-testid=${e.dataset.testid}]` : ""} "${(e.textContent || e.getAttribute("aria-label") || "").trim().slice(0, 40)}"`;
-          if (!name(e)) out.push(`${what}: no accessible name`);
-          if (r.height < 44 - 0.5 || r.width < 44 - 0.5) out.push(`${what}: ${Math.round(r.width)}×${Math.round(r.height)} px`);
-        }
-        return out;
-      });
-      assert.deepEqual(offenders, [], `${where}: controls without a name or under 44×44 px:\n${offenders.join("\n")}`);
     };
 
     // -- the job list, offline ------------------------------------------------------------------
@@ -403,6 +432,7 @@ try {
     await checkScreen("job (signed)");
     await screenshot("job-signed");
 
+    assert.deepEqual(outside, [], "requests outside the shell");
     const pageProblem = await page.locator(".page-error:not([hidden])").count();
     assert.equal(pageProblem, 0, "no page-level error shown");
     assert.deepEqual(pageErrors, [], "errors in the page");

@@ -1,7 +1,7 @@
 //! The technician's app (`mobile-shell serve`) against the real server binary:
 //!
-//! - in headless Chromium at 390×844 (`tests/js/app.mjs`), the whole technician flow with the
-//!   server stopped (status, notes across a reload, time, checklist of every kind, parts from the
+//! - in headless Chromium at 390×844 (`tests/js/app.mjs`), the sign-in on the page (a wrong
+//!   password said, then the job list), the whole technician flow with the server stopped (status, notes across a reload, time, checklist of every kind, parts from the
 //!   van's catalog, photos, the customer's signature), then the server started again on the same
 //!   address: the app syncs by itself, and the dispatcher's API shows all of it, photos stored
 //!   and the signature's summary hash matching;
@@ -215,7 +215,20 @@ fn the_whole_flow_offline_in_a_real_browser_then_synced_by_itself() {
     );
     let device = tempfile::tempdir().unwrap();
     let shell = Shell::start(device.path());
-    sign_in(&shell, &server.url);
+    // Signed in once, on the page.
+    let screens = artifacts();
+    std::fs::create_dir_all(&screens).unwrap();
+    browser_phase(
+        "signin",
+        &[
+            ("APP_URL", shell.url.as_str()),
+            ("SERVER_URL", server.url.as_str()),
+            ("USER_NAME", "ana"),
+            ("PASSWORD", fieldsync_e2e::PASSWORD),
+            ("ARTIFACTS", screens.as_str()),
+        ],
+        || {},
+    );
     shell.wait_state("online with the job", Duration::from_secs(30), |s| {
         s["online"] == true && s["pending_changes"] == 0
     });
@@ -243,8 +256,6 @@ fn the_whole_flow_offline_in_a_real_browser_then_synced_by_itself() {
 
     let photo = device.path().join("nameplate.jpg");
     std::fs::write(&photo, fieldsync_e2e::jpeg_with_exif(640, 480)).unwrap();
-    let screens = artifacts();
-    std::fs::create_dir_all(&screens).unwrap();
     let env = [
         ("APP_URL", shell.url.as_str()),
         ("JOB_ID", job.as_str()),
