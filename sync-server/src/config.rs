@@ -281,7 +281,10 @@ impl Config {
         c.pm_claim_lease = Duration::from_millis(lease_ms);
         get(&var, "FIELDSYNC_PM_HORIZON_DAYS", &mut c.pm_horizon_days)?;
         if c.pm_horizon_days > 366 {
-            anyhow::bail!("FIELDSYNC_PM_HORIZON_DAYS={} is over 366", c.pm_horizon_days);
+            anyhow::bail!(
+                "FIELDSYNC_PM_HORIZON_DAYS={} is over 366",
+                c.pm_horizon_days
+            );
         }
         get(&var, "FIELDSYNC_PM_START_TIME", &mut c.pm_start_time)?;
         get(

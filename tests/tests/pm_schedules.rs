@@ -11,8 +11,8 @@ use chrono::{Months, NaiveDate, Utc};
 use fieldsync_e2e::{Backend, ServerHome, Team, TestServer, access_token, api};
 use serde_json::{Value, json};
 use sync_server::config::Database;
-use sync_server::store::User;
 use sync_server::store::pm::PmOccurrence;
+use sync_server::store::{DocMeta, User};
 use uuid::Uuid;
 
 struct Client {
@@ -72,7 +72,9 @@ async fn asset(d: &Client, name: &str) -> String {
 /// Poll `GET /api/v1/pm/schedules/{id}` (at most 20 s) until `done` holds.
 async fn wait_for(d: &Client, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     for _ in 0..400 {
-        let (s, v) = d.call("GET", &format!("/api/v1/pm/schedules/{id}"), None).await;
+        let (s, v) = d
+            .call("GET", &format!("/api/v1/pm/schedules/{id}"), None)
+            .await;
         assert_eq!(s, 200, "{v}");
         if done(&v) {
             return v;
@@ -245,8 +247,13 @@ async fn schedules_make_one_job_per_due_date(backend: Backend) {
         .parse()
         .unwrap();
     let local = start.with_timezone(&chrono_tz::Europe::London);
-    assert_eq!(local.format("%Y-%m-%d %H:%M").to_string(), format!("{today} 08:00"));
-    let (s, list) = stranger.call("GET", &format!("/api/v1/pm/schedules/{id}"), None).await;
+    assert_eq!(
+        local.format("%Y-%m-%d %H:%M").to_string(),
+        format!("{today} 08:00")
+    );
+    let (s, list) = stranger
+        .call("GET", &format!("/api/v1/pm/schedules/{id}"), None)
+        .await;
     assert_eq!(s, 404, "{list}");
 
     // Exactly one job, assigned to ana, in the job list.
@@ -322,18 +329,39 @@ async fn schedules_make_one_job_per_due_date(backend: Backend) {
         job_created_at: None,
         completed_at: None,
     };
-    assert!(server.store().pm().claim_pm_occurrence(&orphan).await.unwrap());
-    let v = wait_for(&d, &far_id.to_string(), "the stale claim's job", |v| {
-        created(v) == 1
+    // And one killed half way through its job: the job's document registered, nothing in it.
+    let half = PmOccurrence {
+        due_date: today.pred_opt().unwrap(),
+        job_id: Uuid::now_v7(),
+        checklist_id: Uuid::now_v7(),
+        parts_id: Uuid::now_v7(),
+        ..orphan.clone()
+    };
+    let half_doc = DocMeta {
+        id: half.job_id,
+        org_id: team.org.id,
+        kind: "job".into(),
+        job_id: half.job_id,
+    };
+    for o in [&orphan, &half] {
+        assert!(server.store().pm().claim_pm_occurrence(o).await.unwrap());
+    }
+    server.store().create_document(&half_doc).await.unwrap();
+    let v = wait_for(&d, &far_id.to_string(), "the stale claims' jobs", |v| {
+        created(v) == 2
     })
     .await;
     assert_eq!(v["occurrences"][0]["job_id"], json!(orphan.job_id), "{v}");
-    let (s, job) = d
-        .call("GET", &format!("/api/v1/jobs/{}", orphan.job_id), None)
-        .await;
-    assert_eq!(s, 200, "{job}");
-    let docs = server.store().job_documents(orphan.job_id).await.unwrap();
-    assert_eq!(docs.len(), 3, "{docs:?}");
+    assert_eq!(v["occurrences"][1]["job_id"], json!(half.job_id), "{v}");
+    for o in [&orphan, &half] {
+        let (s, job) = d
+            .call("GET", &format!("/api/v1/jobs/{}", o.job_id), None)
+            .await;
+        assert_eq!(s, 200, "{job}");
+        assert_eq!(job["title"], json!("Boiler service: Boiler 2"), "{job}");
+        let docs = server.store().job_documents(o.job_id).await.unwrap();
+        assert_eq!(docs.len(), 3, "{docs:?}");
+    }
 }
 
 /// The org's jobs made by the scheduler.
@@ -408,13 +436,12 @@ async fn two_nodes_make_each_occurrence_once() {
             .await
             .unwrap();
     assert_eq!(occurrences, 12);
-    let job_docs: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM documents WHERE org_id = $1 AND kind = 'job'",
-    )
-    .bind(team.org.id)
-    .fetch_one(&mut db)
-    .await
-    .unwrap();
+    let job_docs: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM documents WHERE org_id = $1 AND kind = 'job'")
+            .bind(team.org.id)
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
     assert_eq!(job_docs, 12, "one job per (schedule, due date)");
     let unmatched: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pm_occurrences o

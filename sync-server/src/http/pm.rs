@@ -117,7 +117,11 @@ pub async fn create_schedule(
     let me = caller.actor();
     me.dispatcher()?;
     let records = app.store.records();
-    if records.asset_site(me.org_id, body.asset_id).await?.is_none() {
+    if records
+        .asset_site(me.org_id, body.asset_id)
+        .await?
+        .is_none()
+    {
         return Err(ApiError::BadRequest(format!(
             "`asset_id`: {} is not an asset of this organisation",
             body.asset_id
@@ -171,7 +175,10 @@ pub async fn create_schedule(
             )),
             e => e.into(),
         })?;
-    Ok((StatusCode::CREATED, Json(detail(&app, me.org_id, id).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(detail(&app, me.org_id, id).await?),
+    ))
 }
 
 /// `GET /api/v1/pm/schedules/{id}`: the schedule, its next due date and its occurrences.

@@ -135,7 +135,10 @@ fn latest(s: &Schedule, occ: &[&Occurrence]) -> Option<(NaiveDate, Option<DateTi
     }
 }
 
-fn next_after(s: &Schedule, latest: Option<(NaiveDate, Option<DateTime<Utc>>)>) -> Option<NaiveDate> {
+fn next_after(
+    s: &Schedule,
+    latest: Option<(NaiveDate, Option<DateTime<Utc>>)>,
+) -> Option<NaiveDate> {
     let Some((last_due, completed)) = latest else {
         return Some(first_on_or_after(&s.rule, s.start_date));
     };
@@ -158,10 +161,7 @@ fn next_after(s: &Schedule, latest: Option<(NaiveDate, Option<DateTime<Utc>>)>) 
 pub fn first_on_or_after(rule: &PmRule, date: NaiveDate) -> NaiveDate {
     match rule {
         PmRule::Every { .. } => date,
-        _ => date
-            .pred_opt()
-            .and_then(|d| step(rule, d))
-            .unwrap_or(date),
+        _ => date.pred_opt().and_then(|d| step(rule, d)).unwrap_or(date),
     }
 }
 
@@ -308,8 +308,14 @@ mod tests {
         assert_eq!(step(&m, d("2025-01-31")), Some(d("2025-02-28")));
         assert_eq!(step(&m, d("2024-01-31")), Some(d("2024-02-29")));
         assert_eq!(step(&m, d("2024-03-31")), Some(d("2024-04-30")));
-        assert_eq!(step(&every(12, PmUnit::Months), d("2024-02-29")), Some(d("2025-02-28")));
-        assert_eq!(step(&every(2, PmUnit::Weeks), d("2025-12-25")), Some(d("2026-01-08")));
+        assert_eq!(
+            step(&every(12, PmUnit::Months), d("2024-02-29")),
+            Some(d("2025-02-28"))
+        );
+        assert_eq!(
+            step(&every(2, PmUnit::Weeks), d("2025-12-25")),
+            Some(d("2026-01-08"))
+        );
         let day31 = PmRule::DayOfMonth { day: 31 };
         assert_eq!(step(&day31, d("2025-01-31")), Some(d("2025-02-28")));
         assert_eq!(step(&day31, d("2025-02-28")), Some(d("2025-03-31")));
@@ -317,7 +323,10 @@ mod tests {
         let fifteenth = PmRule::DayOfMonth { day: 15 };
         assert_eq!(step(&fifteenth, d("2025-03-14")), Some(d("2025-03-15")));
         assert_eq!(step(&fifteenth, d("2025-03-15")), Some(d("2025-04-15")));
-        assert_eq!(first_on_or_after(&fifteenth, d("2025-03-15")), d("2025-03-15"));
+        assert_eq!(
+            first_on_or_after(&fifteenth, d("2025-03-15")),
+            d("2025-03-15")
+        );
     }
 
     #[test]
@@ -334,7 +343,10 @@ mod tests {
         };
         assert_eq!(step(&last_friday, d("2025-10-01")), Some(d("2025-10-31")));
         assert_eq!(step(&last_friday, d("2025-10-31")), Some(d("2025-11-28")));
-        assert_eq!(first_on_or_after(&last_friday, d("2025-10-31")), d("2025-10-31"));
+        assert_eq!(
+            first_on_or_after(&last_friday, d("2025-10-31")),
+            d("2025-10-31")
+        );
     }
 
     #[test]
@@ -413,7 +425,13 @@ mod tests {
 
     #[test]
     fn horizon_and_catch_up() {
-        let s = schedule(every(1, PmUnit::Weeks), PmAnchor::Due, 10, "2025-01-01", Tz::UTC);
+        let s = schedule(
+            every(1, PmUnit::Weeks),
+            PmAnchor::Due,
+            10,
+            "2025-01-01",
+            Tz::UTC,
+        );
         // Start in the past: of the weeks missed only the latest is made, then the horizon.
         let made = decide(&[s.clone()], &[], at("2025-02-01T12:00:00Z"), eight());
         let dues: Vec<_> = made.iter().map(|c| c.due_date).collect();
@@ -431,7 +449,13 @@ mod tests {
     #[test]
     fn completion_anchor_waits_for_the_completion_and_counts_from_it() {
         let tz: Tz = "Europe/London".parse().unwrap();
-        let s = schedule(every(1, PmUnit::Months), PmAnchor::Completion, 7, "2025-01-31", tz);
+        let s = schedule(
+            every(1, PmUnit::Months),
+            PmAnchor::Completion,
+            7,
+            "2025-01-31",
+            tz,
+        );
         let made = decide(&[s.clone()], &[], at("2025-01-30T09:00:00Z"), eight());
         assert_eq!(made.len(), 1);
         let mut occ = Vec::new();
@@ -454,13 +478,23 @@ mod tests {
 
     #[test]
     fn the_schedules_recorded_last_due_date_counts_too() {
-        let mut s = schedule(every(3, PmUnit::Days), PmAnchor::Due, 0, "2025-01-01", Tz::UTC);
+        let mut s = schedule(
+            every(3, PmUnit::Days),
+            PmAnchor::Due,
+            0,
+            "2025-01-01",
+            Tz::UTC,
+        );
         s.last_due = Some(d("2025-06-01"));
         assert_eq!(next_due(&s, &[]), Some(d("2025-06-04")));
     }
 
     fn arb_rule() -> impl Strategy<Value = PmRule> {
-        let unit = prop_oneof![Just(PmUnit::Days), Just(PmUnit::Weeks), Just(PmUnit::Months)];
+        let unit = prop_oneof![
+            Just(PmUnit::Days),
+            Just(PmUnit::Weeks),
+            Just(PmUnit::Months)
+        ];
         let weekday = prop_oneof![
             Just(PmWeekday::Monday),
             Just(PmWeekday::Wednesday),

@@ -71,12 +71,13 @@ pub async fn run_once(app: &AppState, now: DateTime<Utc>) -> Result<Run, ApiErro
         ..Run::default()
     };
     let schedules = store.pm_schedules(None, None).await?;
-    let by_id: HashMap<Uuid, &PmSchedule> =
-        schedules.iter().map(|s| (s.schedule.id, s)).collect();
+    let by_id: HashMap<Uuid, &PmSchedule> = schedules.iter().map(|s| (s.schedule.id, s)).collect();
 
-    let lease = chrono::Duration::from_std(app.config.pm_claim_lease)
-        .unwrap_or(chrono::Duration::MAX);
-    let stale_before = now.checked_sub_signed(lease).unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let lease =
+        chrono::Duration::from_std(app.config.pm_claim_lease).unwrap_or(chrono::Duration::MAX);
+    let stale_before = now
+        .checked_sub_signed(lease)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     for o in store.take_over_pm_occurrences(stale_before, now).await? {
         let Some(s) = by_id.get(&o.schedule_id) else {
             continue;

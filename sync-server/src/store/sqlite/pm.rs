@@ -128,8 +128,8 @@ impl PmStore for SqliteStore {
 
     async fn create_pm_schedule(&self, s: &NewPmSchedule) -> StoreResult<()> {
         let s = s.clone();
-        let rule =
-            serde_json::to_string(&s.rule).map_err(|e| StoreError::Invalid(format!("rule: {e}")))?;
+        let rule = serde_json::to_string(&s.rule)
+            .map_err(|e| StoreError::Invalid(format!("rule: {e}")))?;
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let owns = |sql: &str, id: Uuid| -> rusqlite::Result<bool> {
@@ -138,7 +138,10 @@ impl PmStore for SqliteStore {
                     .optional()?
                     .is_some())
             };
-            if !owns("SELECT 1 FROM assets WHERE id = ?1 AND org_id = ?2", s.asset_id)? {
+            if !owns(
+                "SELECT 1 FROM assets WHERE id = ?1 AND org_id = ?2",
+                s.asset_id,
+            )? {
                 return Err(StoreError::NotFound(format!("asset {}", s.asset_id)));
             }
             if !owns(
