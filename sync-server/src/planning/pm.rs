@@ -354,7 +354,12 @@ mod tests {
         let tz: Tz = "Europe/London".parse().unwrap();
         // Clocks go forward on Sun 30 March 2025 and back on Sun 26 October 2025.
         let s = schedule(every(1, PmUnit::Days), PmAnchor::Due, 3, "2025-03-29", tz);
-        let made = decide(&[s.clone()], &[], at("2025-03-29T00:30:00Z"), eight());
+        let made = decide(
+            std::slice::from_ref(&s),
+            &[],
+            at("2025-03-29T00:30:00Z"),
+            eight(),
+        );
         let starts: Vec<_> = made.iter().map(|c| c.scheduled_start).collect();
         assert_eq!(
             starts,
@@ -414,7 +419,12 @@ mod tests {
             "2025-03-01",
             tz,
         );
-        let made = decide(&[s.clone()], &[], at("2025-03-14T10:59:00Z"), eight());
+        let made = decide(
+            std::slice::from_ref(&s),
+            &[],
+            at("2025-03-14T10:59:00Z"),
+            eight(),
+        );
         assert!(made.is_empty(), "{made:?}");
         let made = decide(&[s], &[], at("2025-03-14T11:00:00Z"), eight());
         assert_eq!(made.len(), 1);
@@ -433,15 +443,33 @@ mod tests {
             Tz::UTC,
         );
         // Start in the past: of the weeks missed only the latest is made, then the horizon.
-        let made = decide(&[s.clone()], &[], at("2025-02-01T12:00:00Z"), eight());
+        let made = decide(
+            std::slice::from_ref(&s),
+            &[],
+            at("2025-02-01T12:00:00Z"),
+            eight(),
+        );
         let dues: Vec<_> = made.iter().map(|c| c.due_date).collect();
         assert_eq!(dues, vec![d("2025-01-29"), d("2025-02-05")]);
         let mut occ = Vec::new();
         apply(&mut occ, &made);
-        assert!(decide(&[s.clone()], &occ, at("2025-02-01T12:00:00Z"), eight()).is_empty());
+        assert!(
+            decide(
+                std::slice::from_ref(&s),
+                &occ,
+                at("2025-02-01T12:00:00Z"),
+                eight()
+            )
+            .is_empty()
+        );
         assert_eq!(next_due(&s, &occ), Some(d("2025-02-12")));
         // The next day the next one comes into the horizon (10 days ahead).
-        let made = decide(&[s.clone()], &occ, at("2025-02-02T00:00:00Z"), eight());
+        let made = decide(
+            std::slice::from_ref(&s),
+            &occ,
+            at("2025-02-02T00:00:00Z"),
+            eight(),
+        );
         assert_eq!(made.len(), 1);
         assert_eq!(made[0].due_date, d("2025-02-12"));
     }
@@ -456,12 +484,25 @@ mod tests {
             "2025-01-31",
             tz,
         );
-        let made = decide(&[s.clone()], &[], at("2025-01-30T09:00:00Z"), eight());
+        let made = decide(
+            std::slice::from_ref(&s),
+            &[],
+            at("2025-01-30T09:00:00Z"),
+            eight(),
+        );
         assert_eq!(made.len(), 1);
         let mut occ = Vec::new();
         apply(&mut occ, &made);
         assert_eq!(next_due(&s, &occ), None, "waits for the open job");
-        assert!(decide(&[s.clone()], &occ, at("2025-03-30T09:00:00Z"), eight()).is_empty());
+        assert!(
+            decide(
+                std::slice::from_ref(&s),
+                &occ,
+                at("2025-03-30T09:00:00Z"),
+                eight()
+            )
+            .is_empty()
+        );
         // Completed late, on 5 February (local): the next is a month after that.
         occ[0].completed_at = Some(at("2025-02-05T15:00:00Z"));
         assert_eq!(next_due(&s, &occ), Some(d("2025-03-05")));
