@@ -2,8 +2,9 @@
 //! refusal a 4xx naming the field, other orgs' assets out of reach, technicians refused), the
 //! scheduler making exactly one job per (schedule, due date) — assigned, in `GET /api/v1/jobs`,
 //! nothing more after a restart — a claim left without its job (a node killed in between)
-//! finished with the claimed ids, completing the job advancing the schedule, and on Postgres two
-//! nodes running the scheduler at once making each occurrence once.
+//! finished with the claimed ids, completing the job advancing the schedule; on Postgres two
+//! nodes running the scheduler at once making each occurrence once, and the real server process
+//! killed with SIGKILL mid-run and restarted leaving one whole job per (schedule, due date).
 
 use std::time::Duration;
 
@@ -471,4 +472,146 @@ async fn two_nodes_make_each_occurrence_once() {
             .collect();
         assert_eq!(dues, want.iter().collect::<Vec<_>>(), "{v}");
     }
+}
+
+/// The real server process killed with SIGKILL at random moments while its scheduler makes a
+/// schedule's 41 jobs (one a day for 40 days ahead), and restarted with no claim lease: in the
+/// end every (schedule, due date) has exactly one job, whole (its three documents, each with
+/// its changes), and the org has no other job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_scheduler_leaves_one_whole_job_per_due_date() {
+    use fieldsync_test_support::ServerProcess;
+    use rand::{Rng, SeedableRng};
+    use sync_server::store::{pm, records};
+
+    let seed = fieldsync_e2e::seed();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let home = ServerHome::new(Backend::Postgres).await;
+    let Database::Postgres(url) = home.config.database.clone() else {
+        unreachable!()
+    };
+    let data_dir = home.config.data_dir.to_str().unwrap().to_string();
+    let store = sync_server::open_store(&home.config).await.unwrap();
+    let team = Team::create(&*store, &["ana"]).await;
+    let org_id = team.org.id;
+    let now = Utc::now();
+    let customer = records::Customer {
+        id: Uuid::now_v7(),
+        org_id,
+        name: "Northwind".into(),
+        phone: None,
+        email: None,
+        created_at: now,
+    };
+    store.records().create_customer(&customer).await.unwrap();
+    let site = records::Site {
+        id: Uuid::now_v7(),
+        org_id,
+        customer_id: customer.id,
+        name: "Plant room".into(),
+        address: None,
+        time_zone: "Europe/London".into(),
+    };
+    store.records().create_site(&site).await.unwrap();
+    let asset = records::Asset {
+        id: Uuid::now_v7(),
+        org_id,
+        site_id: site.id,
+        name: "Boiler".into(),
+        make: None,
+        model: None,
+        serial: None,
+        vin: None,
+        install_date: None,
+    };
+    store.records().create_asset(&asset).await.unwrap();
+    let template = pm::PmTemplate {
+        id: Uuid::now_v7(),
+        org_id,
+        name: "Daily check".into(),
+        checklist_template: "general".into(),
+        estimated_minutes: 15,
+        required_skills: vec![],
+        created_at: now,
+    };
+    store.pm().create_pm_template(&template).await.unwrap();
+    let schedule = pm::NewPmSchedule {
+        id: Uuid::now_v7(),
+        org_id,
+        asset_id: asset.id,
+        template_id: template.id,
+        rule: schemas::api::PmRule::Every {
+            n: 1,
+            unit: schemas::api::PmUnit::Days,
+        },
+        anchor: schemas::api::PmAnchor::Due,
+        horizon_days: 40,
+        start_date: london_today(),
+        assignee: Some(team.techs[0].name.clone()),
+        created_at: now,
+    };
+    store.pm().create_pm_schedule(&schedule).await.unwrap();
+
+    let spawn = || {
+        ServerProcess::spawn(&[
+            ("FIELDSYNC_DATA_DIR", data_dir.as_str()),
+            ("DATABASE_URL", url.as_str()),
+            ("FIELDSYNC_PM_INTERVAL_MS", "10"),
+            ("FIELDSYNC_PM_CLAIM_LEASE_MS", "0"),
+        ])
+    };
+    let mut server = spawn();
+    for round in 0..5 {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..200))).await;
+        server.kill_dash_nine();
+        let made = store.pm().pm_occurrences(Some(org_id), None).await.unwrap();
+        eprintln!(
+            "round {round}: killed with {} claimed, {} made",
+            made.len(),
+            made.iter().filter(|o| o.job_created_at.is_some()).count()
+        );
+        server = spawn();
+    }
+    let mut occurrences = Vec::new();
+    for _ in 0..600 {
+        occurrences = store.pm().pm_occurrences(Some(org_id), None).await.unwrap();
+        if occurrences.len() == 41 && occurrences.iter().all(|o| o.job_created_at.is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(occurrences.len(), 41, "SEED={seed}");
+    assert!(
+        occurrences.iter().all(|o| o.job_created_at.is_some()),
+        "SEED={seed}: {occurrences:?}"
+    );
+    for o in &occurrences {
+        let docs = store.job_documents(o.job_id).await.unwrap();
+        assert_eq!(docs.len(), 3, "SEED={seed}: {o:?}");
+        for doc in docs {
+            let stored = store.load(doc.id).await.unwrap();
+            assert!(
+                stored.snapshot.is_some() || !stored.changes.is_empty(),
+                "SEED={seed}: an empty document {doc:?}"
+            );
+        }
+        assert_eq!(
+            store.job_assignees(o.job_id).await.unwrap(),
+            vec![team.techs[0].id],
+            "SEED={seed}"
+        );
+    }
+    let jobs = store.org_jobs(org_id).await.unwrap();
+    assert_eq!(jobs.len(), 41, "SEED={seed}: one job per due date");
+    fieldsync_e2e::projection_caught_up(&*store).await;
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE org_id = $1")
+        .bind(org_id)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(rows, 41, "SEED={seed}");
+    server.kill_dash_nine();
 }
