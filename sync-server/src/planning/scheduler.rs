@@ -91,7 +91,7 @@ pub async fn run_once(app: &AppState, now: DateTime<Utc>) -> Result<Run, ApiErro
     }
 
     let occurrences: Vec<pm::Occurrence> = store
-        .pm_occurrences(None, None)
+        .pm_latest_occurrences()
         .await?
         .into_iter()
         .map(|o| pm::Occurrence {

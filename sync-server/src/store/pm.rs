@@ -95,6 +95,9 @@ pub trait PmStore: Send + Sync + 'static {
         org_id: Option<Uuid>,
         schedule: Option<Uuid>,
     ) -> StoreResult<Vec<PmOccurrence>>;
+    /// The latest occurrence of every schedule of every org: all the scheduler's decision needs
+    /// (earlier ones never count again), so a run reads one row per schedule, not the history.
+    async fn pm_latest_occurrences(&self) -> StoreResult<Vec<PmOccurrence>>;
     /// Claim an occurrence: insert its row unless (schedule, due date) has one, and raise the
     /// schedule's last due date to it, in one transaction. True when this call inserted it.
     async fn claim_pm_occurrence(&self, o: &PmOccurrence) -> StoreResult<bool>;

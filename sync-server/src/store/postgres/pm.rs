@@ -223,6 +223,19 @@ impl PmStore for PgStore {
         Ok(rows)
     }
 
+    async fn pm_latest_occurrences(&self) -> StoreResult<Vec<PmOccurrence>> {
+        sqlx::query_as!(
+            PmOccurrence,
+            "SELECT DISTINCT ON (schedule_id)
+                    schedule_id, due_date, org_id, job_id, checklist_id, parts_id,
+                    scheduled_start, claimed_at, job_created_at, completed_at
+             FROM pm_occurrences ORDER BY schedule_id, due_date DESC"
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
     async fn claim_pm_occurrence(&self, o: &PmOccurrence) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         let n = sqlx::query!(

@@ -252,6 +252,21 @@ impl PmStore for SqliteStore {
         .await
     }
 
+    async fn pm_latest_occurrences(&self) -> StoreResult<Vec<PmOccurrence>> {
+        self.call(move |conn| {
+            Ok(conn
+                .prepare_cached(&format!(
+                    "SELECT {OCCURRENCE_COLUMNS} FROM pm_occurrences o
+                     WHERE due_date = (SELECT max(l.due_date) FROM pm_occurrences l
+                                       WHERE l.schedule_id = o.schedule_id)
+                     ORDER BY schedule_id"
+                ))?
+                .query_map([], occurrence)?
+                .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
     async fn claim_pm_occurrence(&self, o: &PmOccurrence) -> StoreResult<bool> {
         let o = o.clone();
         self.call(move |conn| {
