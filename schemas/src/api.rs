@@ -843,3 +843,194 @@ pub struct PricedLine {
     /// `qty × unit price`, rounded to the cent.
     pub total_cents: Option<i64>,
 }
+
+// ---- preventive maintenance ---------------------------------------------------------------------
+
+/// `POST /api/v1/pm/templates`: a kind of preventive maintenance: the checklist its jobs are made
+/// from, how long it takes, and the skills it needs.
+#[derive(utoipa::ToSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPmTemplate {
+    pub name: String,
+    /// A checklist template's name (built-in or the org's own).
+    pub checklist_template: String,
+    /// 1 to 10,080 (a week): the job's scheduled end is its start plus this.
+    pub estimated_minutes: u32,
+    #[serde(default)]
+    pub required_skills: Vec<String>,
+}
+
+/// A PM template of the org.
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PmTemplateRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub checklist_template: String,
+    pub estimated_minutes: u32,
+    pub required_skills: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A unit of a PM interval.
+#[derive(utoipa::ToSchema, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PmUnit {
+    Days,
+    Weeks,
+    /// Calendar months; a day past the next month's end becomes its last day (Jan 31 → Feb 28).
+    Months,
+}
+
+/// A day of the week.
+#[derive(utoipa::ToSchema, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PmWeekday {
+    Monday,
+    Tuesday,
+    Wednesday,
+    Thursday,
+    Friday,
+    Saturday,
+    Sunday,
+}
+
+/// When a PM schedule falls due, in the site's time zone.
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PmRule {
+    /// Every `n` days, weeks or months (`n` from 1 to 366).
+    Every { n: u32, unit: PmUnit },
+    /// The `day`th of each month (1 to 31; the last day of shorter months).
+    DayOfMonth { day: u32 },
+    /// The `nth` (1 to 4, or -1 for the last) `weekday` of each month: "first Monday".
+    NthWeekday { nth: i32, weekday: PmWeekday },
+}
+
+/// What the next due date counts from.
+#[derive(utoipa::ToSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PmAnchor {
+    /// The last due date: a fixed rhythm, whenever the work was done.
+    #[default]
+    Due,
+    /// The last completion: the next occurrence is planned once the previous job is completed.
+    Completion,
+}
+
+/// `POST /api/v1/pm/schedules`: preventive maintenance of one asset.
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPmSchedule {
+    pub asset_id: Uuid,
+    pub template_id: Uuid,
+    pub rule: PmRule,
+    #[serde(default)]
+    pub anchor: PmAnchor,
+    /// Days before the due date that the job is created (0 to 366); the server's default
+    /// (`FIELDSYNC_PM_HORIZON_DAYS`) when absent.
+    #[serde(default)]
+    pub horizon_days: Option<u32>,
+    /// The first due date (or the first the rule allows on or after it); today in the site's
+    /// time zone when absent.
+    #[serde(default)]
+    pub start_date: Option<chrono::NaiveDate>,
+    /// A technician's user name: each occurrence's job is assigned to them.
+    #[serde(default)]
+    pub assignee: Option<String>,
+}
+
+/// A PM schedule of the org, with its next due date.
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PmScheduleRecord {
+    pub id: Uuid,
+    pub asset_id: Uuid,
+    pub site_id: Uuid,
+    pub template_id: Uuid,
+    pub rule: PmRule,
+    pub anchor: PmAnchor,
+    pub horizon_days: u32,
+    pub start_date: chrono::NaiveDate,
+    pub assignee: Option<String>,
+    /// The site's time zone, in which due dates are days.
+    pub time_zone: String,
+    pub last_due_date: Option<chrono::NaiveDate>,
+    pub last_completed_at: Option<DateTime<Utc>>,
+    /// `null` while a schedule anchored on completion waits for its open job to be completed.
+    pub next_due_date: Option<chrono::NaiveDate>,
+}
+
+/// One due date of a schedule and the job made for it.
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PmOccurrenceRecord {
+    pub due_date: chrono::NaiveDate,
+    pub job_id: Uuid,
+    pub scheduled_start: DateTime<Utc>,
+    /// False for the moment between claiming the due date and its job existing.
+    pub job_created: bool,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /api/v1/pm/schedules/{id}`: the schedule and its occurrences, latest first.
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PmScheduleDetail {
+    #[serde(flatten)]
+    pub schedule: PmScheduleRecord,
+    pub occurrences: Vec<PmOccurrenceRecord>,
+}
+
+impl Validate for NewPmTemplate {
+    fn validate(&self) -> Result<(), InvalidText> {
+        required("name", &self.name)?;
+        single_line("name", &self.name, limits::LINE)?;
+        required("checklist_template", &self.checklist_template)?;
+        single_line("checklist_template", &self.checklist_template, limits::NAME)?;
+        if !(1..=10_080).contains(&self.estimated_minutes) {
+            return Err(InvalidText {
+                field: "estimated_minutes".into(),
+                problem: "must be from 1 to 10080 (a week)".into(),
+            });
+        }
+        if self.required_skills.len() > 50 {
+            return Err(InvalidText {
+                field: "required_skills".into(),
+                problem: "names at most 50 skills".into(),
+            });
+        }
+        for s in &self.required_skills {
+            required("required_skills", s)?;
+            single_line("required_skills", s, limits::NAME)?;
+        }
+        Ok(())
+    }
+}
+
+impl Validate for NewPmSchedule {
+    fn validate(&self) -> Result<(), InvalidText> {
+        let bad = |field: &str, problem: &str| {
+            Err(InvalidText {
+                field: field.into(),
+                problem: problem.into(),
+            })
+        };
+        match &self.rule {
+            PmRule::Every { n, .. } if !(1..=366).contains(n) => {
+                return bad("rule.n", "must be from 1 to 366");
+            }
+            PmRule::DayOfMonth { day } if !(1..=31).contains(day) => {
+                return bad("rule.day", "must be from 1 to 31");
+            }
+            PmRule::NthWeekday { nth, .. } if !matches!(nth, 1..=4 | -1) => {
+                return bad("rule.nth", "must be 1 to 4, or -1 for the last");
+            }
+            _ => {}
+        }
+        if self.horizon_days.is_some_and(|h| h > 366) {
+            return bad("horizon_days", "must be from 0 to 366");
+        }
+        if let Some(a) = &self.assignee {
+            required("assignee", a)?;
+            single_line("assignee", a, limits::NAME)?;
+        }
+        Ok(())
+    }
+}

@@ -255,7 +255,20 @@ pub fn new_bundle(
     by: &str,
     at: DateTime<Utc>,
 ) -> Result<JobBundle, DocError> {
-    let (job_id, checklist_id, parts_id) = (crate::new_id(), crate::new_id(), crate::new_id());
+    let ids = (crate::new_id(), crate::new_id(), crate::new_id());
+    new_bundle_with_ids(actor, ids, new, template, by, at)
+}
+
+/// [`new_bundle`] with the ids (job, checklist, parts) chosen beforehand: the server's scheduler
+/// records them before it makes the job, so finishing an interrupted creation makes the same job.
+pub fn new_bundle_with_ids(
+    actor: &automerge::ActorId,
+    (job_id, checklist_id, parts_id): (Uuid, Uuid, Uuid),
+    new: &NewJob,
+    template: &crate::template::Template,
+    by: &str,
+    at: DateTime<Utc>,
+) -> Result<JobBundle, DocError> {
     Ok(JobBundle {
         job_id,
         checklist_id,

@@ -150,6 +150,15 @@ pub struct Config {
     pub presence_interval: Duration,
     /// Board event streams (`/api/v1/board/events`) one user may hold open at once.
     pub max_board_streams: usize,
+    /// How often the preventive-maintenance scheduler runs (`planning::scheduler`).
+    pub pm_interval: Duration,
+    /// A schedule's days between a job's creation and its due date, when it names none.
+    pub pm_horizon_days: u32,
+    /// The local time (in the site's zone) a PM job starts on its due date.
+    pub pm_start_time: chrono::NaiveTime,
+    /// How long a claimed occurrence may wait for its job before another run takes it over (its
+    /// node died between the claim and the job). Longer than making one job ever takes.
+    pub pm_claim_lease: Duration,
 }
 
 impl Config {
@@ -182,6 +191,10 @@ impl Config {
             projection_interval: Duration::from_secs(1),
             presence_interval: Duration::from_secs(5),
             max_board_streams: 8,
+            pm_interval: Duration::from_secs(60),
+            pm_horizon_days: 14,
+            pm_start_time: chrono::NaiveTime::from_hms_opt(8, 0, 0).expect("08:00"),
+            pm_claim_lease: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -260,6 +273,20 @@ impl Config {
             &mut c.max_board_streams,
         )?;
         c.presence_interval = Duration::from_millis(presence_ms.max(100));
+        let mut pm_ms = c.pm_interval.as_millis() as u64;
+        get(&var, "FIELDSYNC_PM_INTERVAL_MS", &mut pm_ms)?;
+        c.pm_interval = Duration::from_millis(pm_ms.max(10));
+        let mut lease_ms = c.pm_claim_lease.as_millis() as u64;
+        get(&var, "FIELDSYNC_PM_CLAIM_LEASE_MS", &mut lease_ms)?;
+        c.pm_claim_lease = Duration::from_millis(lease_ms);
+        get(&var, "FIELDSYNC_PM_HORIZON_DAYS", &mut c.pm_horizon_days)?;
+        if c.pm_horizon_days > 366 {
+            anyhow::bail!(
+                "FIELDSYNC_PM_HORIZON_DAYS={} is over 366",
+                c.pm_horizon_days
+            );
+        }
+        get(&var, "FIELDSYNC_PM_START_TIME", &mut c.pm_start_time)?;
         get(
             &var,
             "FIELDSYNC_MAX_CHANGE_BYTES",

@@ -66,6 +66,26 @@ impl Actor {
 /// A dispatcher creates a job: its documents, assigned to the technicians named in `body`.
 /// Returns the new job's view.
 pub async fn create_job(app: &AppState, me: &Actor, body: CreateJob) -> Result<JobView, ApiError> {
+    create_job_with(app, me, body, None).await
+}
+
+/// The ids of a job's three documents, chosen before the job is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JobIds {
+    pub job: Uuid,
+    pub checklist: Uuid,
+    pub parts: Uuid,
+}
+
+/// [`create_job`], with the documents' ids given (`None`: fresh ones). With given ids it may be
+/// called again for the same job after an interruption (a node killed half way): it makes only
+/// the documents not yet stored, and the assignments again, so it ends with one complete job.
+pub async fn create_job_with(
+    app: &AppState,
+    me: &Actor,
+    body: CreateJob,
+    ids: Option<JobIds>,
+) -> Result<JobView, ApiError> {
     me.dispatcher()?;
     if body.title.trim().is_empty() {
         return Err(ApiError::BadRequest("a job needs a title".into()));
@@ -141,7 +161,10 @@ pub async fn create_job(app: &AppState, me: &Actor, body: CreateJob) -> Result<J
         priority: body.priority.unwrap_or_default(),
         follow_up_of: None,
     };
-    let job_id = create_job_documents(app, me, &new, &tpl).await?;
+    let job_id = match ids {
+        None => create_job_documents(app, me, &new, &tpl).await?,
+        Some(ids) => create_job_documents_once(app, me, &new, &tpl, ids).await?,
+    };
     for u in &assignees {
         app.store.assign(job_id, u.id).await?;
     }
@@ -176,6 +199,63 @@ pub async fn create_job_documents(
         store_new_document(app, &meta, &mut doc).await?;
     }
     Ok(job_id)
+}
+
+/// [`create_job_documents`] with the ids given, making only the documents that do not hold
+/// changes yet: after an interrupted creation it completes the same job rather than making a
+/// second one. (A document registered but left without changes by a crash gets them now; one
+/// that holds changes is kept as it is.)
+pub async fn create_job_documents_once(
+    app: &AppState,
+    by: &Actor,
+    new: &NewJob,
+    tpl: &template::Template,
+    ids: JobIds,
+) -> Result<Uuid, ApiError> {
+    let actor = automerge::ActorId::random();
+    let now = Utc::now();
+    let bundle = job::new_bundle_with_ids(
+        &actor,
+        (ids.job, ids.checklist, ids.parts),
+        new,
+        tpl,
+        &by.name,
+        now,
+    )?;
+    for (id, kind, mut doc) in bundle.into_docs() {
+        doc.commit_with(
+            CommitOptions::default()
+                .with_message("create job")
+                .with_time(now.timestamp()),
+        );
+        let meta = DocMeta {
+            id,
+            org_id: by.org_id,
+            kind: kind.as_str().to_string(),
+            job_id: ids.job,
+        };
+        if app.store.document(id).await?.is_none() {
+            match store_new_document(app, &meta, &mut doc).await {
+                // Registered meanwhile by another writer of the same job: filled below if empty.
+                Err(ApiError::Conflict(_)) => {}
+                other => {
+                    other?;
+                    continue;
+                }
+            }
+        }
+        let mut sd = app.docs.lock(&meta).await?;
+        if !sd.doc.get_heads().is_empty() {
+            continue;
+        }
+        let before = sd.doc.get_heads();
+        sd.doc.merge(&mut doc).map_err(ApiError::internal)?;
+        if let Err(e) = app.docs.persist(&mut sd, &before).await {
+            app.docs.discard(sd);
+            return Err(e.into());
+        }
+    }
+    Ok(ids.job)
 }
 
 /// Register a document the server made (`doc`, committed) and store its changes like any other:

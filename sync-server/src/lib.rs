@@ -8,7 +8,8 @@
 //! the other connections holding the same document, and to other nodes through Postgres
 //! LISTEN/NOTIFY ([`state::AppState::doc_changed`]). [`http`] is the JSON API (sign-in,
 //! dispatcher actions, the back office's [`review`]) over the job service [`jobs`]; [`auth`] holds passwords and tokens ([`passwords`]: checks within a memory budget),
-//! [`throttle`] the sign-in backoff. Photo and signature bytes come in through the tus endpoint
+//! [`throttle`] the sign-in backoff. [`planning`] makes work by itself: preventive-maintenance
+//! jobs from schedules. Photo and signature bytes come in through the tus endpoint
 //! ([`http::uploads`], [`uploads`]) and are kept in a blob store ([`blobs`]: S3 or a folder). [`server::launch`] runs it all; the binary only parses flags.
 //!
 //! Modules depend downwards only: `server` uses `http` and `sync`, which use `jobs` and `state`,
@@ -24,6 +25,7 @@ pub mod http;
 pub mod jobs;
 pub mod metrics;
 pub mod passwords;
+pub mod planning;
 pub mod presence;
 pub mod projection;
 pub mod review;

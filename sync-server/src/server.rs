@@ -89,6 +89,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/templates/{name}",
             get(http::templates::get_one).put(http::templates::put_version),
         )
+        .route(
+            "/api/v1/pm/templates",
+            get(http::pm::list_templates).post(http::pm::create_template),
+        )
+        .route(
+            "/api/v1/pm/schedules",
+            get(http::pm::list_schedules).post(http::pm::create_schedule),
+        )
+        .route("/api/v1/pm/schedules/{id}", get(http::pm::get_schedule))
         .route("/api/v1/board/events", get(http::board::events))
         .route("/api/v1/openapi.json", get(http::openapi::document))
         .route("/board", get(http::board::page))
@@ -168,6 +177,7 @@ pub async fn serve(
         futures_util::future::Either::Right(crate::projection::follow(state.clone()))
     }));
     let _presence = AbortOnDrop(tokio::spawn(crate::presence::run(state.clone())));
+    let _pm = AbortOnDrop(tokio::spawn(crate::planning::scheduler::run(state.clone())));
     let open_uploads = state.uploads.sweep(chrono::Utc::now()).await;
     state.metrics.uploads_in_progress.set(open_uploads as i64);
     tracing::info!(addr = %listener.local_addr()?, database = ?state.config.database, "serving");

@@ -348,6 +348,10 @@ impl Store for FaultyStore {
     fn records(&self) -> &dyn sync_server::store::records::Records {
         self.inner.records()
     }
+
+    fn pm(&self) -> &dyn sync_server::store::pm::PmStore {
+        self.inner.pm()
+    }
 }
 
 #[cfg(test)]

@@ -85,7 +85,7 @@ async fn two_nodes_project_each_change_once_and_number_jobs_without_gaps() {
     assert_eq!(listed, 30);
 }
 
-/// Every table under row-level security, as migrations 0007 and 0008 list them.
+/// Every table under row-level security, as migrations 0007, 0008 and 0009 list them.
 const TENANT_TABLES: &[&str] = &[
     "users",
     "documents",
@@ -111,6 +111,9 @@ const TENANT_TABLES: &[&str] = &[
     "signatures",
     "checklist_templates",
     "presence",
+    "pm_templates",
+    "pm_schedules",
+    "pm_occurrences",
 ];
 
 /// Counts of (org A's rows, other orgs' rows) per table, as a tenant of `org` (or of none).
@@ -153,6 +156,84 @@ async fn tenant_counts(url: &str, org: Option<Uuid>, other: Uuid) -> Vec<(String
     out.push(("assignments".into(), assignments, 0));
     tx.rollback().await.unwrap();
     out
+}
+
+/// A customer, site and asset of the org, a PM template, a schedule for the asset and one claimed
+/// occurrence, written straight to the store.
+async fn pm_rows(store: &dyn sync_server::store::Store, org_id: Uuid) {
+    use sync_server::store::{pm, records};
+    let now = chrono::Utc::now();
+    let customer = records::Customer {
+        id: Uuid::now_v7(),
+        org_id,
+        name: "Northwind".into(),
+        phone: None,
+        email: None,
+        created_at: now,
+    };
+    store.records().create_customer(&customer).await.unwrap();
+    let site = records::Site {
+        id: Uuid::now_v7(),
+        org_id,
+        customer_id: customer.id,
+        name: "Plant room".into(),
+        address: None,
+        time_zone: "Europe/London".into(),
+    };
+    store.records().create_site(&site).await.unwrap();
+    let asset = records::Asset {
+        id: Uuid::now_v7(),
+        org_id,
+        site_id: site.id,
+        name: "Boiler".into(),
+        make: None,
+        model: None,
+        serial: None,
+        vin: None,
+        install_date: None,
+    };
+    store.records().create_asset(&asset).await.unwrap();
+    let template = pm::PmTemplate {
+        id: Uuid::now_v7(),
+        org_id,
+        name: "Boiler service".into(),
+        checklist_template: "general".into(),
+        estimated_minutes: 60,
+        required_skills: vec!["gas".into()],
+        created_at: now,
+    };
+    store.pm().create_pm_template(&template).await.unwrap();
+    let schedule = pm::NewPmSchedule {
+        id: Uuid::now_v7(),
+        org_id,
+        asset_id: asset.id,
+        template_id: template.id,
+        rule: schemas::api::PmRule::DayOfMonth { day: 15 },
+        anchor: schemas::api::PmAnchor::Due,
+        horizon_days: 0,
+        // Far ahead: the scheduler makes nothing of it during the test.
+        start_date: chrono::NaiveDate::from_ymd_opt(2100, 1, 15).unwrap(),
+        assignee: None,
+        created_at: now,
+    };
+    store.pm().create_pm_schedule(&schedule).await.unwrap();
+    let claimed = store
+        .pm()
+        .claim_pm_occurrence(&pm::PmOccurrence {
+            schedule_id: schedule.id,
+            due_date: schedule.start_date,
+            org_id,
+            job_id: Uuid::now_v7(),
+            checklist_id: Uuid::now_v7(),
+            parts_id: Uuid::now_v7(),
+            scheduled_start: now,
+            claimed_at: now,
+            job_created_at: None,
+            completed_at: None,
+        })
+        .await
+        .unwrap();
+    assert!(claimed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,6 +292,7 @@ async fn a_query_for_one_org_never_sees_another() {
             )
             .await
             .unwrap();
+        pm_rows(server.store(), team.org.id).await;
         teams.push(team);
     }
     fieldsync_e2e::projection_caught_up(server.store()).await;
@@ -247,7 +329,15 @@ async fn a_query_for_one_org_never_sees_another() {
     // Through the API: org A's dispatcher lists only A, and cannot open B's job.
     let token = access_token(server.store(), &a.dispatcher, None).await;
     let b_job = server.store().org_jobs(b.org.id).await.unwrap()[0];
-    for path in ["jobs", "technicians", "stock", "review/jobs", "templates"] {
+    for path in [
+        "jobs",
+        "technicians",
+        "stock",
+        "review/jobs",
+        "templates",
+        "pm/templates",
+        "pm/schedules",
+    ] {
         let (status, body) = api(
             "GET",
             format!("{}/api/v1/{path}", server.url),

@@ -23,6 +23,7 @@ pub mod extract;
 pub mod jobs;
 pub mod openapi;
 pub mod photos;
+pub mod pm;
 pub mod records;
 pub mod review;
 pub mod templates;

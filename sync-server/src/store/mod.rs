@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+pub mod pm;
 pub mod postgres;
 pub mod records;
 pub mod sqlite;
@@ -407,4 +408,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// The relational records beside the log: the dispatcher's data and the projected rows.
     fn records(&self) -> &dyn records::Records;
+
+    /// Preventive maintenance: templates, schedules and their occurrences (migration 0009).
+    fn pm(&self) -> &dyn pm::PmStore;
 }

@@ -35,6 +35,7 @@ use super::{
 };
 
 mod batch;
+mod pm;
 mod records;
 
 /// How often a transaction that Postgres aborted as a serialization failure or deadlock is tried
@@ -1110,6 +1111,10 @@ impl Store for PgStore {
     /// The subscription holds a connection of its own (outside the pool, so it neither takes a
     /// query's connection nor is closed as idle) and has run `LISTEN` on it before this returns.
     fn records(&self) -> &dyn super::records::Records {
+        self
+    }
+
+    fn pm(&self) -> &dyn super::pm::PmStore {
         self
     }
 

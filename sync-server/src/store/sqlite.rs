@@ -27,6 +27,7 @@ use super::{
     Rotation, Store, StoreError, StoreResult, StoredDoc, TokenInfo, TokenKind, TokenRecord, User,
 };
 
+mod pm;
 mod records;
 
 /// The migrations, in the order they apply, embedded so the binary carries its schema. Append new
@@ -61,6 +62,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0008_templates_presence.sql",
         include_str!("../../../migrations/sqlite/0008_templates_presence.sql"),
+    ),
+    (
+        "0009_pm_schedules.sql",
+        include_str!("../../../migrations/sqlite/0009_pm_schedules.sql"),
     ),
 ];
 
@@ -998,6 +1003,10 @@ impl Store for SqliteStore {
     }
 
     fn records(&self) -> &dyn super::records::Records {
+        self
+    }
+
+    fn pm(&self) -> &dyn super::pm::PmStore {
         self
     }
 
