@@ -31,9 +31,15 @@ export const PRIMARY = new Set(["en_route", "in_progress", "completed"]);
 
 export const PRIORITY_LABEL = { low: "Low", medium: "Medium", high: "High", urgent: "Urgent" };
 
-export const timeFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
-const dayFmt = new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric", month: "short" });
-export const fullFmt = new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+/** An Intl formatter made on first use: each costs milliseconds to make (locale data), and the
+ * job list at a cold start needs two of them. */
+function lazyFormat(make) {
+  let made = null;
+  return { format: (x) => (made ??= make()).format(x) };
+}
+
+export const timeFmt = lazyFormat(() => new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" }));
+export const fullFmt = lazyFormat(() => new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" }));
 
 function startOfDay(d) {
   const x = new Date(d);
@@ -41,17 +47,23 @@ function startOfDay(d) {
   return x;
 }
 
-/** "Today 14:00", "Tomorrow 09:30", "Mon 3 Dec 10:00". */
+const WEEKDAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const two = (n) => String(n).padStart(2, "0");
+
+/** "Today 14:00", "Tomorrow 09:30", "Mon 3 Dec 10:00", in the device's time zone. Written out
+ * rather than through Intl: the job list shows hundreds, and the first Intl formatter alone
+ * costs ~40 ms of a cold start (its locale data); the page's words are English anyway. */
 export function when(iso) {
   if (!iso) return "Not scheduled";
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return String(iso);
   const days = Math.round((startOfDay(d) - startOfDay(new Date())) / 86400000);
-  const t = timeFmt.format(d);
+  const t = `${two(d.getHours())}:${two(d.getMinutes())}`;
   if (days === 0) return `Today ${t}`;
   if (days === 1) return `Tomorrow ${t}`;
   if (days === -1) return `Yesterday ${t}`;
-  return `${dayFmt.format(d)} ${t}`;
+  return `${WEEKDAYS[d.getDay()]} ${d.getDate()} ${MONTHS[d.getMonth()]} ${t}`;
 }
 
 export function relTime(iso) {
@@ -79,10 +91,10 @@ export function duration(ms) {
   return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, "0")} min`;
 }
 
-const moneyFmt = new Intl.NumberFormat(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+const moneyFmt = lazyFormat(() => new Intl.NumberFormat(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 }));
 export const money = (cents) => (cents == null ? "" : moneyFmt.format(cents / 100));
 
-const numFmt = new Intl.NumberFormat(undefined, { maximumFractionDigits: 3 });
+const numFmt = lazyFormat(() => new Intl.NumberFormat(undefined, { maximumFractionDigits: 3 }));
 export const num = (n) => (n == null || n === "" ? "" : typeof n === "number" ? numFmt.format(n) : String(n));
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

@@ -292,7 +292,12 @@ async fn schedules_make_one_job_per_due_date(backend: Backend) {
         )
         .await;
     assert_eq!(s, 200, "{e}");
-    let v = wait_for(&d, &id, "the completion", |v| !v["next_due_date"].is_null()).await;
+    // The schedule and its occurrences are read one after the other: the completion may land
+    // between the two reads, so wait until both show it.
+    let v = wait_for(&d, &id, "the completion", |v| {
+        !v["next_due_date"].is_null() && v["last_completed_at"].is_string()
+    })
+    .await;
     let done_day = london_today();
     assert_eq!(
         v["next_due_date"],
