@@ -65,18 +65,27 @@ fn mb_per_s(bytes: usize, d: Duration) -> f64 {
     bytes as f64 / 1e6 / d.as_secs_f64()
 }
 
-/// One HTTP/1.1 exchange on a fresh connection: (status, headers lower-cased, body).
+/// One HTTP/1.1 exchange on `conn`, kept open for the next one as a tus client's HTTP agent
+/// does (a new connection when there is none, or the server closed it): (status, headers
+/// lower-cased, body).
 async fn http(
+    conn: &mut Option<TcpStream>,
     addr: &str,
     method: &str,
     path: &str,
     headers: &[(&str, String)],
     body: &[u8],
 ) -> (u16, Vec<(String, String)>, String) {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    s.set_nodelay(true).ok();
+    let mut s = match conn.take() {
+        Some(s) => s,
+        None => {
+            let s = TcpStream::connect(addr).await.expect("connect");
+            s.set_nodelay(true).ok();
+            s
+        }
+    };
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (k, v) in headers {
@@ -85,21 +94,43 @@ async fn http(
     head.push_str("\r\n");
     s.write_all(head.as_bytes()).await.expect("write head");
     s.write_all(body).await.expect("write body");
+    // The answer's head, then as many body bytes as it announces.
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.expect("read");
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
+    let mut read = [0u8; 16 * 1024];
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        let n = s.read(&mut read).await.expect("read");
+        assert!(n > 0, "the server closed the connection before answering");
+        buf.extend_from_slice(&read[..n]);
+    };
+    let text = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let mut lines = text.lines();
     let status = lines
         .next()
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let headers = lines
+    let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    (status, headers, body.to_string())
+    // The answer to a HEAD has no body, whatever its Content-Length says.
+    let len: usize = header(&headers, "content-length")
+        .and_then(|v| v.parse().ok())
+        .filter(|_| method != "HEAD")
+        .unwrap_or(0);
+    let mut rest = buf.split_off(end + 4);
+    while rest.len() < len {
+        let n = s.read(&mut read).await.expect("read the body");
+        assert!(n > 0, "the server closed the connection in its answer");
+        rest.extend_from_slice(&read[..n]);
+    }
+    if header(&headers, "connection").as_deref() != Some("close") {
+        *conn = Some(s);
+    }
+    (status, headers, String::from_utf8_lossy(&rest).into_owned())
 }
 
 fn header(h: &[(String, String)], name: &str) -> Option<String> {
@@ -109,6 +140,8 @@ fn header(h: &[(String, String)], name: &str) -> Option<String> {
 /// A server with one technician, a job and, per photo, a photo document naming its sha256.
 struct Bench {
     addr: String,
+    /// The client's connection, kept open between requests.
+    conn: tokio::sync::Mutex<Option<TcpStream>>,
     app: Arc<AppState>,
     token: String,
     org: Uuid,
@@ -170,6 +203,7 @@ impl Bench {
         let (addr, task) = fieldsync_test_support::serve_in_process(app.clone()).await;
         Bench {
             addr: addr.to_string(),
+            conn: tokio::sync::Mutex::new(None),
             app,
             token,
             org: org.id,
@@ -202,7 +236,9 @@ impl Bench {
                 B64.encode(sha)
             ),
         ));
-        let (status, headers, body) = http(&self.addr, "POST", "/api/v1/uploads", &h, &[]).await;
+        let mut conn = self.conn.lock().await;
+        let (status, headers, body) =
+            http(&mut conn, &self.addr, "POST", "/api/v1/uploads", &h, &[]).await;
         assert_eq!(status, 201, "create: {body}");
         header(&headers, "location").expect("Location")
     }
@@ -226,15 +262,21 @@ impl Bench {
     /// Upload `bytes` whole in 8 MiB chunks; the time from creation to the last answer (the
     /// server has verified and stored the original by then). The photo's sha256 is known before
     /// the clock starts, as on the device (its photo document names it); each chunk's checksum is
-    /// computed while the previous chunk is on its way, as a client that streams would.
+    /// computed while the previous chunk is on its way, as a client that streams would (a chunk
+    /// that is the whole photo has the photo's). Requests go on one kept-alive connection.
     async fn upload(&self, bytes: &[u8]) -> Duration {
         let doc = self.photo_doc(bytes).await;
-        let sha = hex::encode(Sha256::digest(bytes));
+        let digest = Sha256::digest(bytes);
+        let sha = hex::encode(digest);
         let t = Instant::now();
         let path = self.create(doc, &sha, bytes.len()).await;
         let checksum = |chunk: &[u8]| format!("sha256 {}", B64.encode(Sha256::digest(chunk)));
         let mut offset = 0;
-        let mut next_sum = checksum(&bytes[..CHUNK.min(bytes.len())]);
+        let mut next_sum = if bytes.len() <= CHUNK {
+            format!("sha256 {}", B64.encode(digest))
+        } else {
+            checksum(&bytes[..CHUNK])
+        };
         while offset < bytes.len() {
             let end = (offset + CHUNK).min(bytes.len());
             let chunk = &bytes[offset..end];
@@ -243,8 +285,9 @@ impl Bench {
             h.push(("Content-Type", "application/offset+octet-stream".into()));
             h.push(("Upload-Checksum", next_sum.clone()));
             let following = bytes[end..(end + CHUNK).min(bytes.len())].to_vec();
+            let mut conn = self.conn.lock().await;
             let (sent, sum) = tokio::join!(
-                http(&self.addr, "PATCH", &path, &h, chunk),
+                http(&mut conn, &self.addr, "PATCH", &path, &h, chunk),
                 tokio::task::spawn_blocking(move || checksum(&following))
             );
             let (status, headers, body) = sent;
@@ -286,7 +329,15 @@ impl Bench {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let (status, headers, body) = http(&self.addr, "HEAD", &path, &self.auth(), &[]).await;
+        let (status, headers, body) = http(
+            &mut *self.conn.lock().await,
+            &self.addr,
+            "HEAD",
+            &path,
+            &self.auth(),
+            &[],
+        )
+        .await;
         assert!(status == 200 || status == 204, "head: {status} {body}");
         let offset = header(&headers, "upload-offset")
             .and_then(|o| o.parse().ok())

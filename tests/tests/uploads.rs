@@ -364,6 +364,7 @@ on_both_stores!(
     bad_images_are_refused_and_leave_nothing,
     an_interrupted_finish_completes_before_head_reports_the_end,
     a_large_upload_goes_ahead_in_parts_survives_a_restart_and_is_dropped_when_refused,
+    a_request_carrying_the_whole_upload_shows_nothing_until_checked,
 );
 
 /// The upload's files in the server's data dir: `(parts file present, parts recorded)`.
@@ -401,9 +402,16 @@ async fn a_large_upload_goes_ahead_in_parts_survives_a_restart_and_is_dropped_wh
         let r = patch(&env, &env.ana, &location, offset, chunk).await;
         assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
         if i == 0 && matches!(blobs, Blobs::Garage) {
-            // The first request's body went into its part as it arrived: recorded before the
-            // answer.
-            assert_eq!(parts_file(&env, &location), (true, 1));
+            // The first request's body went into its part as it arrived: recorded once the
+            // part is stored (the request is answered once its bytes are synced).
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while parts_file(&env, &location) != (true, 1) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the part was not recorded"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
         if i == 1 {
             if let Blobs::Garage = blobs {
@@ -447,6 +455,117 @@ async fn a_large_upload_goes_ahead_in_parts_survives_a_restart_and_is_dropped_wh
     assert_eq!(parts_file(&env, &location), (false, 0));
     assert!(stored(&env, &named).await.is_none());
     assert!(stored(&env, &other).await.is_none());
+}
+
+/// A request that carries every byte of an upload (a PATCH from offset 0, or a creation with
+/// the whole body) goes to S3 as one PUT while it arrives, its last bytes held back until the
+/// upload is checked: a good one is stored whole (its bytes hash to its key); one refused at
+/// the end (the document names other bytes, not an image) leaves nothing visible; one cut half
+/// way leaves nothing visible and resumes from the server's offset.
+async fn a_request_carrying_the_whole_upload_shows_nothing_until_checked(blobs: Blobs) {
+    let env = Env::new(blobs).await;
+    let no_parts_left = |location: &str| assert_eq!(parts_file(&env, location), (false, 0));
+
+    // Stored whole.
+    let bytes = padded_jpeg(9, 5);
+    let photo = env.photo(env.job, &bytes).await;
+    let location = create(&env, &env.ana, photo, &bytes).await;
+    let location = location.header("location").unwrap().to_string();
+    let r = patch(&env, &env.ana, &location, 0, &bytes).await;
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.header("upload-offset"),
+        Some(bytes.len().to_string().as_str())
+    );
+    let kept = stored(&env, &bytes).await.expect("stored");
+    assert_eq!(sha_hex(&kept), sha_hex(&bytes));
+    no_parts_left(&location);
+    let record = get(&env, &env.ana, &format!("/api/v1/photos/{photo}"))
+        .await
+        .json();
+    assert_eq!(record["uploaded"], true, "{record}");
+
+    // The document names other bytes than the ones sent (each request's own checksum holds).
+    let named = padded_jpeg(9, 6);
+    let other = padded_jpeg(9, 7);
+    assert_eq!(named.len(), other.len());
+    let photo = env.photo(env.job, &named).await;
+    let location = create(&env, &env.ana, photo, &named).await;
+    let location = location.header("location").unwrap().to_string();
+    let r = patch(&env, &env.ana, &location, 0, &other).await;
+    assert_eq!((r.status, r.code().as_str()), (422, "sha256-mismatch"));
+    assert_eq!(head(&env, &env.ana, &location).await.status, 404);
+    assert!(stored(&env, &named).await.is_none());
+    assert!(stored(&env, &other).await.is_none());
+    no_parts_left(&location);
+
+    // Not an image: refused by the checks after every byte went to the store but the last.
+    let mut not_image = b"%PDF-1.4 ".to_vec();
+    not_image.extend(padded_jpeg(6, 8));
+    let photo = env.photo(env.job, &not_image).await;
+    let location = create(&env, &env.ana, photo, &not_image).await;
+    let location = location.header("location").unwrap().to_string();
+    let r = patch(&env, &env.ana, &location, 0, &not_image).await;
+    assert_eq!((r.status, r.code().as_str()), (422, "not-an-image"));
+    assert!(stored(&env, &not_image).await.is_none());
+    no_parts_left(&location);
+
+    // Cut half way (no checksum, so the bytes that arrived are kept): nothing visible; the
+    // rest then completes it.
+    let bytes = padded_jpeg(12, 9);
+    let photo = env.photo(env.job, &bytes).await;
+    let location = create(&env, &env.ana, photo, &bytes).await;
+    let location = location.header("location").unwrap().to_string();
+    let sent = http(
+        &env.addr(),
+        "PATCH",
+        &location,
+        &[
+            auth(&env.ana),
+            tus(),
+            octets(),
+            ("Upload-Offset", "0".into()),
+        ],
+        &bytes,
+        Some(10 << 20),
+    )
+    .await;
+    assert!(sent.is_none());
+    let h = head(&env, &env.ana, &location).await;
+    let offset: usize = h.header("upload-offset").unwrap().parse().unwrap();
+    assert!(offset <= 10 << 20, "{offset}");
+    assert!(stored(&env, &bytes).await.is_none(), "nothing visible");
+    let r = patch(&env, &env.ana, &location, offset as u64, &bytes[offset..]).await;
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(stored(&env, &bytes).await.as_deref(), Some(&bytes[..]));
+    no_parts_left(&location);
+
+    // Creation with the whole body.
+    let bytes = padded_jpeg(7, 10);
+    let photo = env.photo(env.job, &bytes).await;
+    let r = http(
+        &env.addr(),
+        "POST",
+        "/api/v1/uploads",
+        &[
+            auth(&env.ana),
+            tus(),
+            octets(),
+            ("Upload-Length", bytes.len().to_string()),
+            meta(photo, &sha_hex(&bytes)),
+        ],
+        &bytes,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.header("upload-offset"),
+        Some(bytes.len().to_string().as_str())
+    );
+    assert_eq!(stored(&env, &bytes).await.as_deref(), Some(&bytes[..]));
+    no_parts_left(r.header("location").unwrap());
 }
 
 /// Every byte arrived but storing the blob failed half way (the store refused its `photos` row,

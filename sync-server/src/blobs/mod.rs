@@ -102,6 +102,27 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn abort_parts(&self, _key: &str, _upload_id: &str) -> BlobResult<()> {
         Ok(())
     }
+
+    /// Whether [`BlobStore::put_stream`] stores a blob in one request as its bytes arrive
+    /// (S3's PutObject); the local folder gets the whole file instead.
+    fn streams_puts(&self) -> bool {
+        false
+    }
+
+    /// Store `len` bytes arriving on `body` under `key` in one request, sent as they come.
+    /// Nothing is visible under `key` unless all `len` bytes arrive: a body that ends short
+    /// (its sender dropped early) fails the request, and the store keeps nothing of it.
+    async fn put_stream(
+        &self,
+        _key: &str,
+        _content_type: &str,
+        _len: u64,
+        _body: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    ) -> BlobResult<()> {
+        Err(BlobError::Backend(
+            "this blob store takes no streamed puts".into(),
+        ))
+    }
 }
 
 /// One stored part: its number, the store's tag for it, and the blob offset it ends at.

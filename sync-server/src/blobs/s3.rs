@@ -191,6 +191,50 @@ impl BlobStore for S3Blobs {
         Ok(part.e_tag().unwrap_or_default().to_string())
     }
 
+    fn streams_puts(&self) -> bool {
+        true
+    }
+
+    async fn put_stream(
+        &self,
+        key: &str,
+        content_type: &str,
+        len: u64,
+        body: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    ) -> BlobResult<()> {
+        // A body that ends short of `len` ends in an error, not a short body: the request is
+        // then broken off and S3 stores nothing (it keeps an object only once its announced
+        // length arrived).
+        let frames = futures_util::stream::unfold((body, 0u64), move |(mut rx, sent)| async move {
+            match rx.recv().await {
+                Some(b) => {
+                    let sent = sent + b.len() as u64;
+                    Some((Ok(http_body::Frame::data(b)), (rx, sent)))
+                }
+                None if sent < len => Some((
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("the body ended at {sent} of {len} bytes"),
+                    )),
+                    (rx, len),
+                )),
+                None => None,
+            }
+        });
+        let body = ByteStream::from_body_1_x(http_body_util::StreamBody::new(frames));
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .content_length(len as i64)
+            .body(body)
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     async fn complete_parts(
         &self,
         key: &str,

@@ -342,7 +342,7 @@ pub(crate) async fn head(
         .await
         .map_err(ApiError::internal)?;
     if !info.complete && offset == info.length {
-        complete(&app, &mut info)
+        complete(&app, &mut info, None)
             .await
             .map_err(|e| counted(&app, e))?;
     }
@@ -466,13 +466,20 @@ async fn receive(
     let announced = header_str(headers, header::CONTENT_LENGTH.as_str())
         .and_then(|v| v.parse::<u64>().ok())
         .filter(|n| *n <= room);
-    let mut tee = match announced {
-        Some(len) => app.uploads.tee(info, offset, len).await,
+    // A request that carries the whole upload goes into one PUT instead (S3 only).
+    let mut one_put = match announced {
+        Some(len) => app.uploads.whole(info, offset, len).await,
         None => None,
     };
-    let mut hasher = Sha256::new();
+    let mut tee = match announced {
+        Some(len) if one_put.is_none() => app.uploads.tee(info, offset, len).await,
+        _ => None,
+    };
     // The whole upload's sha256 so far, when this node saw every byte before this request.
     let mut whole = app.uploads.running_hash(info.id, offset);
+    // The request's own sha256, when it carries a checksum; from offset 0 the whole upload's
+    // running hash is the same one.
+    let mut hasher = (expected.is_some() && !(offset == 0 && whole.is_some())).then(Sha256::new);
     let mut written: u64 = 0;
     let mut stream = body.into_data_stream();
     let mut cut = None;
@@ -506,7 +513,12 @@ async fn receive(
         if let Some(t) = tee.as_mut() {
             t.feed(chunk.clone()).await;
         }
-        hasher.update(&chunk);
+        if let Some(w) = one_put.as_mut() {
+            w.feed(chunk.clone()).await;
+        }
+        if let Some(h) = hasher.as_mut() {
+            h.update(&chunk);
+        }
         if let Some(h) = whole.as_mut() {
             h.update(&chunk);
         }
@@ -515,8 +527,12 @@ async fn receive(
     }
     // A cut request's bytes cannot be checked against its checksum: drop them all.
     let mut keep = !(cut.is_some() && expected.is_some());
+    let request_sum = || match (&hasher, &whole) {
+        (Some(h), _) | (None, Some(h)) => h.clone().finalize(),
+        (None, None) => unreachable!("a request with a checksum is hashed"),
+    };
     if let (None, Some(sum)) = (&cut, &expected)
-        && hasher.finalize().as_slice() != sum.as_slice()
+        && request_sum().as_slice() != sum.as_slice()
     {
         keep = false;
         cut = Some(refuse(
@@ -531,9 +547,11 @@ async fn receive(
     let flushed = file.flush().await;
     let file = file.into_inner();
     if !keep {
-        if let Some(t) = tee {
-            app.uploads.tee_done(t, info.id, false).await;
+        if let Some(w) = one_put {
+            w.abort();
         }
+        // The request's parts are broken off, unrecorded.
+        drop(tee);
         let truncated = flushed.and(file.set_len(offset).await);
         drop(file);
         truncated.map_err(ApiError::internal)?;
@@ -543,13 +561,31 @@ async fn receive(
     let now_at = offset + written;
     app.uploads.set_running_hash(info.id, now_at, whole);
     if cut.is_none() && now_at == info.length {
-        // The last byte: its parts are recorded, then the bytes are checked and stored while
-        // the file is synced. Once stored, the file no longer matters; if storing fails, the
-        // sync keeps the bytes for a retry.
-        if let Some(t) = tee {
-            app.uploads.tee_done(t, info.id, true).await;
-        }
-        let (synced, completed) = tokio::join!(file.sync_data(), complete(app, info));
+        // The last byte: the bytes are checked and stored. Once stored, the file no longer
+        // matters (it is removed, its pages never written); if storing fails, the file is
+        // synced before the answer, keeping the bytes for a retry.
+        let Some(t) = tee else {
+            let completed = complete(app, info, one_put).await;
+            if completed.is_err()
+                && let Err(e) = file.sync_data().await
+            {
+                tracing::debug!(upload = %info.id, error = %e, "the part file of an upload not stored did not sync");
+            }
+            drop(file);
+            completed?;
+            return Ok(now_at);
+        };
+        // Streamed into parts: they are recorded once the file is synced, meanwhile the bytes
+        // are checked and the rest is stored.
+        let (synced_tx, synced_rx) = tokio::sync::oneshot::channel();
+        let synced = async move { synced_rx.await.unwrap_or(false) };
+        app.uploads.tee_done(t, info.id, now_at, synced);
+        let syncing = async {
+            let synced = file.sync_data().await;
+            let _ = synced_tx.send(synced.is_ok());
+            synced
+        };
+        let (synced, completed) = tokio::join!(syncing, complete(app, info, one_put));
         drop(file);
         completed?;
         if let Err(e) = synced {
@@ -557,20 +593,19 @@ async fn receive(
         }
         return Ok(now_at);
     }
-    // The file is synced while the request's parts finish.
-    let (shipped_to, synced) = tokio::join!(
-        async {
-            match tee {
-                Some(t) => Some(app.uploads.tee_done(t, info.id, true).await),
-                None => None,
-            }
-        },
-        file.sync_data()
-    );
+    // A cut request's single PUT is broken off: the rest comes in parts.
+    drop(one_put);
+    // The request is answered once its bytes are synced; its parts may still be on their way,
+    // and are recorded meanwhile (after the request's before), while the next request's go.
+    let synced = file.sync_data().await;
     drop(file);
     synced.map_err(ApiError::internal)?;
+    if let Some(t) = tee {
+        app.uploads
+            .tee_done(t, info.id, now_at, std::future::ready(true));
+    }
     // On a store with parts, what is kept and not in parts yet starts towards the blob store.
-    app.uploads.kept(info, now_at, shipped_to);
+    app.uploads.kept(info, now_at);
     if let Some(e) = cut {
         return Err(e);
     }
@@ -581,10 +616,14 @@ async fn receive(
 /// the document. Called by the request that brought the last byte, and by a `HEAD` or `PATCH`
 /// that finds every byte there but the upload not complete (the node stopped while finishing):
 /// an offset equal to the length always means the blob is stored.
-async fn complete(app: &Arc<AppState>, info: &mut UploadInfo) -> Result<(), ApiError> {
+async fn complete(
+    app: &Arc<AppState>,
+    info: &mut UploadInfo,
+    one_put: Option<crate::uploads::ship::Whole>,
+) -> Result<(), ApiError> {
     match app
         .uploads
-        .finish(info, &app.blobs, &app.store, &app.metrics)
+        .finish(info, &app.blobs, &app.store, &app.metrics, one_put)
         .await
     {
         Ok(()) => {

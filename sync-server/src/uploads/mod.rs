@@ -2,7 +2,8 @@
 //! them. An upload in progress is two files in `uploads/` under the data dir: `{id}.json` (who,
 //! for which document, which sha256, how long, until when) and `{id}.part` (the bytes so far; its
 //! length is the offset), so uploads resume after a restart. On S3 the kept bytes go to the store
-//! in parts while the rest arrives ([`ship`], `{id}.parts.json`). At the end [`Uploads::finish`]
+//! in parts while the rest arrives ([`ship`], `{id}.parts.json`), or, when one request carries
+//! them all, in one PUT whose last bytes wait for the checks. At the end [`Uploads::finish`]
 //! checks the sha256 against the document (hashed as the bytes arrived), the image's header
 //! ([`image::inspect`]) and, but for a JPEG, its pixels ([`image::decode`]), while the last part
 //! is sent; the object is completed only if the checks passed. Then what was read from the image
@@ -31,6 +32,16 @@ pub mod ship;
 
 /// An upload's bytes kept so far, and the task sending them ahead ([`ship::ship_ahead`]).
 type Shipper = (Arc<AtomicU64>, Option<tokio::task::JoinHandle<()>>);
+
+/// The parts of an upload's last request still on their way ([`ship::Tee::record`]): where
+/// that request ended, the parts upload and the number the next part takes, and the task that
+/// records them (after the requests before it) and says where the recorded parts end.
+struct Recording {
+    end: u64,
+    upload_id: String,
+    next_number: i32,
+    task: tokio::task::JoinHandle<u64>,
+}
 
 /// Whether an image's pixels are decoded before it is stored. A JPEG's are not: JPEG decoders
 /// fill damaged or missing data rather than fail, so once its header and end marker are checked
@@ -85,6 +96,8 @@ pub struct Uploads {
     blobs: Arc<dyn BlobStore>,
     /// Per upload sending parts ahead: what it kept so far, and the task sending it.
     shippers: Mutex<HashMap<Uuid, Shipper>>,
+    /// Per upload, the parts its last teed request streamed, being recorded.
+    recording: Mutex<HashMap<Uuid, Recording>>,
     /// Per upload, the sha256 of its first bytes as they arrived here, and how many: the end
     /// then need not read the file again. Lost on a restart (the end then hashes the file).
     running: Mutex<HashMap<Uuid, (u64, Sha256)>>,
@@ -98,6 +111,7 @@ impl Uploads {
             locks: Mutex::default(),
             blobs,
             shippers: Mutex::default(),
+            recording: Mutex::default(),
             running: Mutex::default(),
             thumbs: Arc::new(Semaphore::new(config.thumbnail_workers.max(1))),
             checks: Arc::new(Semaphore::new(config.thumbnail_workers.max(1))),
@@ -163,11 +177,15 @@ impl Uploads {
     }
 
     /// The upload kept its bytes up to `offset` (a request ended): on a store with parts, send
-    /// every whole part of them ahead, in a task of its own ([`ship::ship_ahead`]).
-    /// `shipped_to` is where recorded parts end when the request knows it (its tee): nothing
-    /// is started when they cover every kept byte.
-    pub fn kept(&self, info: &UploadInfo, offset: u64, shipped_to: Option<u64>) {
-        if offset < ship::SHIP_PART || offset >= info.length || shipped_to == Some(offset) {
+    /// every whole part of them ahead, in a task of its own ([`ship::ship_ahead`]). Nothing is
+    /// started while a request's parts are being recorded, nor when they end at `offset`.
+    pub fn kept(&self, info: &UploadInfo, offset: u64) {
+        if offset < ship::SHIP_PART || offset >= info.length {
+            return;
+        }
+        if let Some(r) = self.recording.lock().expect("recordings").get(&info.id)
+            && (!r.task.is_finished() || r.end == offset)
+        {
             return;
         }
         let mut shippers = self.shippers.lock().expect("shippers");
@@ -197,6 +215,28 @@ impl Uploads {
             return None;
         }
         let key = blobs::original_key(info.org_id, &info.sha256);
+        // The parts of the request before are still on their way: this one's follow them.
+        let pending = self
+            .recording
+            .lock()
+            .expect("recordings")
+            .get(&info.id)
+            .filter(|r| !r.task.is_finished())
+            .map(|r| (r.end, r.upload_id.clone(), r.next_number));
+        if let Some((end, upload_id, next_number)) = pending {
+            if end != offset {
+                return None;
+            }
+            return ship::Tee::new(
+                key,
+                upload_id,
+                next_number,
+                &self.blobs,
+                offset,
+                len,
+                info.length,
+            );
+        }
         let part = self.part_path(info.id);
         // Starting the parts upload is one small call; a store slow to answer it is not
         // waited for (the body then goes to the file alone, and to the store later).
@@ -206,13 +246,83 @@ impl Uploads {
         )
         .await;
         let shipped = begun.ok()?.ok()??;
-        ship::Tee::new(key, shipped, &self.blobs, offset, len, info.length)
+        if shipped.end() != offset {
+            return None;
+        }
+        ship::Tee::new(
+            key,
+            shipped.upload_id.clone(),
+            shipped.next_number(),
+            &self.blobs,
+            offset,
+            len,
+            info.length,
+        )
     }
 
-    /// The tee of a request ended: record its parts when its bytes are kept; returns where the
-    /// recorded parts end.
-    pub async fn tee_done(&self, tee: ship::Tee, id: Uuid, keep: bool) -> u64 {
-        tee.finish(&self.dir, id, keep).await
+    /// A tee storing a request that carries every byte of the upload in one streamed PUT
+    /// ([`ship::Whole`]): on a store that takes them, when nothing of the upload went to the
+    /// store in parts yet. Other requests go into parts ([`Uploads::tee`]).
+    pub async fn whole(&self, info: &UploadInfo, offset: u64, len: u64) -> Option<ship::Whole> {
+        if offset != 0 || len != info.length || !self.blobs.streams_puts() {
+            return None;
+        }
+        if let Some((_, Some(task))) = self.shippers.lock().expect("shippers").get(&info.id)
+            && !task.is_finished()
+        {
+            return None;
+        }
+        if ship::load(&self.dir, info.id)
+            .await
+            .is_some_and(|s| s.end() > 0)
+        {
+            return None;
+        }
+        ship::Whole::new(
+            blobs::original_key(info.org_id, &info.sha256),
+            &self.blobs,
+            len,
+        )
+    }
+
+    /// The tee of a request whose bytes are kept up to `end` ended: its parts are recorded in
+    /// a task of their own, after those of the request before, once `synced` says the part
+    /// file holds the bytes ([`ship::Tee::record`]); the request need not wait for them.
+    /// [`Uploads::finish`] does.
+    pub fn tee_done(
+        &self,
+        tee: ship::Tee,
+        id: Uuid,
+        end: u64,
+        synced: impl std::future::Future<Output = bool> + Send + 'static,
+    ) {
+        let mut recording = self.recording.lock().expect("recordings");
+        let before = recording.remove(&id);
+        let (upload_id, next_number) = (tee.upload_id().to_string(), tee.next_number());
+        let dir = self.dir.clone();
+        let task = tokio::spawn(async move {
+            if let Some(before) = before {
+                let _ = before.task.await;
+            }
+            tee.record(&dir, id, synced).await
+        });
+        recording.insert(
+            id,
+            Recording {
+                end,
+                upload_id,
+                next_number,
+                task,
+            },
+        );
+    }
+
+    /// Wait until the parts of upload `id`'s requests are recorded.
+    async fn recorded(&self, id: Uuid) {
+        let pending = self.recording.lock().expect("recordings").remove(&id);
+        if let Some(r) = pending {
+            let _ = r.task.await;
+        }
     }
 
     /// The running sha256 of upload `id` if it covers exactly its first `offset` bytes (a new
@@ -240,6 +350,11 @@ impl Uploads {
     pub async fn remove(&self, id: Uuid) {
         if let Some((_, Some(task))) = self.shippers.lock().expect("shippers").remove(&id) {
             task.abort();
+        }
+        let recording = self.recording.lock().expect("recordings").remove(&id);
+        if let Some(r) = recording {
+            r.task.abort();
+            let _ = r.task.await;
         }
         self.running.lock().expect("running hashes").remove(&id);
         // Parts sent ahead are dropped from the blob store too.
@@ -283,72 +398,50 @@ impl Uploads {
 
     /// The upload received its last byte: check it and store it. On failure the upload is
     /// removed (nothing is left behind) and the reason returned.
+    ///
+    /// `whole` is the tee of a request that carried every byte in one streamed PUT: the checks
+    /// run first, then its held bytes go and the object appears; should that PUT fail, the
+    /// file is stored instead.
     pub async fn finish(
         &self,
         info: &mut UploadInfo,
         blobs: &Arc<dyn BlobStore>,
         store: &Arc<dyn Store>,
         metrics: &Arc<Metrics>,
+        whole: Option<ship::Whole>,
     ) -> Result<(), Failure> {
         let part = self.part_path(info.id);
-        let key = blobs::original_key(info.org_id, &info.sha256);
-        // The bytes are checked (hash, header, and the pixels unless a JPEG) while, on a store
-        // with parts, the parts sent ahead finish and the rest is sent; the object becomes
-        // visible only once both are done and the checks passed. The local folder gets the whole
-        // file after the checks.
-        let ahead = self
-            .shippers
-            .lock()
-            .expect("shippers")
-            .remove(&info.id)
-            .and_then(|(_, task)| task);
-        let sending = async {
-            if let Some(task) = ahead {
-                let _ = task.await;
-            }
-            let Some(shipped) = ship::begin(&self.dir, info.id, blobs, &key, &part).await? else {
-                return Ok(None);
-            };
-            let rest = if shipped.end() >= info.length {
-                Vec::new()
-            } else {
-                blobs
-                    .put_parts(
-                        &key,
-                        &shipped.upload_id,
-                        shipped.next_number(),
-                        &part,
-                        shipped.end(),
-                        info.length,
-                        ship::SHIP_PART,
-                    )
-                    .await?
-            };
-            Ok::<_, crate::blobs::BlobError>(Some((shipped, rest)))
-        };
-        let (checked, sent) = tokio::join!(self.check(info), sending);
-        let checked = match checked {
-            Ok(c) => c,
-            Err(f) => return Err(self.refused(info.id, f).await),
-        };
-        match sent.map_err(|e| unavailable(&e))? {
-            Some((shipped, rest)) => {
-                let mut parts = shipped.parts;
-                parts.extend(rest);
-                if let Err(e) = blobs.complete_parts(&key, &shipped.upload_id, &parts).await {
-                    // Start the parts over next time rather than trust an upload id that may
-                    // be gone.
-                    let _ = blobs.abort_parts(&key, &shipped.upload_id).await;
-                    let _ = tokio::fs::remove_file(ship::parts_path(&self.dir, info.id)).await;
-                    return Err(unavailable(&e));
+        let mut checked = None;
+        let mut stored = false;
+        if let Some(whole) = whole {
+            let c = match self.check(info).await {
+                Ok(c) => c,
+                Err(f) => {
+                    whole.abort();
+                    return Err(self.refused(info.id, f).await);
                 }
-                let _ = tokio::fs::remove_file(ship::parts_path(&self.dir, info.id)).await;
+            };
+            match whole.release().await {
+                Ok(()) => {
+                    stored = true;
+                    // A parts upload begun for an earlier request that kept nothing.
+                    if let Some(shipped) = ship::load(&self.dir, info.id).await {
+                        let key = blobs::original_key(info.org_id, &info.sha256);
+                        let _ = blobs.abort_parts(&key, &shipped.upload_id).await;
+                        let _ = tokio::fs::remove_file(ship::parts_path(&self.dir, info.id)).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(upload = %info.id, error = %e, "a streamed put failed; the file is stored instead");
+                }
             }
-            None => blobs
-                .put_file(&key, &part, checked.mime)
-                .await
-                .map_err(|e| unavailable(&e))?,
+            checked = Some(c);
         }
+        let checked = if stored {
+            checked.expect("checked before it was stored")
+        } else {
+            self.store_file(info, blobs, checked).await?
+        };
         let photo = PhotoRecord {
             org_id: info.org_id,
             sha256: info.sha256.clone(),
@@ -375,6 +468,81 @@ impl Uploads {
         let _ = tokio::fs::remove_file(&part).await;
         self.queue_thumbnails(photo, blobs.clone(), store.clone(), metrics.clone());
         Ok(())
+    }
+
+    /// Store the part file of a whole upload: checked (unless `checked` says it was) while, on
+    /// a store with parts, the parts sent ahead finish and the rest is sent; the object becomes
+    /// visible only once both are done and the checks passed. The local folder gets the whole
+    /// file after the checks.
+    async fn store_file(
+        &self,
+        info: &UploadInfo,
+        blobs: &Arc<dyn BlobStore>,
+        checked: Option<image::Checked>,
+    ) -> Result<image::Checked, Failure> {
+        let part = self.part_path(info.id);
+        let key = blobs::original_key(info.org_id, &info.sha256);
+        let ahead = self
+            .shippers
+            .lock()
+            .expect("shippers")
+            .remove(&info.id)
+            .and_then(|(_, task)| task);
+        let sending = async {
+            self.recorded(info.id).await;
+            if let Some(task) = ahead {
+                let _ = task.await;
+            }
+            let Some(shipped) = ship::begin(&self.dir, info.id, blobs, &key, &part).await? else {
+                return Ok(None);
+            };
+            let rest = if shipped.end() >= info.length {
+                Vec::new()
+            } else {
+                blobs
+                    .put_parts(
+                        &key,
+                        &shipped.upload_id,
+                        shipped.next_number(),
+                        &part,
+                        shipped.end(),
+                        info.length,
+                        ship::SHIP_PART,
+                    )
+                    .await?
+            };
+            Ok::<_, crate::blobs::BlobError>(Some((shipped, rest)))
+        };
+        let checking = async {
+            match checked {
+                Some(c) => Ok(c),
+                None => self.check(info).await,
+            }
+        };
+        let (checked, sent) = tokio::join!(checking, sending);
+        let checked = match checked {
+            Ok(c) => c,
+            Err(f) => return Err(self.refused(info.id, f).await),
+        };
+        match sent.map_err(|e| unavailable(&e))? {
+            Some((shipped, rest)) => {
+                let mut parts = shipped.parts;
+                parts.extend(rest);
+                if let Err(e) = blobs.complete_parts(&key, &shipped.upload_id, &parts).await {
+                    // Start the parts over next time rather than trust an upload id that may
+                    // be gone.
+                    let _ = blobs.abort_parts(&key, &shipped.upload_id).await;
+                    let _ = tokio::fs::remove_file(ship::parts_path(&self.dir, info.id)).await;
+                    return Err(unavailable(&e));
+                }
+                let _ = tokio::fs::remove_file(ship::parts_path(&self.dir, info.id)).await;
+            }
+            None => blobs
+                .put_file(&key, &part, checked.mime)
+                .await
+                .map_err(|e| unavailable(&e))?,
+        }
+        Ok(checked)
     }
 
     /// The checks of a whole upload, on a blocking thread: its sha256 against the document's
