@@ -149,6 +149,15 @@ try {
     // The bar changed what it says (offline → online, counts to 0) without moving anything.
     assert.equal(shown, "offline", "the page opened while the app was offline");
     assert.deepEqual(await layout(), before, "the sync bar's change moved the layout");
+    // The back office reviews the photos now on the server (the harness does, on SYNCED); the
+    // open job screen shows the result without being touched.
+    await page.goto(`${url}/#/job/${env("JOB_ID")}`);
+    await tid("photo").first().waitFor();
+    console.log("SYNCED");
+    await page.waitForFunction(() => [...document.querySelectorAll("[data-testid=review-state]")]
+      .some((r) => !r.hidden && r.dataset.state === "rejected" && r.textContent.includes("retake")), null, { timeout: 60000 })
+      .catch(() => assert.fail("the back office's review did not show on the job"));
+    await screenshot("reviewed");
     assert.deepEqual(outside, [], "requests outside the shell");
     assert.deepEqual(pageErrors, [], "errors in the page");
     console.log(JSON.stringify({ ok: true }));

@@ -3,8 +3,9 @@
 //! - in headless Chromium at 390×844 (`tests/js/app.mjs`), the sign-in on the page (a wrong
 //!   password said, then the job list), the whole technician flow with the server stopped (status, notes across a reload, time, checklist of every kind, parts from the
 //!   van's catalog, photos, the customer's signature), then the server started again on the same
-//!   address: the app syncs by itself, and the dispatcher's API shows all of it, photos stored
-//!   and the signature's summary hash matching;
+//!   address under the open page: the app syncs by itself (the bar changes without moving the
+//!   layout), the back office's review reaches the open job screen, and the dispatcher's API
+//!   shows all of it, photos stored and the signature's summary hash matching;
 //! - its local API from outside: refusals with clear errors, a second shell on the same data dir
 //!   refused, and a job the dispatcher unassigns leaving the device only after its edit reached
 //!   the server, with a notice for the technician.
@@ -27,6 +28,7 @@ fn server_with_team() -> (ServerProcess, tempfile::TempDir, String) {
     let env = [("FIELDSYNC_DATA_DIR", dir.path().to_str().unwrap())];
     fieldsync_e2e::add_user(&env, "acme", "ana", "technician");
     fieldsync_e2e::add_user(&env, "acme", "dana", "dispatcher");
+    fieldsync_e2e::add_user(&env, "acme", "olga", "back_office");
     let server = ServerProcess::spawn(&env);
     let dana = http_login(&server.url, "dana");
     let ok = |(status, body): (u16, Value)| {
@@ -148,10 +150,10 @@ fn sign_in(shell: &Shell, server: &str) {
     assert_eq!(body["signed_in"], true);
 }
 
-/// Run `tests/js/app.mjs` in `phase`; its stdout's last line is JSON with `ok: true`. When the
-/// script prints `READY`, `on_ready` runs (the online phase opens the page offline, then the
-/// server is started).
-fn browser_phase(phase: &str, env: &[(&str, &str)], on_ready: impl FnOnce()) -> Value {
+/// Run `tests/js/app.mjs` in `phase`; its stdout's last line is JSON with `ok: true`. Every line
+/// it prints goes to `on_line` as it comes (the online phase says `READY` with the page open
+/// offline, for the server to be started, and `SYNCED` for the back office to review).
+fn browser_phase(phase: &str, env: &[(&str, &str)], mut on_line: impl FnMut(&str)) -> Value {
     let (script, chromium) = fieldsync_e2e::browser_test("app.mjs");
     let mut cmd = Command::new("node");
     cmd.arg(&script)
@@ -167,14 +169,9 @@ fn browser_phase(phase: &str, env: &[(&str, &str)], on_ready: impl FnOnce()) -> 
         .expect("node runs (Node.js is needed for the browser tests)");
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut printed = Vec::new();
-    let mut on_ready = Some(on_ready);
     for line in lines.by_ref() {
         let line = line.unwrap();
-        if line == "READY"
-            && let Some(f) = on_ready.take()
-        {
-            f();
-        }
+        on_line(&line);
         printed.push(line);
     }
     let out = child.wait_with_output().unwrap();
@@ -227,7 +224,7 @@ fn the_whole_flow_offline_in_a_real_browser_then_synced_by_itself() {
             ("PASSWORD", fieldsync_e2e::PASSWORD),
             ("ARTIFACTS", screens.as_str()),
         ],
-        || {},
+        |_| {},
     );
     shell.wait_state("online with the job", Duration::from_secs(30), |s| {
         s["online"] == true && s["pending_changes"] == 0
@@ -264,7 +261,7 @@ fn the_whole_flow_offline_in_a_real_browser_then_synced_by_itself() {
         ("SIGNER", "Dana Customer"),
         ("ARTIFACTS", screens.as_str()),
     ];
-    browser_phase("offline", &env, || {});
+    browser_phase("offline", &env, |_| {});
 
     // All of it is on the device, waiting.
     let (_, view) = shell.api("GET", &format!("/api/jobs/{job}"), None);
@@ -281,14 +278,37 @@ fn the_whole_flow_offline_in_a_real_browser_then_synced_by_itself() {
     assert_eq!(waiting["uploads"]["waiting"], 2, "{waiting}");
 
     // The server comes back on the same address once the page is open; nobody touches the app.
-    let mut restarted = None;
-    browser_phase("online", &env, || {
-        let mut cmd = Command::new(fieldsync_test_support::sync_server_bin());
-        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .env_remove("DATABASE_URL")
-            .env("RUST_LOG", "warn")
-            .env("FIELDSYNC_DATA_DIR", server_dir.path());
-        restarted = Some(ServerProcess::start(cmd));
+    let mut restarted: Option<ServerProcess> = None;
+    browser_phase("online", &env, |line| match line {
+        "READY" => {
+            let mut cmd = Command::new(fieldsync_test_support::sync_server_bin());
+            cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+                .env_remove("DATABASE_URL")
+                .env("RUST_LOG", "warn")
+                .env("FIELDSYNC_DATA_DIR", server_dir.path());
+            restarted = Some(ServerProcess::start(cmd));
+        }
+        // The back office rejects the photos, saying why; the technician's open job shows it.
+        "SYNCED" => {
+            let url = &restarted.as_ref().expect("started on READY").url;
+            let office = http_login(url, "olga");
+            let (_, seen) = api_blocking(
+                "GET",
+                &format!("{url}/api/v1/jobs/{job}"),
+                Some(&dana),
+                None,
+            );
+            for p in seen["photos"].as_array().unwrap() {
+                let (status, body) = api_blocking(
+                    "POST",
+                    &format!("{url}/api/v1/photos/{}/review", p["id"].as_str().unwrap()),
+                    Some(&office),
+                    Some(json!({"state": "rejected", "note": "nameplate blurred, please retake"})),
+                );
+                assert_eq!(status, 200, "review: {body}");
+            }
+        }
+        _ => {}
     });
     let server = restarted.expect("the online phase got the page ready");
     shell.wait_state("all sent", Duration::from_secs(60), |s| {
