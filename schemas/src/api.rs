@@ -844,6 +844,49 @@ pub struct PricedLine {
     pub total_cents: Option<i64>,
 }
 
+// ---- KPIs -----------------------------------------------------------------------------------------
+
+/// `GET /api/v1/kpis?from=&to=`: the org's field-service KPIs over the jobs completed from `from`
+/// to `to` (UTC dates, both included), computed from the relational rows (as projected). A job
+/// counts on the day of its last move to `completed`.
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Kpis {
+    /// The first day, `YYYY-MM-DD`.
+    pub from: String,
+    /// The last day, `YYYY-MM-DD` (included).
+    pub to: String,
+    /// Jobs completed in the range (now `completed`, last moved there in the range).
+    pub jobs_completed: i64,
+    /// Of the completed jobs, the share that never went `on_hold` and have no follow-up job
+    /// (no job names them in `follow_up_of`); `null` when none were completed.
+    pub first_time_fix_rate: Option<f64>,
+    /// Mean hours from a completed job's first move to `in_progress` to its last move to
+    /// `completed` (status history), over the completed jobs that went `in_progress`; `null`
+    /// when there are none.
+    pub mean_time_to_complete_hours: Option<f64>,
+    /// Always `null` for now: SLA policies and timers are not built yet, so there is nothing to
+    /// comply with (see `sla_note`).
+    pub sla_compliance: Option<f64>,
+    /// Why `sla_compliance` is `null`: `"no SLA policies"`.
+    pub sla_note: Option<String>,
+    /// Per technician (user name) assigned to completed jobs, by name: the days (UTC) on which
+    /// they completed at least one job, the jobs, and jobs per such day. A job with two
+    /// assignees counts for each.
+    pub jobs_per_technician_per_day: Vec<TechnicianKpi>,
+    /// Mean over the completed jobs of the sum of their part lines' `qty × unit cost` (the
+    /// catalog's cost as projected; a SKU the catalog does not cost counts 0), rounded to the
+    /// cent; `null` when none were completed.
+    pub parts_cost_per_job_cents: Option<i64>,
+}
+
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TechnicianKpi {
+    pub technician: String,
+    pub days_worked: i64,
+    pub jobs: i64,
+    pub per_day: f64,
+}
+
 // ---- preventive maintenance ---------------------------------------------------------------------
 
 /// `POST /api/v1/pm/templates`: a kind of preventive maintenance: the checklist its jobs are made

@@ -99,6 +99,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/v1/pm/schedules/{id}", get(http::pm::get_schedule))
         .route("/api/v1/board/events", get(http::board::events))
+        .route("/api/v1/kpis", get(http::kpis::kpis))
         .route("/api/v1/openapi.json", get(http::openapi::document))
         .route("/board", get(http::board::page))
         .route(

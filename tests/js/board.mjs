@@ -40,6 +40,8 @@ try {
   const card = page.locator(`[data-testid=job][data-job-id="${jobId}"]`);
   await column(ana).locator(`[data-job-id="${jobId}"]`).waitFor();
   await page.locator("#live.on").waitFor();
+  // The KPI strip of the last 30 days: nothing completed yet.
+  assert.equal(await page.locator("[data-testid=kpi-completed] b").textContent(), "0");
   assert.equal(await card.locator("[data-testid=status]").textContent(), "assigned");
   assert.equal(await card.locator("[data-testid=parts]").textContent(), "parts 0");
   const before = navigations;

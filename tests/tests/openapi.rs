@@ -15,6 +15,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/api/v1/jobs/{id}/flags/{flag}/resolve", &["post"]),
     ("/api/v1/jobs/{id}/signature", &["get"]),
     ("/api/v1/technicians", &["get"]),
+    ("/api/v1/kpis", &["get"]),
     ("/api/v1/technicians/{id}", &["put"]),
     ("/api/v1/stock", &["get"]),
     ("/api/v1/stock/mine", &["get"]),

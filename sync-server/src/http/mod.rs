@@ -21,6 +21,7 @@ pub mod board;
 
 pub mod extract;
 pub mod jobs;
+pub mod kpis;
 pub mod openapi;
 pub mod photos;
 pub mod pm;

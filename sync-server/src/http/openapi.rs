@@ -52,6 +52,7 @@ use utoipa::{Modify, OpenApi};
         super::pm::create_schedule,
         super::pm::get_schedule,
         super::board::events,
+        super::kpis::kpis,
         super::photos::get_photo,
         super::photos::get_original,
         super::photos::get_thumbnail,

@@ -85,7 +85,7 @@ impl Params {
     }
 }
 
-fn bad_param(name: &str, what: &str) -> ApiError {
+pub(crate) fn bad_param(name: &str, what: &str) -> ApiError {
     ApiError::Rejected(
         StatusCode::BAD_REQUEST,
         "bad-query",

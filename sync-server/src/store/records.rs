@@ -4,7 +4,7 @@
 //! (`store/sqlite/records.rs`, `store/postgres/records.rs`); `Store::records` hands it out.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use super::{DocMeta, StoreResult, StoredDoc};
@@ -259,6 +259,16 @@ pub trait Records: Send + Sync + 'static {
         org_id: Uuid,
         fresh_after: DateTime<Utc>,
     ) -> StoreResult<Vec<Presence>>;
+
+    /// The org's KPIs over the jobs completed on the UTC days `from..=to` (see
+    /// [`schemas::api::Kpis`]): each store reads one [`CompletedJob`] per such job and
+    /// [`compute_kpis`] does the rest.
+    async fn kpis(
+        &self,
+        org_id: Uuid,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> StoreResult<schemas::api::Kpis>;
 }
 
 /// Equipment at a site; listed with its site's customer.
@@ -291,4 +301,159 @@ pub struct Presence {
     pub user_id: Uuid,
     pub online: bool,
     pub last_seen: Option<DateTime<Utc>>,
+}
+
+/// What the KPIs need of one completed job, as the stores read it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompletedJob {
+    /// The `assignees` column: a JSON array of user names.
+    pub assignees: String,
+    /// The first move to `in_progress`, if any.
+    pub started: Option<DateTime<Utc>>,
+    /// The last move to `completed`.
+    pub completed: DateTime<Utc>,
+    /// Whether it ever went `on_hold`.
+    pub held: bool,
+    /// Whether another job is its follow-up.
+    pub followed_up: bool,
+    /// The sum of its part lines' `qty × unit cost` in cents (unrounded).
+    pub parts_cost_cents: f64,
+}
+
+/// The UTC instants bounding the days `from..=to`: `[from 00:00, to + 1 day 00:00)`.
+pub fn day_bounds(from: NaiveDate, to: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
+    let start = from.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+    let end = to
+        .succ_opt()
+        .unwrap_or(to)
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight")
+        .and_utc();
+    (start, end)
+}
+
+/// The KPIs of the jobs completed from `from` to `to` (the arithmetic the SQL leaves).
+pub fn compute_kpis(from: NaiveDate, to: NaiveDate, jobs: &[CompletedJob]) -> schemas::api::Kpis {
+    use std::collections::{BTreeMap, BTreeSet};
+    let n = jobs.len();
+    let mean = |sum: f64, count: usize| (count > 0).then(|| sum / count as f64);
+    let fixed = jobs.iter().filter(|j| !j.held && !j.followed_up).count();
+    let durations: Vec<f64> = jobs
+        .iter()
+        .filter_map(|j| j.started.map(|s| (j.completed - s).num_microseconds()))
+        .map(|us| us.unwrap_or(i64::MAX) as f64 / 3_600_000_000.0)
+        .collect();
+    let mut per_tech: BTreeMap<String, (BTreeSet<NaiveDate>, i64)> = BTreeMap::new();
+    for j in jobs {
+        let names: Vec<String> = serde_json::from_str(&j.assignees).unwrap_or_default();
+        let names: BTreeSet<String> = names.into_iter().collect();
+        for name in names {
+            let entry = per_tech.entry(name).or_default();
+            entry.0.insert(j.completed.date_naive());
+            entry.1 += 1;
+        }
+    }
+    schemas::api::Kpis {
+        from: from.format("%Y-%m-%d").to_string(),
+        to: to.format("%Y-%m-%d").to_string(),
+        jobs_completed: n as i64,
+        first_time_fix_rate: mean(fixed as f64, n),
+        mean_time_to_complete_hours: mean(durations.iter().sum(), durations.len()),
+        sla_compliance: None,
+        sla_note: Some("no SLA policies".into()),
+        jobs_per_technician_per_day: per_tech
+            .into_iter()
+            .map(|(technician, (days, jobs))| schemas::api::TechnicianKpi {
+                technician,
+                days_worked: days.len() as i64,
+                jobs,
+                per_day: jobs as f64 / days.len() as f64,
+            })
+            .collect(),
+        parts_cost_per_job_cents: mean(jobs.iter().map(|j| j.parts_cost_cents).sum(), n)
+            .map(|c| c.round() as i64),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(day: u32, hour: u32) -> DateTime<Utc> {
+        NaiveDate::from_ymd_opt(2026, 3, day)
+            .unwrap()
+            .and_hms_opt(hour, 0, 0)
+            .unwrap()
+            .and_utc()
+    }
+
+    fn job(who: &str, start: Option<(u32, u32)>, done: (u32, u32)) -> CompletedJob {
+        CompletedJob {
+            assignees: serde_json::to_string(&[who]).unwrap(),
+            started: start.map(|(d, h)| at(d, h)),
+            completed: at(done.0, done.1),
+            held: false,
+            followed_up: false,
+            parts_cost_cents: 0.0,
+        }
+    }
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 3, d).unwrap()
+    }
+
+    #[test]
+    fn nothing_completed_gives_nulls() {
+        let k = compute_kpis(day(1), day(31), &[]);
+        assert_eq!(k.jobs_completed, 0);
+        assert_eq!(k.first_time_fix_rate, None);
+        assert_eq!(k.mean_time_to_complete_hours, None);
+        assert_eq!(k.parts_cost_per_job_cents, None);
+        assert_eq!(k.sla_compliance, None);
+        assert_eq!(k.sla_note.as_deref(), Some("no SLA policies"));
+        assert!(k.jobs_per_technician_per_day.is_empty());
+        assert_eq!(
+            (k.from.as_str(), k.to.as_str()),
+            ("2026-03-01", "2026-03-31")
+        );
+    }
+
+    #[test]
+    fn figures_of_a_known_set() {
+        let mut a = job("ana", Some((2, 9)), (2, 11));
+        a.parts_cost_cents = 300.0;
+        let mut b = job("ana", Some((3, 12)), (3, 16));
+        b.held = true;
+        b.parts_cost_cents = 600.5;
+        let mut c = job("bob", Some((3, 8)), (3, 11));
+        c.followed_up = true;
+        let d = job("bob", None, (3, 20));
+        let k = compute_kpis(day(1), day(31), &[a, b, c, d]);
+        assert_eq!(k.jobs_completed, 4);
+        assert_eq!(k.first_time_fix_rate, Some(0.5));
+        // (2 + 4 + 3) / 3: the job that never went in_progress has no duration.
+        assert_eq!(k.mean_time_to_complete_hours, Some(3.0));
+        // 900.5 / 4 = 225.125 → 225.
+        assert_eq!(k.parts_cost_per_job_cents, Some(225));
+        let techs: Vec<(&str, i64, i64, f64)> = k
+            .jobs_per_technician_per_day
+            .iter()
+            .map(|t| (t.technician.as_str(), t.days_worked, t.jobs, t.per_day))
+            .collect();
+        assert_eq!(techs, [("ana", 2, 2, 1.0), ("bob", 1, 2, 2.0)]);
+    }
+
+    #[test]
+    fn a_job_of_two_counts_for_each_and_bounds_cover_the_last_day() {
+        let mut j = job("ana", None, (5, 23));
+        j.assignees = r#"["bob","ana","ana"]"#.into();
+        let k = compute_kpis(day(5), day(5), &[j]);
+        let names: Vec<_> = k
+            .jobs_per_technician_per_day
+            .iter()
+            .map(|t| (t.technician.as_str(), t.jobs))
+            .collect();
+        assert_eq!(names, [("ana", 1), ("bob", 1)]);
+        assert_eq!(day_bounds(day(5), day(5)), (at(5, 0), at(6, 0)));
+    }
 }

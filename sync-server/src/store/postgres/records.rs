@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{PgStore, TxError, db_error, retrying};
 use crate::projection::rows::DocRows;
 use crate::store::records::{
-    Asset, CatalogItem, Customer, JobFilter, JobListRow, Position, Presence, Records, Site,
+    self, Asset, CatalogItem, Customer, JobFilter, JobListRow, Position, Presence, Records, Site,
     StockLocation, StockRow, StoredTemplate, Technician, TechnicianRow, Unprojected,
 };
 use crate::store::{DocMeta, StoreError, StoreResult, StoredDoc};
@@ -1078,6 +1078,54 @@ impl Records for PgStore {
                 last_seen: r.last_seen,
             })
             .collect())
+    }
+
+    async fn kpis(
+        &self,
+        org_id: Uuid,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> StoreResult<schemas::api::Kpis> {
+        let (start, end) = records::day_bounds(from, to);
+        let mut tx = tenant_tx(&self.pool, org_id).await.map_err(db_error)?;
+        let rows = sqlx::query!(
+            r#"SELECT j.assignees,
+                      (SELECT min(h.at) FROM job_status_history h
+                        WHERE h.job_id = j.id AND h.to_status = 'in_progress') AS started,
+                      c.done AS "done!",
+                      EXISTS (SELECT 1 FROM job_status_history h
+                               WHERE h.job_id = j.id AND h.to_status = 'on_hold') AS "held!",
+                      EXISTS (SELECT 1 FROM jobs f
+                               WHERE f.org_id = j.org_id AND f.follow_up_of = j.id)
+                          AS "followed_up!",
+                      (SELECT coalesce(sum(p.qty * coalesce(p.unit_cost_cents, 0)), 0)::float8
+                         FROM job_parts p WHERE p.job_id = j.id) AS "parts_cost!"
+               FROM jobs j
+               JOIN (SELECT job_id, max(at) AS done FROM job_status_history
+                      WHERE org_id = $1 AND to_status = 'completed' GROUP BY job_id) c
+                 ON c.job_id = j.id
+               WHERE j.org_id = $1 AND j.status = 'completed'
+                 AND c.done >= $2 AND c.done < $3"#,
+            org_id,
+            start,
+            end
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        let jobs: Vec<records::CompletedJob> = rows
+            .into_iter()
+            .map(|r| records::CompletedJob {
+                assignees: r.assignees,
+                started: r.started,
+                completed: r.done,
+                held: r.held,
+                followed_up: r.followed_up,
+                parts_cost_cents: r.parts_cost,
+            })
+            .collect();
+        Ok(records::compute_kpis(from, to, &jobs))
     }
 }
 

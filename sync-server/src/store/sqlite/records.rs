@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{Id, SqliteStore, doc_meta, live_changes_after, timestamp};
 use crate::projection::rows::{self, ChecklistRows, DocRows, PartsRows, PhotoRow, Take};
 use crate::store::records::{
-    Asset, CatalogItem, Customer, JobFilter, JobListRow, Position, Presence, Records, Site,
+    self, Asset, CatalogItem, Customer, JobFilter, JobListRow, Position, Presence, Records, Site,
     StockLocation, StockRow, StoredTemplate, Technician, TechnicianRow, Unprojected,
 };
 use crate::store::{StoreError, StoreResult, StoredDoc};
@@ -1279,6 +1279,51 @@ impl Records for SqliteStore {
             Ok(rows)
         })
         .await
+    }
+
+    async fn kpis(
+        &self,
+        org_id: Uuid,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> StoreResult<schemas::api::Kpis> {
+        let (start, end) = records::day_bounds(from, to);
+        let jobs = self
+            .call(move |conn| {
+                let rows = conn
+                    .prepare_cached(
+                        "SELECT j.assignees,
+                                (SELECT min(h.at) FROM job_status_history h
+                                  WHERE h.job_id = j.id AND h.to_status = 'in_progress'),
+                                c.done,
+                                EXISTS (SELECT 1 FROM job_status_history h
+                                         WHERE h.job_id = j.id AND h.to_status = 'on_hold'),
+                                EXISTS (SELECT 1 FROM jobs f
+                                         WHERE f.org_id = j.org_id AND f.follow_up_of = j.id),
+                                (SELECT coalesce(sum(p.qty * coalesce(p.unit_cost_cents, 0)), 0.0)
+                                   FROM job_parts p WHERE p.job_id = j.id)
+                         FROM jobs j
+                         JOIN (SELECT job_id, max(at) AS done FROM job_status_history
+                                WHERE org_id = ?1 AND to_status = 'completed' GROUP BY job_id) c
+                           ON c.job_id = j.id
+                         WHERE j.org_id = ?1 AND j.status = 'completed'
+                           AND c.done >= ?2 AND c.done < ?3",
+                    )?
+                    .query_map(params![Id(org_id), micros(start), micros(end)], |r| {
+                        Ok(records::CompletedJob {
+                            assignees: r.get(0)?,
+                            started: opt_time(r, 1)?,
+                            completed: timestamp(r, 2)?,
+                            held: r.get::<_, i64>(3)? != 0,
+                            followed_up: r.get::<_, i64>(4)? != 0,
+                            parts_cost_cents: r.get(5)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
+        Ok(records::compute_kpis(from, to, &jobs))
     }
 }
 
