@@ -547,3 +547,47 @@ pub fn browser_test(name: &str) -> (std::path::PathBuf, String) {
     );
     (script, chromium)
 }
+
+/// A user's client of the HTTP API in tests: the server's URL and the user's own token.
+pub struct ApiClient {
+    pub url: String,
+    pub token: String,
+}
+
+impl ApiClient {
+    pub async fn new(server: &TestServer, user: &User) -> ApiClient {
+        ApiClient {
+            url: server.url.clone(),
+            token: access_token(server.store(), user, None).await,
+        }
+    }
+
+    /// `method path` with the user's token: the status and the body as JSON (null if none).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        api(
+            method,
+            format!("{}{path}", self.url),
+            Some(self.token.clone()),
+            body,
+        )
+        .await
+    }
+
+    /// [`ApiClient::call`] that must answer `code`; the body.
+    pub async fn ok(
+        &self,
+        method: &str,
+        path: &str,
+        body: serde_json::Value,
+        code: u16,
+    ) -> serde_json::Value {
+        let (s, v) = self.call(method, path, Some(body)).await;
+        assert_eq!(s, code, "{method} {path}: {v}");
+        v
+    }
+}

@@ -6,36 +6,17 @@
 
 use std::time::Duration;
 
-use fieldsync_e2e::{Backend, Device, ServerHome, Team, TestServer, access_token, api};
+use fieldsync_e2e::ApiClient as Client;
+use fieldsync_e2e::{Backend, Device, ServerHome, Team, TestServer};
 use schemas::parts::NewPartLine;
 use serde_json::{Value, json};
 use sync_server::store::User;
-
-struct Client {
-    url: String,
-    token: String,
-}
-
-impl Client {
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        api(
-            method,
-            format!("{}{path}", self.url),
-            Some(self.token.clone()),
-            body,
-        )
-        .await
-    }
-}
 
 /// A client per user, each with a token of its own.
 async fn clients<const N: usize>(server: &TestServer, users: [&User; N]) -> [Client; N] {
     let mut out = Vec::new();
     for u in users {
-        out.push(Client {
-            url: server.url.clone(),
-            token: access_token(server.store(), u, None).await,
-        });
+        out.push(Client::new(server, u).await);
     }
     out.try_into().unwrap_or_else(|_| unreachable!())
 }

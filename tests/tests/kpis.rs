@@ -7,44 +7,13 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use client_core::{Options, Replica};
-use fieldsync_e2e::{Backend, Device, ServerHome, Team, TestServer, access_token, api};
+use fieldsync_e2e::ApiClient as Client;
+use fieldsync_e2e::{Backend, Device, ServerHome, Team, TestServer};
 use schemas::JobStatus;
 use schemas::parts::NewPartLine;
 use serde_json::{Value, json};
 use sync_server::store::User;
 use uuid::Uuid;
-
-struct Client {
-    url: String,
-    token: String,
-}
-
-impl Client {
-    async fn new(server: &TestServer, user: &User) -> Client {
-        Client {
-            url: server.url.clone(),
-            token: access_token(server.store(), user, None).await,
-        }
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        api(
-            method,
-            format!("{}{path}", self.url),
-            Some(self.token.clone()),
-            body,
-        )
-        .await
-    }
-
-    async fn kpis(&self, from: NaiveDate, to: NaiveDate) -> Value {
-        let (s, k) = self
-            .call("GET", &format!("/api/v1/kpis?from={from}&to={to}"), None)
-            .await;
-        assert_eq!(s, 200, "{k}");
-        k
-    }
-}
 
 type Clock = Arc<Mutex<DateTime<Utc>>>;
 
@@ -188,7 +157,7 @@ async fn kpis(backend: Backend) {
     db.settle(&server).await;
     fieldsync_e2e::projection_caught_up(server.store()).await;
 
-    let k = d.kpis(day0, day1).await;
+    let k = read_kpis(&d, day0, day1).await;
     assert_eq!(k["from"], day0.to_string(), "{k}");
     assert_eq!(k["to"], day1.to_string(), "{k}");
     assert_eq!(k["jobs_completed"], 3, "{k}");
@@ -207,7 +176,7 @@ async fn kpis(backend: Backend) {
     );
 
     // Day 1 alone: j2 and j3.
-    let k = d.kpis(day1, day1).await;
+    let k = read_kpis(&d, day1, day1).await;
     assert_eq!(k["jobs_completed"], 2, "{k}");
     assert_eq!(k["first_time_fix_rate"], 0.0, "{k}");
     assert_eq!(k["mean_time_to_complete_hours"], 3.5, "{k}");
@@ -223,7 +192,7 @@ async fn kpis(backend: Backend) {
 
     // Nothing completed: nulls, not zeros.
     let before = day0 - Duration::days(30);
-    let k = d.kpis(before, before).await;
+    let k = read_kpis(&d, before, before).await;
     assert_eq!(k["jobs_completed"], 0, "{k}");
     for field in [
         "first_time_fix_rate",
@@ -235,7 +204,7 @@ async fn kpis(backend: Backend) {
     assert_eq!(k["jobs_per_technician_per_day"], json!([]), "{k}");
 
     // Another org sees none of it.
-    let k = stranger.kpis(day0, day1).await;
+    let k = read_kpis(&stranger, day0, day1).await;
     assert_eq!(k["jobs_completed"], 0, "{k}");
     assert_eq!(k["jobs_per_technician_per_day"], json!([]), "{k}");
     assert_eq!(k["parts_cost_per_job_cents"], Value::Null, "{k}");
@@ -271,4 +240,13 @@ async fn kpis_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kpis_on_postgres() {
     kpis(Backend::Postgres).await;
+}
+
+/// The KPIs `client` reads for `from..=to`, which must be answered.
+async fn read_kpis(client: &Client, from: NaiveDate, to: NaiveDate) -> Value {
+    let (s, k) = client
+        .call("GET", &format!("/api/v1/kpis?from={from}&to={to}"), None)
+        .await;
+    assert_eq!(s, 200, "{k}");
+    k
 }

@@ -9,42 +9,13 @@
 use std::time::Duration;
 
 use chrono::{Months, NaiveDate, Utc};
-use fieldsync_e2e::{Backend, ServerHome, Team, TestServer, access_token, api};
+use fieldsync_e2e::ApiClient as Client;
+use fieldsync_e2e::{Backend, ServerHome, Team, TestServer};
 use serde_json::{Value, json};
 use sync_server::config::Database;
+use sync_server::store::DocMeta;
 use sync_server::store::pm::PmOccurrence;
-use sync_server::store::{DocMeta, User};
 use uuid::Uuid;
-
-struct Client {
-    url: String,
-    token: String,
-}
-
-impl Client {
-    async fn new(server: &TestServer, user: &User) -> Client {
-        Client {
-            url: server.url.clone(),
-            token: access_token(server.store(), user, None).await,
-        }
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        api(
-            method,
-            format!("{}{path}", self.url),
-            Some(self.token.clone()),
-            body,
-        )
-        .await
-    }
-
-    async fn ok(&self, method: &str, path: &str, body: Value, code: u16) -> Value {
-        let (s, v) = self.call(method, path, Some(body)).await;
-        assert_eq!(s, code, "{method} {path}: {v}");
-        v
-    }
-}
 
 /// A customer, its site in London and an asset there; returns the asset's id.
 async fn asset(d: &Client, name: &str) -> String {
