@@ -160,18 +160,23 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    if let Some(mut feed) = state.store.subscribe_changes().await? {
-        let state = state.clone();
-        tokio::spawn(async move {
-            while let Some(notice) = feed.recv().await {
-                if notice.node != state.node {
-                    state.on_remote_notice(notice).await;
+    // Stopped with the server: when this future is dropped (a test's crash, a shutdown), so are
+    // the tasks below, as they would be with the process. (The notice feed's task holds the
+    // state, and with it the store's pool: left running, every crashed node of a test kept its
+    // Postgres connections open.)
+    let _feed = match state.store.subscribe_changes().await? {
+        Some(mut feed) => {
+            let state = state.clone();
+            Some(AbortOnDrop(tokio::spawn(async move {
+                while let Some(notice) = feed.recv().await {
+                    if notice.node != state.node {
+                        state.on_remote_notice(notice).await;
+                    }
                 }
-            }
-        });
-    }
-    // Stopped with the server: when this future is dropped (a test's crash, a shutdown), so is
-    // the projection task, as it would be with the process.
+            })))
+        }
+        None => None,
+    };
     let _projection = AbortOnDrop(tokio::spawn(if state.config.projection {
         futures_util::future::Either::Left(crate::projection::run(state.clone()))
     } else {
