@@ -185,17 +185,7 @@ pub async fn create_job_documents(
     let bundle = job::new_bundle(&actor, new, tpl, &by.name, now)?;
     let job_id = bundle.job_id;
     for (id, kind, mut doc) in bundle.into_docs() {
-        doc.commit_with(
-            CommitOptions::default()
-                .with_message("create job")
-                .with_time(now.timestamp()),
-        );
-        let meta = DocMeta {
-            id,
-            org_id: by.org_id,
-            kind: kind.as_str().to_string(),
-            job_id,
-        };
+        let meta = first_commit(&mut doc, now, id, kind, by.org_id, job_id);
         store_new_document(app, &meta, &mut doc).await?;
     }
     Ok(job_id)
@@ -223,17 +213,7 @@ pub async fn create_job_documents_once(
         now,
     )?;
     for (id, kind, mut doc) in bundle.into_docs() {
-        doc.commit_with(
-            CommitOptions::default()
-                .with_message("create job")
-                .with_time(now.timestamp()),
-        );
-        let meta = DocMeta {
-            id,
-            org_id: by.org_id,
-            kind: kind.as_str().to_string(),
-            job_id: ids.job,
-        };
+        let meta = first_commit(&mut doc, now, id, kind, by.org_id, ids.job);
         if app.store.document(id).await?.is_none() {
             match store_new_document(app, &meta, &mut doc).await {
                 // Registered meanwhile by another writer of the same job: filled below if empty.
@@ -256,6 +236,28 @@ pub async fn create_job_documents_once(
         }
     }
     Ok(ids.job)
+}
+
+/// Commit a new job document's creation (at `now`) and say what it is, for the store.
+fn first_commit(
+    doc: &mut AutoCommit,
+    now: chrono::DateTime<Utc>,
+    id: Uuid,
+    kind: DocKind,
+    org_id: Uuid,
+    job_id: Uuid,
+) -> DocMeta {
+    doc.commit_with(
+        CommitOptions::default()
+            .with_message("create job")
+            .with_time(now.timestamp()),
+    );
+    DocMeta {
+        id,
+        org_id,
+        kind: kind.as_str().to_string(),
+        job_id,
+    }
 }
 
 /// Register a document the server made (`doc`, committed) and store its changes like any other:
