@@ -22,6 +22,7 @@ pub mod job;
 pub mod json_schema;
 pub mod parts;
 pub mod photo;
+pub mod planning;
 pub mod status;
 pub mod template;
 pub mod validate;

@@ -95,8 +95,13 @@ pub async fn create_job_with(
         .as_deref()
         .unwrap_or(template::DEFAULT_TEMPLATE);
     let tpl = crate::templates::resolve(app, me.org_id, tpl_name).await?;
+    let names = if body.assignees.is_empty() {
+        auto_assignees(app, me.org_id, &body, tpl_name, ids).await?
+    } else {
+        body.assignees.clone()
+    };
     let mut assignees = Vec::new();
-    for name in &body.assignees {
+    for name in &names {
         match app.store.user_by_name(name).await? {
             Some(u) if u.org_id == me.org_id && u.role == Role::Technician => assignees.push(u),
             _ => {
@@ -171,6 +176,43 @@ pub async fn create_job_with(
     let users: Vec<Uuid> = assignees.iter().map(|u| u.id).collect();
     app.sets_changed(&users, me.org_id).await;
     job_view(app, me.org_id, job_id).await
+}
+
+/// Who a job made without assignees goes to: nobody, unless the org lets rules auto-assign
+/// (`planning::service::auto_assignee`). A job being completed after an interruption (`ids`
+/// given, its document stored) keeps the assignees its document already names, so a second
+/// attempt never picks someone else.
+async fn auto_assignees(
+    app: &AppState,
+    org: Uuid,
+    body: &CreateJob,
+    template: &str,
+    ids: Option<JobIds>,
+) -> Result<Vec<String>, ApiError> {
+    if let Some(ids) = ids
+        && app.store.document(ids.job).await?.is_some()
+    {
+        return Ok(job_view(app, org, ids.job)
+            .await
+            .map(|v| v.assignees)
+            .unwrap_or_default());
+    }
+    let at = match body.site.as_ref().and_then(|s| s.id) {
+        Some(site) => app.store.planning().site_location(org, site).await?,
+        None => None,
+    };
+    let facts = crate::planning::service::JobFacts {
+        id: ids.map_or_else(Uuid::now_v7, |i| i.job),
+        schedule: body.schedule.as_ref().map(|s| (s.start, s.end)),
+        at,
+        template: Some(template.to_string()),
+        pm_minutes: None,
+        pm_skills: Vec::new(),
+    };
+    Ok(crate::planning::service::auto_assignee(app, org, &facts)
+        .await?
+        .into_iter()
+        .collect())
 }
 
 /// Make a job's three documents on the server and write them to the log.

@@ -100,6 +100,37 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/pm/schedules/{id}", get(http::pm::get_schedule))
         .route("/api/v1/board/events", get(http::board::events))
         .route("/api/v1/kpis", get(http::kpis::kpis))
+        .route(
+            "/api/v1/planning/settings",
+            get(http::planning::get_settings).put(http::planning::put_settings),
+        )
+        .route("/api/v1/planning/job-types", get(http::planning::job_types))
+        .route(
+            "/api/v1/planning/job-types/{template}",
+            axum::routing::put(http::planning::put_job_type),
+        )
+        .route(
+            "/api/v1/technicians/{id}/home",
+            axum::routing::put(http::planning::put_home),
+        )
+        .route(
+            "/api/v1/technicians/{id}/time-blocks",
+            get(http::planning::time_blocks).post(http::planning::add_time_block),
+        )
+        .route(
+            "/api/v1/technicians/{id}/time-blocks/{block}",
+            axum::routing::delete(http::planning::delete_time_block),
+        )
+        .route(
+            "/api/v1/sites/{id}/location",
+            axum::routing::put(http::planning::put_site_location),
+        )
+        .route(
+            "/api/v1/jobs/{id}/suggestions",
+            get(http::planning::suggestions),
+        )
+        .route("/api/v1/routes/plan", post(http::planning::plan_routes))
+        .route("/api/v1/routes/apply", post(http::planning::apply_routes))
         .route("/api/v1/openapi.json", get(http::openapi::document))
         .route("/board", get(http::board::page))
         .route(

@@ -352,6 +352,10 @@ impl Store for FaultyStore {
     fn pm(&self) -> &dyn sync_server::store::pm::PmStore {
         self.inner.pm()
     }
+
+    fn planning(&self) -> &dyn sync_server::store::planning::PlanningStore {
+        self.inner.planning()
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ pub mod jobs;
 pub mod kpis;
 pub mod openapi;
 pub mod photos;
+pub mod planning;
 pub mod pm;
 pub mod records;
 pub mod review;

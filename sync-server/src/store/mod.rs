@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+pub mod planning;
 pub mod pm;
 pub mod postgres;
 pub mod records;
@@ -411,4 +412,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Preventive maintenance: templates, schedules and their occurrences (migration 0009).
     fn pm(&self) -> &dyn pm::PmStore;
+
+    /// Planning: settings, job types, and what suggestions and route plans read (migration 0012).
+    fn planning(&self) -> &dyn planning::PlanningStore;
 }

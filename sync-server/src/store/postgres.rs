@@ -35,6 +35,7 @@ use super::{
 };
 
 mod batch;
+mod planning;
 mod pm;
 mod records;
 
@@ -1115,6 +1116,10 @@ impl Store for PgStore {
     }
 
     fn pm(&self) -> &dyn super::pm::PmStore {
+        self
+    }
+
+    fn planning(&self) -> &dyn super::planning::PlanningStore {
         self
     }
 

@@ -27,6 +27,7 @@ use super::{
     Rotation, Store, StoreError, StoreResult, StoredDoc, TokenInfo, TokenKind, TokenRecord, User,
 };
 
+mod planning;
 mod pm;
 mod records;
 
@@ -66,6 +67,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0009_pm_schedules.sql",
         include_str!("../../../migrations/sqlite/0009_pm_schedules.sql"),
+    ),
+    (
+        "0012_planning.sql",
+        include_str!("../../../migrations/sqlite/0012_planning.sql"),
     ),
 ];
 
@@ -1007,6 +1012,10 @@ impl Store for SqliteStore {
     }
 
     fn pm(&self) -> &dyn super::pm::PmStore {
+        self
+    }
+
+    fn planning(&self) -> &dyn super::planning::PlanningStore {
         self
     }
 
