@@ -183,6 +183,7 @@ pub async fn ensure(app: &AppState) -> anyhow::Result<Vec<String>> {
         }
     }
     stock(app, org.id, &techs).await?;
+    planning(app, org.id, &techs, sites.values().copied().collect(), today).await?;
     for (i, (title, tpl, customer, site, priority)) in jobs.into_iter().enumerate() {
         let tech = &techs[i % techs.len()];
         let start = today + Duration::hours(i as i64 * 3 % 48);
@@ -195,6 +196,66 @@ pub async fn ensure(app: &AppState) -> anyhow::Result<Vec<String>> {
         app.store.assign(job, tech.id).await?;
     }
     Ok(lines)
+}
+
+/// What suggestions and route plans need: the sites on a map around central London, each
+/// technician's home and working hours today and tomorrow (08:00–17:00 UTC, a lunch break),
+/// and the skills and visit length of HVAC maintenance.
+async fn planning(
+    app: &AppState,
+    org_id: Uuid,
+    techs: &[User],
+    mut sites: Vec<Uuid>,
+    today: chrono::DateTime<Utc>,
+) -> anyhow::Result<()> {
+    use crate::store::planning::TimeBlock;
+    use schemas::planning::{JobTypeRequirements, Point};
+    let planning = app.store.planning();
+    sites.sort();
+    for (i, site) in sites.iter().enumerate() {
+        let a = i as f64 * 2.4;
+        let at = Point {
+            lat: 51.507 + 0.05 * a.sin() * (1.0 + i as f64 / 4.0),
+            lon: -0.128 + 0.08 * a.cos() * (1.0 + i as f64 / 4.0),
+        };
+        planning.set_site_location(org_id, *site, Some(at)).await?;
+    }
+    for (i, t) in techs.iter().enumerate() {
+        let home = Point {
+            lat: 51.45 + 0.04 * i as f64,
+            lon: -0.25 + 0.1 * i as f64,
+        };
+        planning.set_home(org_id, t.id, Some(home)).await?;
+        for day in 0..2 {
+            let d = today.date_naive().and_hms_opt(0, 0, 0).expect("midnight").and_utc()
+                + Duration::days(day);
+            for (from, to, kind) in [(8, 17, "available"), (12, 13, "break")] {
+                planning
+                    .add_time_block(
+                        org_id,
+                        &TimeBlock {
+                            id: Uuid::now_v7(),
+                            user_id: t.id,
+                            starts_at: d + Duration::hours(from),
+                            ends_at: d + Duration::hours(to),
+                            kind: kind.into(),
+                        },
+                    )
+                    .await?;
+            }
+        }
+    }
+    planning
+        .put_job_type(
+            org_id,
+            &JobTypeRequirements {
+                template: "hvac_maintenance".into(),
+                skills: vec!["hvac".into()],
+                estimated_minutes: Some(90),
+            },
+        )
+        .await?;
+    Ok(())
 }
 
 /// The demo's parts catalog (SKU, name, price and cost in cents), skills, a warehouse and a van
