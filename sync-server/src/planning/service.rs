@@ -320,7 +320,6 @@ pub async fn apply_routes(
     body: ApplyRoutes,
 ) -> Result<AppliedRoutes, ApiError> {
     me.dispatcher()?;
-    let planning = app.store.planning();
     let mut seen = HashSet::new();
     let mut checked = Vec::new();
     for route in &body.routes {
@@ -337,10 +336,8 @@ pub async fn apply_routes(
                     stop.job_id
                 )));
             }
-            let job = planning
-                .planning_job(me.org_id, stop.job_id)
-                .await?
-                .ok_or_else(|| ApiError::NotFound(format!("job {}", stop.job_id)))?;
+            // The document, not the projected row: rows lag the writes just made.
+            let job = jobs::job_view(app, me.org_id, stop.job_id).await?;
             if !job.assignees.iter().any(|a| a == &route.technician) {
                 return Err(ApiError::Conflict(format!(
                     "job {} is not assigned to {} any more: plan again",
@@ -355,15 +352,16 @@ pub async fn apply_routes(
         unchanged: 0,
     };
     for (job, stop) in checked {
-        if job.scheduled_start == Some(stop.start) && job.scheduled_end == Some(stop.end) {
+        let planned = Schedule {
+            start: stop.start,
+            end: Some(stop.end),
+        };
+        if job.schedule.as_ref() == Some(&planned) {
             out.unchanged += 1;
             continue;
         }
         let patch = PatchJob {
-            schedule: Some(Some(Schedule {
-                start: stop.start,
-                end: Some(stop.end),
-            })),
+            schedule: Some(Some(planned)),
             ..Default::default()
         };
         jobs::patch_job(app, me, job.id, patch, None).await?;
