@@ -352,6 +352,10 @@ impl Store for FaultyStore {
     fn pm(&self) -> &dyn sync_server::store::pm::PmStore {
         self.inner.pm()
     }
+
+    fn sla(&self) -> &dyn sync_server::store::sla::SlaStore {
+        self.inner.sla()
+    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ pub mod photos;
 pub mod pm;
 pub mod records;
 pub mod review;
+pub mod sla;
 pub mod templates;
 pub mod uploads;
 

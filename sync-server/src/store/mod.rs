@@ -21,6 +21,7 @@ use uuid::Uuid;
 pub mod pm;
 pub mod postgres;
 pub mod records;
+pub mod sla;
 pub mod sqlite;
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -411,4 +412,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Preventive maintenance: templates, schedules and their occurrences (migration 0009).
     fn pm(&self) -> &dyn pm::PmStore;
+
+    /// SLA policies, the jobs their clocks read, and the breaches recorded (migration 0011).
+    fn sla(&self) -> &dyn sla::SlaStore;
 }

@@ -29,6 +29,7 @@ use super::{
 
 mod pm;
 mod records;
+mod sla;
 
 /// The migrations, in the order they apply, embedded so the binary carries its schema. Append new
 /// files at the end and never edit one that has been released: [`migrate`] refuses a database
@@ -66,6 +67,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0009_pm_schedules.sql",
         include_str!("../../../migrations/sqlite/0009_pm_schedules.sql"),
+    ),
+    (
+        "0011_sla.sql",
+        include_str!("../../../migrations/sqlite/0011_sla.sql"),
     ),
 ];
 
@@ -1007,6 +1012,10 @@ impl Store for SqliteStore {
     }
 
     fn pm(&self) -> &dyn super::pm::PmStore {
+        self
+    }
+
+    fn sla(&self) -> &dyn super::sla::SlaStore {
         self
     }
 
