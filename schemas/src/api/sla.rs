@@ -96,7 +96,8 @@ pub enum SlaState {
     Approaching,
     /// Over the limit (running, or stopped late).
     Breached,
-    /// Stopped (acknowledged, resolved) within the limit.
+    /// Stopped (acknowledged, resolved) within the limit; also both clocks of a cancelled job,
+    /// which has no SLA.
     Met,
 }
 

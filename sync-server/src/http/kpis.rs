@@ -11,7 +11,7 @@ use schemas::api::{Kpis, SlaState};
 use super::auth::Caller;
 use super::records::{Params, bad_param};
 use crate::error::ApiError;
-use crate::planning::sla::{self, Policy};
+use crate::planning::sla;
 use crate::planning::sla_watch;
 use crate::state::AppState;
 use crate::store::sla::{SlaJob, SlaJobs};
@@ -56,14 +56,7 @@ pub async fn kpis(
     params.only(&["from", "to"])?;
     let (from, to) = range(params.get("from"), params.get("to"))?;
     let mut kpis = app.store.records().kpis(me.org_id, from, to).await?;
-    let policies: Vec<(uuid::Uuid, Policy)> = app
-        .store
-        .sla()
-        .sla_policies(Some(me.org_id))
-        .await?
-        .iter()
-        .filter_map(|p| sla_watch::policy(p).map(|q| (p.org_id, q)))
-        .collect();
+    let policies = sla_watch::Policies::new(&app.store.sla().sla_policies(Some(me.org_id)).await?);
     if !policies.is_empty() {
         let jobs = app
             .store
@@ -79,14 +72,14 @@ pub async fn kpis(
 /// acknowledge and resolve clocks were both met; with a note saying over how many jobs (or why
 /// there is no figure).
 pub fn sla_compliance(
-    policies: &[(uuid::Uuid, Policy)],
+    policies: &sla_watch::Policies,
     jobs: &[SlaJob],
     now: DateTime<Utc>,
 ) -> (Option<f64>, Option<String>) {
     let mut counted = 0usize;
     let mut met = 0usize;
     for j in jobs {
-        let Some(p) = sla_watch::policy_of(policies, j) else {
+        let Some(p) = policies.of(j) else {
             continue;
         };
         let (ack, resolve) = sla::clocks(p, &sla_watch::timeline(j), now, 1.0);

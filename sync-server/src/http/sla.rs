@@ -116,7 +116,7 @@ pub async fn list_jobs(
         .iter()
         .filter(|j| !matches!(j.status.as_str(), "completed" | "cancelled"))
         .filter_map(|j| {
-            let p = sla_watch::policy_of(&policies, j)?;
+            let p = policies.of(j)?;
             Some(sla_watch::job_sla(p, j, now, app.config.sla_approaching))
         })
         .filter(|s| !only_breached || s.breached)
@@ -156,23 +156,15 @@ pub async fn job_sla(app: &AppState, org_id: Uuid, id: Uuid) -> Result<Option<Jo
     let jobs = app.store.sla().sla_jobs(SlaJobs::One(org_id, id)).await?;
     let now = Utc::now();
     Ok(jobs.first().and_then(|j| {
-        let p = sla_watch::policy_of(&policies, j)?;
+        let p = policies.of(j)?;
         Some(sla_watch::job_sla(p, j, now, app.config.sla_approaching))
     }))
 }
 
-async fn org_policies(
-    app: &AppState,
-    org_id: Uuid,
-) -> Result<Vec<(Uuid, crate::planning::sla::Policy)>, ApiError> {
-    Ok(app
-        .store
-        .sla()
-        .sla_policies(Some(org_id))
-        .await?
-        .iter()
-        .filter_map(|p| sla_watch::policy(p).map(|q| (p.org_id, q)))
-        .collect())
+async fn org_policies(app: &AppState, org_id: Uuid) -> Result<sla_watch::Policies, ApiError> {
+    Ok(sla_watch::Policies::new(
+        &app.store.sla().sla_policies(Some(org_id)).await?,
+    ))
 }
 
 fn record(p: SlaPolicy) -> SlaPolicyRecord {

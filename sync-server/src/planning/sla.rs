@@ -677,7 +677,9 @@ mod tests {
             .push((JobStatus::InProgress, at("2025-01-06T15:00:00Z")));
         let (_, res) = clocks(&p, &back, at("2025-01-06T15:30:00Z"), 0.8);
         assert_eq!(res.deadline, Some(at("2025-01-06T16:00:00Z")));
-        assert_eq!(res.state, SlaState::Approaching, "90 of 120 minutes");
+        assert_eq!(res.state, SlaState::Ok, "90 of 120 minutes");
+        let (_, res) = clocks(&p, &back, at("2025-01-06T15:40:00Z"), 0.8);
+        assert_eq!(res.state, SlaState::Approaching, "100 of 120 minutes");
         let (_, res) = clocks(&p, &back, at("2025-01-06T16:00:01Z"), 0.8);
         assert_eq!(res.state, SlaState::Breached);
         assert_eq!(res.deadline, Some(at("2025-01-06T16:00:00Z")));

@@ -17,6 +17,7 @@
 //! - Without a webhook URL the events are still recorded, counted and shown; they stay
 //!   undelivered.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ use hyper_util::rt::TokioExecutor;
 use rand::Rng;
 use schemas::api::{JobSla, SlaEventRecord, SlaWebhook};
 use schemas::{JobStatus, Priority};
+use uuid::Uuid;
 
 use super::sla::{self, Hours, Kind, Level, Policy, Timeline};
 use crate::error::ApiError;
@@ -80,16 +82,30 @@ pub fn timeline(j: &SlaJob) -> Timeline {
     }
 }
 
-/// The policy that applies to a job, among its org's.
-pub fn policy_of<'a>(policies: &'a [(uuid::Uuid, Policy)], j: &SlaJob) -> Option<&'a Policy> {
-    let mine: Vec<Policy> = policies
-        .iter()
-        .filter(|(org, _)| *org == j.org_id)
-        .map(|(_, p)| p.clone())
-        .collect();
-    let priority = Priority::parse(&j.priority).unwrap_or_default();
-    let id = sla::policy_for(&mine, j.template.as_deref(), priority)?.id;
-    policies.iter().map(|(_, p)| p).find(|p| p.id == id)
+/// Stored policies by org, as the clocks read them.
+#[derive(Clone, Debug, Default)]
+pub struct Policies(HashMap<Uuid, Vec<Policy>>);
+
+impl Policies {
+    pub fn new(stored: &[SlaPolicy]) -> Policies {
+        let mut by_org: HashMap<Uuid, Vec<Policy>> = HashMap::new();
+        for p in stored {
+            if let Some(q) = policy(p) {
+                by_org.entry(p.org_id).or_default().push(q);
+            }
+        }
+        Policies(by_org)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The policy that applies to a job, among its org's.
+    pub fn of(&self, j: &SlaJob) -> Option<&Policy> {
+        let priority = Priority::parse(&j.priority).unwrap_or_default();
+        sla::policy_for(self.0.get(&j.org_id)?, j.template.as_deref(), priority)
+    }
 }
 
 /// A job's SLA as the API shows it.
@@ -155,12 +171,7 @@ impl Drop for AbortOnDrop {
 /// One run at `now`: record the events due.
 pub async fn run_once(app: &AppState, now: DateTime<Utc>) -> Result<Run, ApiError> {
     let store = app.store.sla();
-    let policies: Vec<(uuid::Uuid, Policy)> = store
-        .sla_policies(None)
-        .await?
-        .iter()
-        .filter_map(|p| policy(p).map(|q| (p.org_id, q)))
-        .collect();
+    let policies = Policies::new(&store.sla_policies(None).await?);
     let mut run = Run::default();
     if policies.is_empty() {
         return Ok(run);
@@ -170,7 +181,7 @@ pub async fn run_once(app: &AppState, now: DateTime<Utc>) -> Result<Run, ApiErro
         .await?;
     run.jobs = jobs.len();
     for j in &jobs {
-        let Some(p) = policy_of(&policies, j) else {
+        let Some(p) = policies.of(j) else {
             continue;
         };
         let recorded: Vec<(Kind, Level)> = j
@@ -210,13 +221,22 @@ type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<byte
 
 fn client() -> Option<HttpsClient> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let https = match hyper_rustls::HttpsConnectorBuilder::new().with_provider_and_native_roots(provider) {
-        Ok(b) => b.https_or_http().enable_http1().build(),
+    let builder = match hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(provider.clone())
+    {
+        Ok(b) => b,
         Err(e) => {
-            tracing::warn!(error = %e, "no TLS roots for the SLA webhook; https:// cannot be used");
-            return None;
+            // Plain http:// still works; https:// fails its handshake (and is retried).
+            tracing::warn!(error = %e, "no TLS roots for the SLA webhook; https:// will fail");
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .ok()?
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
         }
     };
+    let https = builder.https_or_http().enable_http1().build();
     Some(Client::builder(TokioExecutor::new()).build(https))
 }
 
