@@ -179,9 +179,7 @@ pub struct WebhookUrl(pub String);
 
 impl WebhookUrl {
     pub fn parse(url: &str) -> anyhow::Result<WebhookUrl> {
-        let uri: axum::http::Uri = url
-            .parse()
-            .map_err(|e| anyhow::anyhow!("not a URL: {e}"))?;
+        let uri: axum::http::Uri = url.parse().map_err(|e| anyhow::anyhow!("not a URL: {e}"))?;
         match uri.scheme_str() {
             Some("http" | "https") if uri.host().is_some() => Ok(WebhookUrl(url.to_string())),
             _ => anyhow::bail!("must be an http:// or https:// URL with a host"),
@@ -479,14 +477,20 @@ mod tests {
             "d",
             None,
             vars(&[
-                ("FIELDSYNC_SLA_WEBHOOK_URL", "https://hooks.example/sla?token=s3cret"),
+                (
+                    "FIELDSYNC_SLA_WEBHOOK_URL",
+                    "https://hooks.example/sla?token=s3cret",
+                ),
                 ("FIELDSYNC_SLA_INTERVAL_MS", "250"),
             ]),
         )
         .unwrap();
         assert_eq!(c.sla_interval, Duration::from_millis(250));
         let shown = format!("{:?}", c.sla_webhook_url.unwrap());
-        assert!(!shown.contains("s3cret") && shown.contains("hooks.example"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("hooks.example"),
+            "{shown}"
+        );
         for (name, value) in [
             ("FIELDSYNC_SLA_WEBHOOK_URL", "ftp://x/y"),
             ("FIELDSYNC_SLA_APPROACHING", "1.5"),

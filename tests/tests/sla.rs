@@ -32,7 +32,10 @@ struct Receiver {
 impl Receiver {
     async fn start(fail_first: usize) -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hooks/sla?token=t0p", listener.local_addr().unwrap());
+        let url = format!(
+            "http://{}/hooks/sla?token=t0p",
+            listener.local_addr().unwrap()
+        );
         let got: Arc<Mutex<Vec<(Value, bool)>>> = Arc::default();
         let seen = got.clone();
         tokio::spawn(async move {
@@ -51,7 +54,11 @@ impl Receiver {
                         seen.push((body, ok));
                         ok
                     };
-                    let status = if ok { "200 OK" } else { "500 Internal Server Error" };
+                    let status = if ok {
+                        "200 OK"
+                    } else {
+                        "500 Internal Server Error"
+                    };
                     let _ = sock
                         .write_all(
                             format!(
@@ -197,8 +204,7 @@ async fn policies_and_clocks(backend: Backend) {
     home.config.sla_interval = Duration::from_millis(50);
     home.config.sla_retry_base = Duration::from_millis(50);
     home.config.sla_retry_max = Duration::from_millis(200);
-    home.config.sla_webhook_url =
-        Some(sync_server::config::WebhookUrl::parse(&hook.url).unwrap());
+    home.config.sla_webhook_url = Some(sync_server::config::WebhookUrl::parse(&hook.url).unwrap());
     home.config.projection_interval = Duration::from_millis(50);
     let server = TestServer::start(&home).await;
     let team = Team::create(server.store(), &["ana"]).await;
@@ -258,7 +264,10 @@ async fn policies_and_clocks(backend: Backend) {
             "business_hours.hours[0].close",
         ),
         (
-            with("business_hours", json!({"time_zone": "Europe/London", "hours": []})),
+            with(
+                "business_hours",
+                json!({"time_zone": "Europe/London", "hours": []}),
+            ),
             400,
             "business_hours.hours",
         ),
@@ -304,7 +313,9 @@ async fn policies_and_clocks(backend: Backend) {
             201,
         )
         .await;
-    let policy = d.ok("POST", "/api/v1/sla/policies", good.clone(), 200).await;
+    let policy = d
+        .ok("POST", "/api/v1/sla/policies", good.clone(), 200)
+        .await;
     assert_eq!(policy["id"], first["id"]);
     assert_eq!(policy["resolve_within_seconds"], 5);
     assert_eq!(policy["business_hours"], Value::Null);
@@ -409,12 +420,17 @@ async fn policies_and_clocks(backend: Backend) {
     assert!(hook.attempts() >= events + 2);
     let ack_a = delivered_now
         .iter()
-        .find(|b| b["job_id"] == a.as_str() && b["kind"] == "acknowledge" && b["level"] == "breached")
+        .find(|b| {
+            b["job_id"] == a.as_str() && b["kind"] == "acknowledge" && b["level"] == "breached"
+        })
         .expect("A's acknowledge breach was sent");
     assert_eq!(ack_a["event"], "sla.breached");
     assert_eq!(ack_a["title"], "Leak in room 12");
     assert_eq!(ack_a["org_id"], team.org.id.to_string());
-    assert!(ack_a["number"].as_str().unwrap().starts_with("WO-"), "{ack_a}");
+    assert!(
+        ack_a["number"].as_str().unwrap().starts_with("WO-"),
+        "{ack_a}"
+    );
     assert!(ack_a["deadline"].is_string(), "{ack_a}");
     assert!(
         !delivered_now
@@ -444,7 +460,11 @@ async fn policies_and_clocks(backend: Backend) {
         2.0,
         "{m}"
     );
-    assert_eq!(metric(&m, "fieldsync_sla_webhook_failures_total"), 2.0, "{m}");
+    assert_eq!(
+        metric(&m, "fieldsync_sla_webhook_failures_total"),
+        2.0,
+        "{m}"
+    );
     assert_eq!(
         metric(&m, "fieldsync_sla_webhook_deliveries_total"),
         events as f64,
@@ -461,8 +481,12 @@ async fn policies_and_clocks(backend: Backend) {
         10,
         "the KPIs of two completed jobs",
         || async {
-            d.call("GET", &format!("/api/v1/kpis?from={today}&to={today}"), None)
-                .await
+            d.call(
+                "GET",
+                &format!("/api/v1/kpis?from={today}&to={today}"),
+                None,
+            )
+            .await
         },
         |(_, k)| k["jobs_completed"] == 2,
     )
@@ -471,7 +495,11 @@ async fn policies_and_clocks(backend: Backend) {
     assert_eq!(k["sla_compliance"], 0.5, "{k}");
     assert!(k["sla_note"].as_str().unwrap().contains("1 of 2"), "{k}");
     let (_, k) = stranger
-        .call("GET", &format!("/api/v1/kpis?from={today}&to={today}"), None)
+        .call(
+            "GET",
+            &format!("/api/v1/kpis?from={today}&to={today}"),
+            None,
+        )
         .await;
     assert_eq!(k["sla_compliance"], Value::Null, "{k}");
     assert_eq!(k["sla_note"], "no SLA policies", "{k}");
@@ -582,7 +610,9 @@ async fn two_nodes_and_a_restart_record_each_breach_once() {
     let delivered = hook.delivered();
     let mut by_id: HashMap<String, usize> = HashMap::new();
     for b in &delivered {
-        *by_id.entry(b["id"].as_str().unwrap().to_string()).or_default() += 1;
+        *by_id
+            .entry(b["id"].as_str().unwrap().to_string())
+            .or_default() += 1;
     }
     assert_eq!(by_id.len(), rows.len(), "{by_id:?}");
     let repeats: usize = by_id.values().map(|n| n - 1).sum();

@@ -268,7 +268,10 @@ impl Validate for NewSlaPolicy {
 impl NewSlaPolicy {
     /// The acknowledge limit in seconds (after [`Validate::validate`]).
     pub fn acknowledge_seconds(&self) -> u32 {
-        seconds(self.acknowledge_within_minutes, self.acknowledge_within_seconds)
+        seconds(
+            self.acknowledge_within_minutes,
+            self.acknowledge_within_seconds,
+        )
     }
 
     /// The resolve limit in seconds (after [`Validate::validate`]).

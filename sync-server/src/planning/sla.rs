@@ -223,7 +223,10 @@ fn weekday_index(d: PmWeekday) -> usize {
 impl Calendar {
     /// The opening windows as UTC instants `[start, end)`, in order, from the local day before
     /// `from`'s (a window of the day before may still be open) on.
-    fn windows_from(&self, from: DateTime<Utc>) -> impl Iterator<Item = (DateTime<Utc>, DateTime<Utc>)> {
+    fn windows_from(
+        &self,
+        from: DateTime<Utc>,
+    ) -> impl Iterator<Item = (DateTime<Utc>, DateTime<Utc>)> {
         let first = from
             .with_timezone(&self.tz)
             .date_naive()
@@ -239,9 +242,15 @@ impl Calendar {
             })
     }
 
-    fn window(&self, date: NaiveDate, open: u16, close: u16) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    fn window(
+        &self,
+        date: NaiveDate,
+        open: u16,
+        close: u16,
+    ) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
         let at = |date: NaiveDate, minutes: u16| {
-            let time = NaiveTime::from_hms_opt(u32::from(minutes / 60), u32::from(minutes % 60), 0)?;
+            let time =
+                NaiveTime::from_hms_opt(u32::from(minutes / 60), u32::from(minutes % 60), 0)?;
             Some(local_instant(self.tz, date, time))
         };
         let start = at(date, open)?;
@@ -286,7 +295,10 @@ pub fn policy_for<'a>(
 
 /// The job's statuses as consecutive spans `(status, from, to)` up to `now`; the last span's end
 /// is `None` (it goes on).
-fn spans(job: &Timeline, now: DateTime<Utc>) -> Vec<(JobStatus, DateTime<Utc>, Option<DateTime<Utc>>)> {
+fn spans(
+    job: &Timeline,
+    now: DateTime<Utc>,
+) -> Vec<(JobStatus, DateTime<Utc>, Option<DateTime<Utc>>)> {
     let mut out: Vec<(JobStatus, DateTime<Utc>, Option<DateTime<Utc>>)> = Vec::new();
     let start = job.created_at.min(now);
     let mut status = JobStatus::Pending;
@@ -413,7 +425,12 @@ pub fn clock(
 }
 
 /// Both clocks of a job under `policy`.
-pub fn clocks(policy: &Policy, job: &Timeline, now: DateTime<Utc>, approaching: f64) -> (SlaClock, SlaClock) {
+pub fn clocks(
+    policy: &Policy,
+    job: &Timeline,
+    now: DateTime<Utc>,
+    approaching: f64,
+) -> (SlaClock, SlaClock) {
     (
         clock(
             Kind::Acknowledge,
@@ -469,7 +486,14 @@ pub fn due(
 /// Whether the resolve clock of a job completed under `policy` was met (the SLA compliance of
 /// the KPIs): resolved within its limit. `None` for a job not completed at `now`.
 pub fn resolved_in_time(policy: &Policy, job: &Timeline, now: DateTime<Utc>) -> Option<bool> {
-    let c = clock(Kind::Resolve, policy.resolve_within, &policy.hours, job, now, 1.0);
+    let c = clock(
+        Kind::Resolve,
+        policy.resolve_within,
+        &policy.hours,
+        job,
+        now,
+        1.0,
+    );
     let completed = job
         .history
         .last()
@@ -690,13 +714,19 @@ mod tests {
         assert_eq!(res.state, SlaState::Breached);
         assert_eq!(res.stopped_at, Some(at("2025-01-06T17:00:00Z")));
         assert_eq!(res.deadline, Some(at("2025-01-06T16:00:00Z")));
-        assert_eq!(resolved_in_time(&p, &back, at("2025-01-07T00:00:00Z")), Some(false));
+        assert_eq!(
+            resolved_in_time(&p, &back, at("2025-01-07T00:00:00Z")),
+            Some(false)
+        );
     }
 
     #[test]
     fn a_late_ack_is_a_breach_and_events_are_due_once() {
         let p = policy(5, 60, Hours::AroundTheClock);
-        let mut j = job("2025-01-06T10:00:00Z", &[(JobStatus::Assigned, "2025-01-06T10:00:00Z")]);
+        let mut j = job(
+            "2025-01-06T10:00:00Z",
+            &[(JobStatus::Assigned, "2025-01-06T10:00:00Z")],
+        );
         let d = due(&p, &j, at("2025-01-06T10:04:30Z"), 0.8, &[]);
         assert_eq!(
             d,
@@ -708,17 +738,28 @@ mod tests {
         );
         let recorded = [(Kind::Acknowledge, Level::Approaching)];
         assert!(due(&p, &j, at("2025-01-06T10:04:40Z"), 0.8, &recorded).is_empty());
-        j.history.push((JobStatus::EnRoute, at("2025-01-06T10:07:00Z")));
+        j.history
+            .push((JobStatus::EnRoute, at("2025-01-06T10:07:00Z")));
         // Acknowledged two minutes late, seen afterwards: still one breach to record.
         let d = due(&p, &j, at("2025-01-06T10:08:00Z"), 0.8, &recorded);
         assert_eq!(d.len(), 1);
-        assert_eq!((d[0].kind, d[0].level), (Kind::Acknowledge, Level::Breached));
+        assert_eq!(
+            (d[0].kind, d[0].level),
+            (Kind::Acknowledge, Level::Breached)
+        );
         assert_eq!(d[0].deadline, at("2025-01-06T10:05:00Z"));
         // Cancelled: nothing more.
-        j.history.push((JobStatus::Cancelled, at("2025-01-06T10:09:00Z")));
+        j.history
+            .push((JobStatus::Cancelled, at("2025-01-06T10:09:00Z")));
         assert!(
-            due(&p, &j, at("2025-01-06T23:00:00Z"), 0.8, &[(Kind::Acknowledge, Level::Breached)])
-                .is_empty()
+            due(
+                &p,
+                &j,
+                at("2025-01-06T23:00:00Z"),
+                0.8,
+                &[(Kind::Acknowledge, Level::Breached)]
+            )
+            .is_empty()
         );
     }
 
@@ -753,7 +794,10 @@ mod tests {
         assert_eq!(id(Some("hvac"), Priority::Low), Some(3));
         assert_eq!(id(Some("plumbing"), Priority::Urgent), Some(2));
         assert_eq!(id(None, Priority::Low), Some(1));
-        assert_eq!(policy_for(&all[2..3], Some("plumbing"), Priority::Low), None);
+        assert_eq!(
+            policy_for(&all[2..3], Some("plumbing"), Priority::Low),
+            None
+        );
     }
 
     #[test]

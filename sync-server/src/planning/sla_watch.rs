@@ -253,9 +253,15 @@ async fn send_loop(app: Arc<AppState>, wake: Arc<tokio::sync::Notify>) {
             // A full batch: more may be waiting.
             Ok(n) if n >= BATCH as usize => continue,
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "the SLA webhook sender could not read its events"),
+            Err(e) => {
+                tracing::warn!(error = %e, "the SLA webhook sender could not read its events")
+            }
         }
-        let _ = tokio::time::timeout(app.config.sla_retry_base.max(Duration::from_millis(50)), wake.notified()).await;
+        let _ = tokio::time::timeout(
+            app.config.sla_retry_base.max(Duration::from_millis(50)),
+            wake.notified(),
+        )
+        .await;
     }
 }
 

@@ -21,9 +21,8 @@ fn seconds(n: i32, what: &str) -> StoreResult<u32> {
 
 fn hours(v: Option<serde_json::Value>) -> StoreResult<Option<schemas::api::BusinessHours>> {
     v.map(|v| {
-        serde_json::from_value(v).map_err(|e| {
-            StoreError::Invalid(format!("stored business hours do not parse: {e}"))
-        })
+        serde_json::from_value(v)
+            .map_err(|e| StoreError::Invalid(format!("stored business hours do not parse: {e}")))
     })
     .transpose()
 }
@@ -126,7 +125,10 @@ impl SlaStore for PgStore {
                     r.acknowledge_within_seconds,
                     "acknowledge_within_seconds",
                 )?,
-                resolve_within_seconds: seconds(r.resolve_within_seconds, "resolve_within_seconds")?,
+                resolve_within_seconds: seconds(
+                    r.resolve_within_seconds,
+                    "resolve_within_seconds",
+                )?,
                 business_hours: hours(r.business_hours)?,
                 created_at: r.created_at,
                 updated_at: r.updated_at,
