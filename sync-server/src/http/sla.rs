@@ -47,15 +47,15 @@ pub async fn put_policy(
     let me = caller.actor();
     me.dispatcher()?;
     let job_type = body.job_type.trim().to_string();
-    if job_type != "*" {
-        if let Err(e) = crate::templates::resolve(&app, me.org_id, &job_type).await {
-            return Err(match e {
-                ApiError::NotFound(_) | ApiError::BadRequest(_) => ApiError::BadRequest(format!(
-                    "`job_type`: the org has no checklist template `{job_type}` (or use `*`)"
-                )),
-                other => other,
-            });
-        }
+    if job_type != "*"
+        && let Err(e) = crate::templates::resolve(&app, me.org_id, &job_type).await
+    {
+        return Err(match e {
+            ApiError::NotFound(_) | ApiError::BadRequest(_) => ApiError::BadRequest(format!(
+                "`job_type`: the org has no checklist template `{job_type}` (or use `*`)"
+            )),
+            other => other,
+        });
     }
     let mut business_hours = body.business_hours.clone();
     if let Some(b) = &mut business_hours {
