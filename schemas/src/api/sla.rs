@@ -4,7 +4,8 @@
 //! priority (or `*`), how long a job may take to be *acknowledged* (a technician on the way or
 //! at work: its first move to `en_route`, `in_progress`, `on_hold` or `completed`) and to be
 //! *resolved* (`completed`), counted in the policy's business hours or around the clock, with
-//! the time the job spends `on_hold` not counted. A `cancelled` job has no SLA.
+//! the time the job spends `on_hold` not counted. Cancelling a job stops its clocks where they
+//! are.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -96,8 +97,7 @@ pub enum SlaState {
     Approaching,
     /// Over the limit (running, or stopped late).
     Breached,
-    /// Stopped (acknowledged, resolved) within the limit; also both clocks of a cancelled job,
-    /// which has no SLA.
+    /// Stopped (acknowledged, resolved, or the job cancelled) within the limit.
     Met,
 }
 

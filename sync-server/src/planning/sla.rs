@@ -9,7 +9,9 @@
 //! move to `en_route`, `in_progress` or `completed` (a technician on the way or at work; being
 //! `assigned` is the dispatcher's act, not an acknowledgement), and *resolved* while it is
 //! `completed` (a job a dispatcher reopens runs on from where it stopped). While it is `on_hold`
-//! neither clock runs. `cancelled` stops both: a cancelled job has no SLA.
+//! neither clock runs. `cancelled` stops both where they are: a clock already over its limit
+//! stays breached, one within it is `met` (nothing more can be missed); a cancelled job a
+//! dispatcher reopens runs on, the time it was cancelled not counted.
 //!
 //! **Business time** is the real time that passes inside the calendar's opening windows, which
 //! are wall-clock times in the calendar's zone (`chrono-tz`): a window 08:00–18:00 is ten hours,
@@ -322,7 +324,6 @@ fn spans(
 struct Run {
     intervals: Vec<(DateTime<Utc>, Option<DateTime<Utc>>)>,
     stopped_at: Option<DateTime<Utc>>,
-    cancelled: bool,
     paused: bool,
 }
 
@@ -338,7 +339,6 @@ fn run_of(kind: Kind, job: &Timeline, now: DateTime<Utc>) -> Run {
     let mut run = Run {
         intervals: Vec::new(),
         stopped_at: None,
-        cancelled: false,
         paused: false,
     };
     match kind {
@@ -349,11 +349,13 @@ fn run_of(kind: Kind, job: &Timeline, now: DateTime<Utc>) -> Run {
                     break;
                 }
                 match status {
-                    JobStatus::Cancelled => {
+                    // Cancelled for good (the job's status now) stops the clock; a job a
+                    // dispatcher reopened runs on, the time it was cancelled not counted.
+                    JobStatus::Cancelled if to.is_none() => {
                         run.stopped_at = Some(from);
-                        run.cancelled = true;
                         break;
                     }
+                    JobStatus::Cancelled => {}
                     JobStatus::OnHold => run.paused = to.is_none(),
                     _ => run.intervals.push((from, to)),
                 }
@@ -365,7 +367,6 @@ fn run_of(kind: Kind, job: &Timeline, now: DateTime<Utc>) -> Run {
                     JobStatus::Completed | JobStatus::Cancelled => {
                         if to.is_none() {
                             run.stopped_at = Some(from);
-                            run.cancelled = status == JobStatus::Cancelled;
                         }
                     }
                     JobStatus::OnHold => run.paused = to.is_none(),
@@ -403,9 +404,7 @@ pub fn clock(
         // Not reached yet: it will be, counting on from now.
         deadline = hours.advance(now, limit - elapsed);
     }
-    let state = if run.cancelled {
-        SlaState::Met
-    } else if elapsed > limit {
+    let state = if elapsed > limit {
         SlaState::Breached
     } else if run.stopped_at.is_some() {
         SlaState::Met
@@ -452,8 +451,8 @@ pub fn clocks(
 }
 
 /// The events a job's clocks call for at `now`: a breach of a clock over its limit (running, or
-/// stopped late) and an approaching one of a running clock past the threshold, except those in
-/// `recorded` (already claimed). A cancelled job's clocks call for nothing.
+/// stopped late, also by a cancellation after the breach) and an approaching one of a running
+/// clock past the threshold, except those in `recorded` (already claimed).
 pub fn due(
     policy: &Policy,
     job: &Timeline,
@@ -748,7 +747,7 @@ mod tests {
             (Kind::Acknowledge, Level::Breached)
         );
         assert_eq!(d[0].deadline, at("2025-01-06T10:05:00Z"));
-        // Cancelled: nothing more.
+        // Cancelled: nothing more; the resolve clock stops within its limit.
         j.history
             .push((JobStatus::Cancelled, at("2025-01-06T10:09:00Z")));
         assert!(
@@ -761,6 +760,16 @@ mod tests {
             )
             .is_empty()
         );
+        let (ack, res) = clocks(&p, &j, at("2025-01-06T23:00:00Z"), 0.8);
+        assert_eq!((ack.state, res.state), (SlaState::Breached, SlaState::Met));
+        assert_eq!(res.stopped_at, Some(at("2025-01-06T10:09:00Z")));
+        // Reopened by a dispatcher at 12:00: the resolve clock runs on from 9 minutes, the
+        // cancelled hours not counted.
+        j.history
+            .push((JobStatus::Assigned, at("2025-01-06T12:00:00Z")));
+        let (_, res) = clocks(&p, &j, at("2025-01-06T12:30:00Z"), 0.8);
+        assert_eq!(res.elapsed_seconds, 39 * 60);
+        assert_eq!(res.stopped_at, None);
     }
 
     #[test]
