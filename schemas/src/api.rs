@@ -864,10 +864,12 @@ pub struct Kpis {
     /// `completed` (status history), over the completed jobs that went `in_progress`; `null`
     /// when there are none.
     pub mean_time_to_complete_hours: Option<f64>,
-    /// Always `null` for now: SLA policies and timers are not built yet, so there is nothing to
-    /// comply with (see `sla_note`).
+    /// Of the completed jobs an SLA policy applies to (`/api/v1/sla/policies`), the share that
+    /// met both their acknowledge and resolve limits (clocks as in `GET /api/v1/sla/jobs`);
+    /// `null` when the org has no policy or no such job was completed (see `sla_note`).
     pub sla_compliance: Option<f64>,
-    /// Why `sla_compliance` is `null`: `"no SLA policies"`.
+    /// Over how many jobs `sla_compliance` was counted, or why it is `null` (`"no SLA
+    /// policies"`).
     pub sla_note: Option<String>,
     /// Per technician (user name) assigned to completed jobs, by name: the days (UTC) on which
     /// they completed at least one job, the jobs, and jobs per such day. A job with two
@@ -886,6 +888,11 @@ pub struct TechnicianKpi {
     pub jobs: i64,
     pub per_day: f64,
 }
+
+// ---- SLA timers (in api/sla.rs) -----------------------------------------------------------------
+
+mod sla;
+pub use sla::*;
 
 // ---- preventive maintenance ---------------------------------------------------------------------
 

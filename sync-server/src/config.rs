@@ -159,6 +159,53 @@ pub struct Config {
     /// How long a claimed occurrence may wait for its job before another run takes it over (its
     /// node died between the claim and the job). Longer than making one job ever takes.
     pub pm_claim_lease: Duration,
+    /// How often the SLA watcher evaluates the open jobs' clocks (`planning::sla_watch`).
+    pub sla_interval: Duration,
+    /// The fraction of a limit from which a running SLA clock is `approaching` (0 < f ≤ 1).
+    pub sla_approaching: f64,
+    /// Where SLA breaches (and approaching ones) are POSTed as JSON; none: only recorded.
+    pub sla_webhook_url: Option<WebhookUrl>,
+    /// How long one webhook request may take.
+    pub sla_webhook_timeout: Duration,
+    /// The wait after a failed delivery, doubled per attempt up to `sla_retry_max`.
+    pub sla_retry_base: Duration,
+    pub sla_retry_max: Duration,
+}
+
+/// A webhook's URL (`http://` or `https://`). Its `Debug` shows the scheme and host only: a
+/// path or query may carry the receiver's secret token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookUrl(pub String);
+
+impl WebhookUrl {
+    pub fn parse(url: &str) -> anyhow::Result<WebhookUrl> {
+        let uri: axum::http::Uri = url.parse().map_err(|e| anyhow::anyhow!("not a URL: {e}"))?;
+        match uri.scheme_str() {
+            Some("http" | "https") if uri.host().is_some() => Ok(WebhookUrl(url.to_string())),
+            _ => anyhow::bail!("must be an http:// or https:// URL with a host"),
+        }
+    }
+}
+
+impl std::ops::Deref for WebhookUrl {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for WebhookUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.parse::<axum::http::Uri>() {
+            Ok(u) => write!(
+                f,
+                "{}://{}/***",
+                u.scheme_str().unwrap_or("?"),
+                u.authority().map(|a| a.host()).unwrap_or("?")
+            ),
+            Err(_) => f.write_str("***"),
+        }
+    }
 }
 
 impl Config {
@@ -195,6 +242,12 @@ impl Config {
             pm_horizon_days: 14,
             pm_start_time: chrono::NaiveTime::from_hms_opt(8, 0, 0).expect("08:00"),
             pm_claim_lease: Duration::from_secs(5 * 60),
+            sla_interval: Duration::from_secs(15),
+            sla_approaching: 0.8,
+            sla_webhook_url: None,
+            sla_webhook_timeout: Duration::from_secs(5),
+            sla_retry_base: Duration::from_secs(1),
+            sla_retry_max: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -287,6 +340,31 @@ impl Config {
             );
         }
         get(&var, "FIELDSYNC_PM_START_TIME", &mut c.pm_start_time)?;
+        let mut sla_ms = c.sla_interval.as_millis() as u64;
+        get(&var, "FIELDSYNC_SLA_INTERVAL_MS", &mut sla_ms)?;
+        c.sla_interval = Duration::from_millis(sla_ms.max(10));
+        get(&var, "FIELDSYNC_SLA_APPROACHING", &mut c.sla_approaching)?;
+        if !(c.sla_approaching > 0.0 && c.sla_approaching <= 1.0) {
+            anyhow::bail!(
+                "FIELDSYNC_SLA_APPROACHING={} is not a fraction above 0 and at most 1",
+                c.sla_approaching
+            );
+        }
+        if let Some(url) = var("FIELDSYNC_SLA_WEBHOOK_URL").filter(|v| !v.trim().is_empty()) {
+            c.sla_webhook_url = Some(
+                WebhookUrl::parse(url.trim())
+                    .map_err(|e| anyhow::anyhow!("FIELDSYNC_SLA_WEBHOOK_URL: {e}"))?,
+            );
+        }
+        let mut timeout_ms = c.sla_webhook_timeout.as_millis() as u64;
+        get(&var, "FIELDSYNC_SLA_WEBHOOK_TIMEOUT_MS", &mut timeout_ms)?;
+        c.sla_webhook_timeout = Duration::from_millis(timeout_ms.max(10));
+        let mut retry_ms = c.sla_retry_base.as_millis() as u64;
+        get(&var, "FIELDSYNC_SLA_RETRY_MS", &mut retry_ms)?;
+        c.sla_retry_base = Duration::from_millis(retry_ms.max(10));
+        let mut retry_max_ms = c.sla_retry_max.as_millis() as u64;
+        get(&var, "FIELDSYNC_SLA_RETRY_MAX_MS", &mut retry_max_ms)?;
+        c.sla_retry_max = Duration::from_millis(retry_max_ms).max(c.sla_retry_base);
         get(
             &var,
             "FIELDSYNC_MAX_CHANGE_BYTES",
@@ -395,5 +473,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("FIELDSYNC_COMPACT_EVERY"), "{e}");
+        let c = Config::from_vars(
+            "d",
+            None,
+            vars(&[
+                (
+                    "FIELDSYNC_SLA_WEBHOOK_URL",
+                    "https://hooks.example/sla?token=s3cret",
+                ),
+                ("FIELDSYNC_SLA_INTERVAL_MS", "250"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.sla_interval, Duration::from_millis(250));
+        let shown = format!("{:?}", c.sla_webhook_url.unwrap());
+        assert!(
+            !shown.contains("s3cret") && shown.contains("hooks.example"),
+            "{shown}"
+        );
+        for (name, value) in [
+            ("FIELDSYNC_SLA_WEBHOOK_URL", "ftp://x/y"),
+            ("FIELDSYNC_SLA_APPROACHING", "1.5"),
+        ] {
+            let e = Config::from_vars("d", None, |k: &str| (k == name).then(|| value.into()))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(name), "{e}");
+        }
     }
 }

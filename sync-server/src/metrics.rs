@@ -50,9 +50,31 @@ pub struct Metrics {
     pub projection_failures: Counter,
     /// Documents whose state did not decode, so their rows were left as they were.
     pub projection_skipped: Counter,
+    /// SLA clocks that went over their limit, by kind (`acknowledge`, `resolve`), counted by the
+    /// node that recorded each (once across nodes).
+    pub sla_breaches: Family<Vec<(String, String)>, Counter>,
+    /// SLA clocks that passed the approaching threshold, by kind.
+    pub sla_approaching: Family<Vec<(String, String)>, Counter>,
+    /// SLA events the webhook took, and attempts it did not (retried).
+    pub sla_webhook_deliveries: Counter,
+    pub sla_webhook_failures: Counter,
 }
 
 impl Metrics {
+    /// Count a recorded SLA breach of the `kind` clock.
+    pub fn sla_breached(&self, kind: &str) {
+        self.sla_breaches
+            .get_or_create(&vec![("kind".to_string(), kind.to_string())])
+            .inc();
+    }
+
+    /// Count a recorded approaching SLA breach of the `kind` clock.
+    pub fn sla_approaching(&self, kind: &str) {
+        self.sla_approaching
+            .get_or_create(&vec![("kind".to_string(), kind.to_string())])
+            .inc();
+    }
+
     /// Count an upload refused or failed with `code`.
     pub fn upload_failed(&self, code: &str) {
         self.upload_failures
@@ -89,6 +111,10 @@ impl Default for Metrics {
             projection_position: Gauge::default(),
             projection_failures: Counter::default(),
             projection_skipped: Counter::default(),
+            sla_breaches: Family::default(),
+            sla_approaching: Family::default(),
+            sla_webhook_deliveries: Counter::default(),
+            sla_webhook_failures: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -202,6 +228,26 @@ impl Default for Metrics {
             "thumbnail_seconds",
             "Making one photo's thumbnails",
             m.thumbnail_seconds.clone(),
+        );
+        registry.register(
+            "sla_breaches",
+            "SLA clocks over their limit, recorded by this node, by kind",
+            m.sla_breaches.clone(),
+        );
+        registry.register(
+            "sla_approaching",
+            "SLA clocks past the approaching threshold, recorded by this node, by kind",
+            m.sla_approaching.clone(),
+        );
+        registry.register(
+            "sla_webhook_deliveries",
+            "SLA events the webhook took",
+            m.sla_webhook_deliveries.clone(),
+        );
+        registry.register(
+            "sla_webhook_failures",
+            "SLA webhook attempts that failed (retried with backoff)",
+            m.sla_webhook_failures.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -98,6 +98,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(http::pm::list_schedules).post(http::pm::create_schedule),
         )
         .route("/api/v1/pm/schedules/{id}", get(http::pm::get_schedule))
+        .route(
+            "/api/v1/sla/policies",
+            get(http::sla::list_policies).post(http::sla::put_policy),
+        )
+        .route("/api/v1/sla/jobs", get(http::sla::list_jobs))
+        .route("/api/v1/sla/jobs/{id}", get(http::sla::get_job))
         .route("/api/v1/board/events", get(http::board::events))
         .route("/api/v1/kpis", get(http::kpis::kpis))
         .route(
@@ -215,6 +221,7 @@ pub async fn serve(
     }));
     let _presence = AbortOnDrop(tokio::spawn(crate::presence::run(state.clone())));
     let _pm = AbortOnDrop(tokio::spawn(crate::planning::scheduler::run(state.clone())));
+    let _sla = AbortOnDrop(tokio::spawn(crate::planning::sla_watch::run(state.clone())));
     let open_uploads = state.uploads.sweep(chrono::Utc::now()).await;
     state.metrics.uploads_in_progress.set(open_uploads as i64);
     tracing::info!(addr = %listener.local_addr()?, database = ?state.config.database, "serving");

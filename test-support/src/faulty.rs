@@ -356,6 +356,10 @@ impl Store for FaultyStore {
     fn planning(&self) -> &dyn sync_server::store::planning::PlanningStore {
         self.inner.planning()
     }
+
+    fn sla(&self) -> &dyn sync_server::store::sla::SlaStore {
+        self.inner.sla()
+    }
 }
 
 #[cfg(test)]

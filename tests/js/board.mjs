@@ -1,7 +1,8 @@
 // The dispatcher's /board page in headless Chromium (Debian's, driven by playwright-core), run
 // by tests/tests/board.rs, which drives the devices and checks the server afterwards:
 // 1. sign in (a wrong password first); today's job shows in Ana's column and the live
-//    indicator is on;
+//    indicator is on; it is past its SLA (the test set a one-second acknowledge limit), so its
+//    card carries the breach badge;
 // 2. prints READY; the test then has Ana's device move the job on and add a part, offline-first
 //    through a normal sync; the card shows both without the page being reloaded;
 // 3. reschedules the job to 23:30 and reassigns it to Ben from the page; prints ASSIGNED once
@@ -43,6 +44,9 @@ try {
   // The KPI strip of the last 30 days: nothing completed yet.
   assert.equal(await page.locator("[data-testid=kpi-completed] b").textContent(), "0");
   assert.equal(await card.locator("[data-testid=status]").textContent(), "assigned");
+  // Not acknowledged within its SLA (a second): the breach badge (the page redraws every 15 s).
+  await card.locator("[data-testid=sla][data-state=breached]", { hasText: "acknowledge" })
+    .waitFor({ timeout: 20000 });
   assert.equal(await card.locator("[data-testid=parts]").textContent(), "parts 0");
   const before = navigations;
 

@@ -1,7 +1,8 @@
 //! The dispatcher's live board in headless Chromium (`tests/js/board.mjs`, playwright-core
 //! driving Debian's chromium; both installed by `scripts/test.sh`): an edit made on a
 //! technician's device appears on the open board without a reload, and a job rescheduled and
-//! reassigned on the board reaches the new technician's device. Also the event stream's refusals.
+//! reassigned on the board reaches the new technician's device; a job past its SLA shows the
+//! breach badge. Also the event stream's refusals.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -21,6 +22,25 @@ async fn the_board_follows_devices_and_assigns_in_a_real_browser() {
     let job = team
         .job(&server, "Rooftop unit", "general", &[&ana_user])
         .await;
+    // An SLA policy the assigned job has already missed (acknowledge within a second): its
+    // card shows the breach badge (`GET /api/v1/sla/jobs`).
+    let now = chrono::Utc::now();
+    server
+        .store()
+        .sla()
+        .put_sla_policy(&sync_server::store::sla::SlaPolicy {
+            id: uuid::Uuid::now_v7(),
+            org_id: team.org.id,
+            job_type: "*".into(),
+            priority: "*".into(),
+            acknowledge_within_seconds: 1,
+            resolve_within_seconds: 24 * 3600,
+            business_hours: None,
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
     let mut ana = Device::new(server.store(), &ana_user).await;
     let mut ben = Device::new(server.store(), &ben_user).await;
     ana.settle(&server).await;

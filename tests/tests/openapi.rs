@@ -33,6 +33,19 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/api/v1/pm/templates", &["get", "post"]),
     ("/api/v1/pm/schedules", &["get", "post"]),
     ("/api/v1/pm/schedules/{id}", &["get"]),
+    ("/api/v1/sla/policies", &["get", "post"]),
+    ("/api/v1/sla/jobs", &["get"]),
+    ("/api/v1/sla/jobs/{id}", &["get"]),
+    ("/api/v1/planning/settings", &["get", "put"]),
+    ("/api/v1/planning/job-types", &["get"]),
+    ("/api/v1/planning/job-types/{template}", &["put"]),
+    ("/api/v1/technicians/{id}/home", &["put"]),
+    ("/api/v1/technicians/{id}/time-blocks", &["get", "post"]),
+    ("/api/v1/technicians/{id}/time-blocks/{block}", &["delete"]),
+    ("/api/v1/sites/{id}/location", &["put"]),
+    ("/api/v1/jobs/{id}/suggestions", &["get"]),
+    ("/api/v1/routes/plan", &["post"]),
+    ("/api/v1/routes/apply", &["post"]),
     ("/api/v1/board/events", &["get"]),
     ("/api/v1/photos/{id}", &["get"]),
     ("/api/v1/photos/{id}/original", &["get"]),
@@ -119,6 +132,8 @@ async fn the_openapi_document_names_every_route() {
         let concrete = path
             .replace("{id}", &id.to_string())
             .replace("{flag}", &id.to_string())
+            .replace("{block}", &id.to_string())
+            .replace("{template}", "general")
             .replace("{px}", "320");
         for m in *methods {
             if *m == "head" {

@@ -45,6 +45,8 @@ pub struct JobReply {
     pub parts_priced: Vec<schemas::api::PricedLine>,
     /// The sum of the priced lines' totals, in cents.
     pub parts_total_cents: i64,
+    /// Its SLA clocks and the breaches recorded, when an SLA policy applies to it.
+    pub sla: Option<schemas::api::JobSla>,
 }
 
 /// A flag on a job: a stable `code` (the audit action: `repair`, `conflict`, `after_unassign`,
@@ -93,6 +95,7 @@ pub async fn get_job(
         .job_number(me.org_id, id)
         .await?
         .map(schemas::api::job_number);
+    let sla = super::sla::job_sla(&app, me.org_id, id).await?;
     Ok((
         [(header::ETAG, tag)],
         Json(JobReply {
@@ -102,6 +105,7 @@ pub async fn get_job(
             audit,
             parts_priced,
             parts_total_cents,
+            sla,
         }),
     ))
 }

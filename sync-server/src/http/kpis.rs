@@ -5,13 +5,16 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use chrono::NaiveDate;
-use schemas::api::Kpis;
+use chrono::{DateTime, NaiveDate, Utc};
+use schemas::api::{Kpis, SlaState};
 
 use super::auth::Caller;
 use super::records::{Params, bad_param};
 use crate::error::ApiError;
+use crate::planning::sla;
+use crate::planning::sla_watch;
 use crate::state::AppState;
+use crate::store::sla::{SlaJob, SlaJobs};
 
 /// The longest range one request may cover, in days (both ends included).
 pub const MAX_DAYS: i64 = 366;
@@ -52,7 +55,54 @@ pub async fn kpis(
     me.org_reader()?;
     params.only(&["from", "to"])?;
     let (from, to) = range(params.get("from"), params.get("to"))?;
-    Ok(Json(app.store.records().kpis(me.org_id, from, to).await?))
+    let mut kpis = app.store.records().kpis(me.org_id, from, to).await?;
+    let policies = sla_watch::Policies::new(&app.store.sla().sla_policies(Some(me.org_id)).await?);
+    if !policies.is_empty() {
+        let jobs = app
+            .store
+            .sla()
+            .sla_jobs(SlaJobs::Completed(me.org_id, from, to))
+            .await?;
+        (kpis.sla_compliance, kpis.sla_note) = sla_compliance(&policies, &jobs, Utc::now());
+    }
+    Ok(Json(kpis))
+}
+
+/// The SLA compliance of completed jobs: of those an SLA policy applies to, the share whose
+/// acknowledge and resolve clocks were both met; with a note saying over how many jobs (or why
+/// there is no figure).
+pub fn sla_compliance(
+    policies: &sla_watch::Policies,
+    jobs: &[SlaJob],
+    now: DateTime<Utc>,
+) -> (Option<f64>, Option<String>) {
+    let mut counted = 0usize;
+    let mut met = 0usize;
+    for j in jobs {
+        let Some(p) = policies.of(j) else {
+            continue;
+        };
+        let (ack, resolve) = sla::clocks(p, &sla_watch::timeline(j), now, 1.0);
+        if resolve.stopped_at.is_none() {
+            continue;
+        }
+        counted += 1;
+        if ack.state == SlaState::Met && resolve.state == SlaState::Met {
+            met += 1;
+        }
+    }
+    if counted == 0 {
+        return (
+            None,
+            Some("no job completed in the range has an SLA policy".into()),
+        );
+    }
+    (
+        Some(met as f64 / counted as f64),
+        Some(format!(
+            "{met} of {counted} completed jobs with an SLA policy met both clocks"
+        )),
+    )
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 //! an argument); [`scheduler`] is the task that loads its inputs from the store and makes the
 //! jobs. [`suggest`] ranks technicians for a job and [`routes`] orders each technician's day,
 //! both pure over inputs [`crate::store::planning`] loads; [`geo`] measures their distances.
+//! [`sla`] computes SLA clocks without IO; [`sla_watch`] records breaches once and sends them
+//! to the webhook.
 
 pub mod geo;
 pub mod pm;
@@ -10,3 +12,5 @@ pub mod routes;
 pub mod scheduler;
 pub mod service;
 pub mod suggest;
+pub mod sla;
+pub mod sla_watch;

@@ -22,6 +22,7 @@ pub mod planning;
 pub mod pm;
 pub mod postgres;
 pub mod records;
+pub mod sla;
 pub mod sqlite;
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -415,4 +416,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Planning: settings, job types, and what suggestions and route plans read (migration 0012).
     fn planning(&self) -> &dyn planning::PlanningStore;
+
+    /// SLA policies, the jobs their clocks read, and the breaches recorded (migration 0011).
+    fn sla(&self) -> &dyn sla::SlaStore;
 }

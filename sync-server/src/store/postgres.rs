@@ -38,6 +38,7 @@ mod batch;
 mod planning;
 mod pm;
 mod records;
+mod sla;
 
 /// How often a transaction that Postgres aborted as a serialization failure or deadlock is tried
 /// in all before the error is returned.
@@ -1120,6 +1121,10 @@ impl Store for PgStore {
     }
 
     fn planning(&self) -> &dyn super::planning::PlanningStore {
+        self
+    }
+
+    fn sla(&self) -> &dyn super::sla::SlaStore {
         self
     }
 

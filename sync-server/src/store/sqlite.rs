@@ -30,6 +30,7 @@ use super::{
 mod planning;
 mod pm;
 mod records;
+mod sla;
 
 /// The migrations, in the order they apply, embedded so the binary carries its schema. Append new
 /// files at the end and never edit one that has been released: [`migrate`] refuses a database
@@ -67,6 +68,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0009_pm_schedules.sql",
         include_str!("../../../migrations/sqlite/0009_pm_schedules.sql"),
+    ),
+    (
+        "0011_sla.sql",
+        include_str!("../../../migrations/sqlite/0011_sla.sql"),
     ),
     (
         "0012_planning.sql",
@@ -1016,6 +1021,10 @@ impl Store for SqliteStore {
     }
 
     fn planning(&self) -> &dyn super::planning::PlanningStore {
+        self
+    }
+
+    fn sla(&self) -> &dyn super::sla::SlaStore {
         self
     }
 
