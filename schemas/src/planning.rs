@@ -251,10 +251,16 @@ fn invalid(field: &str, problem: &str) -> InvalidText {
 
 fn check_point(field: &str, p: &Point) -> Result<(), InvalidText> {
     if !p.lat.is_finite() || !(-90.0..=90.0).contains(&p.lat) {
-        return Err(invalid(&format!("{field}.lat"), "must be between -90 and 90"));
+        return Err(invalid(
+            &format!("{field}.lat"),
+            "must be between -90 and 90",
+        ));
     }
     if !p.lon.is_finite() || !(-180.0..=180.0).contains(&p.lon) {
-        return Err(invalid(&format!("{field}.lon"), "must be between -180 and 180"));
+        return Err(invalid(
+            &format!("{field}.lon"),
+            "must be between -180 and 180",
+        ));
     }
     Ok(())
 }
@@ -274,7 +280,10 @@ impl Validate for Option<Point> {
 impl Validate for PlanningSettings {
     fn validate(&self) -> Result<(), InvalidText> {
         if !(1..=1440).contains(&self.default_duration_min) {
-            return Err(invalid("default_duration_min", "must be between 1 and 1440"));
+            return Err(invalid(
+                "default_duration_min",
+                "must be between 1 and 1440",
+            ));
         }
         if !self.speed_kmh.is_finite() || !(1.0..=200.0).contains(&self.speed_kmh) {
             return Err(invalid("speed_kmh", "must be between 1 and 200"));
@@ -323,7 +332,10 @@ impl Validate for RoutePlanRequest {
         single_line("date", &self.date, 10)?;
         if let Some(names) = &self.technicians {
             if names.is_empty() {
-                return Err(invalid("technicians", "is empty; leave it out for everyone"));
+                return Err(invalid(
+                    "technicians",
+                    "is empty; leave it out for everyone",
+                ));
             }
             if names.len() > 500 {
                 return Err(invalid("technicians", "has more than 500 names"));

@@ -183,7 +183,14 @@ pub async fn ensure(app: &AppState) -> anyhow::Result<Vec<String>> {
         }
     }
     stock(app, org.id, &techs).await?;
-    planning(app, org.id, &techs, sites.values().copied().collect(), today).await?;
+    planning(
+        app,
+        org.id,
+        &techs,
+        sites.values().copied().collect(),
+        today,
+    )
+    .await?;
     for (i, (title, tpl, customer, site, priority)) in jobs.into_iter().enumerate() {
         let tech = &techs[i % techs.len()];
         let start = today + Duration::hours(i as i64 * 3 % 48);
@@ -227,7 +234,11 @@ async fn planning(
         };
         planning.set_home(org_id, t.id, Some(home)).await?;
         for day in 0..2 {
-            let d = today.date_naive().and_hms_opt(0, 0, 0).expect("midnight").and_utc()
+            let d = today
+                .date_naive()
+                .and_hms_opt(0, 0, 0)
+                .expect("midnight")
+                .and_utc()
                 + Duration::days(day);
             for (from, to, kind) in [(8, 17, "available"), (12, 13, "break")] {
                 planning

@@ -152,18 +152,90 @@ async fn planning(backend: Backend) {
 
     // Refusals, each naming what is wrong, nothing written.
     for (method, path, body, code, says) in [
-        ("PUT", "/api/v1/planning/settings".to_string(), json!({"speed_kmh": 0}), 400, "speed_kmh"),
-        ("PUT", "/api/v1/planning/settings".to_string(), json!({"auto_assign": "yes"}), 422, "auto_assign"),
-        ("PUT", "/api/v1/planning/job-types/no_such_template".to_string(), json!({"skills": []}), 404, "no_such_template"),
-        ("PUT", "/api/v1/planning/job-types/general".to_string(), json!({"estimated_minutes": 0}), 400, "estimated_minutes"),
-        ("PUT", format!("/api/v1/technicians/{}/home", ana.id), json!({"lat": 91, "lon": 0}), 400, "lat"),
-        ("PUT", format!("/api/v1/technicians/{}/home", other.techs[0].id), json!({"lat": 1, "lon": 1}), 404, "technician"),
-        ("POST", format!("/api/v1/technicians/{}/time-blocks", ana.id), json!({"starts_at": at(9, 0), "ends_at": at(8, 0), "kind": "break"}), 400, "ends_at"),
-        ("POST", format!("/api/v1/technicians/{}/time-blocks", ana.id), json!({"starts_at": at(9, 0), "ends_at": at(10, 0), "kind": "nap"}), 422, "kind"),
-        ("PUT", format!("/api/v1/sites/{}/location", Uuid::now_v7()), json!({"lat": 1, "lon": 1}), 404, "site"),
-        ("POST", "/api/v1/routes/plan".to_string(), json!({"date": "tomorrow"}), 400, "date"),
-        ("POST", "/api/v1/routes/plan".to_string(), json!({"date": day.to_string(), "max_seconds": 600}), 400, "max_seconds"),
-        ("POST", "/api/v1/routes/plan".to_string(), json!({"date": day.to_string(), "technicians": ["nobody"]}), 400, "nobody"),
+        (
+            "PUT",
+            "/api/v1/planning/settings".to_string(),
+            json!({"speed_kmh": 0}),
+            400,
+            "speed_kmh",
+        ),
+        (
+            "PUT",
+            "/api/v1/planning/settings".to_string(),
+            json!({"auto_assign": "yes"}),
+            422,
+            "auto_assign",
+        ),
+        (
+            "PUT",
+            "/api/v1/planning/job-types/no_such_template".to_string(),
+            json!({"skills": []}),
+            404,
+            "no_such_template",
+        ),
+        (
+            "PUT",
+            "/api/v1/planning/job-types/general".to_string(),
+            json!({"estimated_minutes": 0}),
+            400,
+            "estimated_minutes",
+        ),
+        (
+            "PUT",
+            format!("/api/v1/technicians/{}/home", ana.id),
+            json!({"lat": 91, "lon": 0}),
+            400,
+            "lat",
+        ),
+        (
+            "PUT",
+            format!("/api/v1/technicians/{}/home", other.techs[0].id),
+            json!({"lat": 1, "lon": 1}),
+            404,
+            "technician",
+        ),
+        (
+            "POST",
+            format!("/api/v1/technicians/{}/time-blocks", ana.id),
+            json!({"starts_at": at(9, 0), "ends_at": at(8, 0), "kind": "break"}),
+            400,
+            "ends_at",
+        ),
+        (
+            "POST",
+            format!("/api/v1/technicians/{}/time-blocks", ana.id),
+            json!({"starts_at": at(9, 0), "ends_at": at(10, 0), "kind": "nap"}),
+            422,
+            "kind",
+        ),
+        (
+            "PUT",
+            format!("/api/v1/sites/{}/location", Uuid::now_v7()),
+            json!({"lat": 1, "lon": 1}),
+            404,
+            "site",
+        ),
+        (
+            "POST",
+            "/api/v1/routes/plan".to_string(),
+            json!({"date": "tomorrow"}),
+            400,
+            "date",
+        ),
+        (
+            "POST",
+            "/api/v1/routes/plan".to_string(),
+            json!({"date": day.to_string(), "max_seconds": 600}),
+            400,
+            "max_seconds",
+        ),
+        (
+            "POST",
+            "/api/v1/routes/plan".to_string(),
+            json!({"date": day.to_string(), "technicians": ["nobody"]}),
+            400,
+            "nobody",
+        ),
     ] {
         let (s, e) = d.call(method, &path, Some(body.clone())).await;
         assert_eq!(s, code, "{method} {path} {body}: {e}");
@@ -172,30 +244,63 @@ async fn planning(backend: Backend) {
     let (s, e) = tech.call("GET", "/api/v1/planning/settings", None).await;
     assert_eq!(s, 403, "{e}");
     let (s, e) = tech
-        .call("POST", "/api/v1/routes/plan", Some(json!({"date": day.to_string()})))
+        .call(
+            "POST",
+            "/api/v1/routes/plan",
+            Some(json!({"date": day.to_string()})),
+        )
         .await;
     assert_eq!(s, 403, "{e}");
-    let settings = d.ok("GET", "/api/v1/planning/settings", Value::Null, 200).await;
+    let settings = d
+        .ok("GET", "/api/v1/planning/settings", Value::Null, 200)
+        .await;
     assert_eq!(settings["auto_assign"], false);
     assert_eq!(settings["speed_kmh"], 40.0);
 
     // Sites along a line west to east, 2 km apart.
     let customer = d
-        .ok("POST", "/api/v1/customers", json!({"name": "Harbour Hotels"}), 201)
+        .ok(
+            "POST",
+            "/api/v1/customers",
+            json!({"name": "Harbour Hotels"}),
+            201,
+        )
         .await;
     let cid = customer["id"].as_str().unwrap();
     let mut sites = Vec::new();
     for k in 0..6 {
-        sites.push(site(&d, cid, &format!("Site {k}"), 51.50, -0.20 + 0.03 * k as f64).await);
+        sites.push(
+            site(
+                &d,
+                cid,
+                &format!("Site {k}"),
+                51.50,
+                -0.20 + 0.03 * k as f64,
+            )
+            .await,
+        );
     }
 
     // Suggestions for an unassigned morning job at site 0.
-    let j = job(&d, "Chiller service", &sites[0], &customer, (at(9, 0), at(12, 0)), &[]).await;
+    let j = job(
+        &d,
+        "Chiller service",
+        &sites[0],
+        &customer,
+        (at(9, 0), at(12, 0)),
+        &[],
+    )
+    .await;
     assert_eq!(j["assignees"], json!([]), "auto-assignment is off");
     let jid = j["id"].as_str().unwrap().to_string();
     projection_caught_up(server.store()).await;
     let s = d
-        .ok("GET", &format!("/api/v1/jobs/{jid}/suggestions"), Value::Null, 200)
+        .ok(
+            "GET",
+            &format!("/api/v1/jobs/{jid}/suggestions"),
+            Value::Null,
+            200,
+        )
         .await;
     let names: Vec<&str> = s["suggestions"]
         .as_array()
@@ -203,7 +308,11 @@ async fn planning(backend: Backend) {
         .iter()
         .map(|x| x["technician"].as_str().unwrap())
         .collect();
-    assert_eq!(names, [ana.name.as_str(), cal.name.as_str(), bob.name.as_str()], "{s}");
+    assert_eq!(
+        names,
+        [ana.name.as_str(), cal.name.as_str(), bob.name.as_str()],
+        "{s}"
+    );
     assert_eq!(s["required_skills"], json!(["hvac", "refrigerant"]));
     let first = &s["suggestions"][0];
     assert_eq!(first["eligible"], true);
@@ -214,12 +323,22 @@ async fn planning(backend: Backend) {
     let bob_s = &s["suggestions"][2];
     assert_eq!(bob_s["eligible"], false);
     assert_eq!(bob_s["missing_skills"], json!(["refrigerant"]));
-    assert!(bob_s["reasons"].to_string().contains("lacks refrigerant"), "{bob_s}");
-    assert!(first["reasons"].to_string().contains("km from home"), "{first}");
+    assert!(
+        bob_s["reasons"].to_string().contains("lacks refrigerant"),
+        "{bob_s}"
+    );
+    assert!(
+        first["reasons"].to_string().contains("km from home"),
+        "{first}"
+    );
     for (client, path, code) in [
         (&tech, format!("/api/v1/jobs/{jid}/suggestions"), 403),
         (&stranger, format!("/api/v1/jobs/{jid}/suggestions"), 404),
-        (&d, format!("/api/v1/jobs/{}/suggestions", Uuid::now_v7()), 404),
+        (
+            &d,
+            format!("/api/v1/jobs/{}/suggestions", Uuid::now_v7()),
+            404,
+        ),
     ] {
         let (st, e) = client.call("GET", &path, None).await;
         assert_eq!(st, code, "{path}: {e}");
@@ -237,12 +356,24 @@ async fn planning(backend: Backend) {
         200,
     )
     .await;
-    let auto = job(&d, "Ice machine", &sites[1], &customer, (at(13, 0), at(15, 0)), &[]).await;
+    let auto = job(
+        &d,
+        "Ice machine",
+        &sites[1],
+        &customer,
+        (at(13, 0), at(15, 0)),
+        &[],
+    )
+    .await;
     assert_eq!(auto["assignees"], json!([ana.name]), "{auto}");
     ana_device.settle(&server).await;
     let listed = ana_device.replica.list_jobs(JobFilter::All).unwrap();
     assert_eq!(listed.len(), before + 1);
-    assert!(listed.iter().any(|x| x.id.to_string() == auto["id"].as_str().unwrap()));
+    assert!(
+        listed
+            .iter()
+            .any(|x| x.id.to_string() == auto["id"].as_str().unwrap())
+    );
     // A job nobody qualifies for stays unassigned.
     d.ok(
         "PUT",
@@ -296,12 +427,23 @@ async fn planning(backend: Backend) {
     let lost_site = d
         .ok(
             "POST",
-            &format!("/api/v1/customers/{}/sites", nowhere["id"].as_str().unwrap()),
+            &format!(
+                "/api/v1/customers/{}/sites",
+                nowhere["id"].as_str().unwrap()
+            ),
             json!({"name": "Unmapped"}),
             201,
         )
         .await;
-    let lost = job(&d, "Somewhere", &lost_site, &nowhere, (at(9, 0), at(17, 0)), &[bob.name.as_str()]).await;
+    let lost = job(
+        &d,
+        "Somewhere",
+        &lost_site,
+        &nowhere,
+        (at(9, 0), at(17, 0)),
+        &[bob.name.as_str()],
+    )
+    .await;
     let lost_id = lost["id"].as_str().unwrap().to_string();
 
     // Bob's device has his day, then goes offline and writes a note on the first visit.
@@ -329,7 +471,10 @@ async fn planning(backend: Backend) {
     let unassigned = plan["unassigned"].as_array().unwrap();
     assert_eq!(unassigned.len(), 1, "{plan}");
     assert_eq!(unassigned[0]["job_id"], lost_id.as_str());
-    assert!(unassigned[0]["reasons"].to_string().contains("no location"), "{plan}");
+    assert!(
+        unassigned[0]["reasons"].to_string().contains("no location"),
+        "{plan}"
+    );
     let (dist, naive) = (
         plan["distance_m"].as_f64().unwrap(),
         plan["naive_distance_m"].as_f64().unwrap(),
@@ -338,7 +483,10 @@ async fn planning(backend: Backend) {
     // site and back (visiting the others on the way), against the naive zig-zag's 0.60 / 0.36
     // of that.
     let out_and_back = 2.0 * haversine_m((51.50, -0.23), (51.50, -0.05));
-    assert!(dist <= 1.01 * out_and_back, "planned {dist} m vs best {out_and_back} m");
+    assert!(
+        dist <= 1.01 * out_and_back,
+        "planned {dist} m vs best {out_and_back} m"
+    );
     assert!(dist < 0.65 * naive, "planned {dist} m vs naive {naive} m");
     let mut last_end: Option<DateTime<Utc>> = None;
     for s in stops {
@@ -357,18 +505,35 @@ async fn planning(backend: Backend) {
     let (s, e) = d.call("POST", "/api/v1/routes/apply", Some(stale)).await;
     assert_eq!(s, 409, "{e}");
     let (s, e) = stranger
-        .call("POST", "/api/v1/routes/apply", Some(json!({"routes": plan["routes"]})))
+        .call(
+            "POST",
+            "/api/v1/routes/apply",
+            Some(json!({"routes": plan["routes"]})),
+        )
         .await;
     assert_eq!(s, 404, "another org's jobs: {e}");
 
     let applied = d
-        .ok("POST", "/api/v1/routes/apply", json!({"routes": plan["routes"]}), 200)
+        .ok(
+            "POST",
+            "/api/v1/routes/apply",
+            json!({"routes": plan["routes"]}),
+            200,
+        )
         .await;
-    assert_eq!(applied["updated"].as_u64().unwrap() + applied["unchanged"].as_u64().unwrap(), 6);
+    assert_eq!(
+        applied["updated"].as_u64().unwrap() + applied["unchanged"].as_u64().unwrap(),
+        6
+    );
     assert!(applied["updated"].as_u64().unwrap() >= 5, "{applied}");
     // Applying again changes nothing.
     let again = d
-        .ok("POST", "/api/v1/routes/apply", json!({"routes": plan["routes"]}), 200)
+        .ok(
+            "POST",
+            "/api/v1/routes/apply",
+            json!({"routes": plan["routes"]}),
+            200,
+        )
         .await;
     assert_eq!(again["updated"], 0, "{again}");
 
@@ -388,7 +553,12 @@ async fn planning(backend: Backend) {
         .collect();
     assert_eq!(listed, planned);
     let view = d
-        .ok("GET", &format!("/api/v1/jobs/{first_visit}"), Value::Null, 200)
+        .ok(
+            "GET",
+            &format!("/api/v1/jobs/{first_visit}"),
+            Value::Null,
+            200,
+        )
         .await;
     assert_eq!(view["notes"], "gate code 4412");
     let stop0 = stops

@@ -32,7 +32,9 @@ pub async fn get_settings(
 ) -> Result<Json<PlanningSettings>, ApiError> {
     let me = caller.actor();
     me.dispatcher()?;
-    Ok(Json(app.store.planning().planning_settings(me.org_id).await?))
+    Ok(Json(
+        app.store.planning().planning_settings(me.org_id).await?,
+    ))
 }
 
 /// `PUT /api/v1/planning/settings`

@@ -11,6 +11,6 @@ pub mod pm;
 pub mod routes;
 pub mod scheduler;
 pub mod service;
-pub mod suggest;
 pub mod sla;
 pub mod sla_watch;
+pub mod suggest;

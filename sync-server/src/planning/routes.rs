@@ -81,7 +81,10 @@ fn naive_order<'a>(jobs: impl Iterator<Item = &'a RouteJob>) -> Vec<&'a RouteJob
 
 /// The time window a visit of `duration_s` may *start* in, for the promised window `(a, b)`:
 /// `[a, b - duration]`, or `[a, a]` when the window is shorter than the visit.
-fn start_window(w: (DateTime<Utc>, DateTime<Utc>), duration_s: i64) -> (DateTime<Utc>, DateTime<Utc>) {
+fn start_window(
+    w: (DateTime<Utc>, DateTime<Utc>),
+    duration_s: i64,
+) -> (DateTime<Utc>, DateTime<Utc>) {
     let latest = w.1 - chrono::Duration::seconds(duration_s);
     (w.0, latest.max(w.0))
 }
@@ -239,8 +242,8 @@ pub fn plan(p: &RouteProblem) -> Result<RoutePlan, String> {
         write_pragmatic(&core, &solved, PragmaticOutputType::OnlyPragmatic, &mut out)
             .map_err(|e| format!("reading the solution: {e}"))?;
         let bytes = out.into_inner().map_err(|e| e.to_string())?;
-        let solution: Solution = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("reading the solution: {e}"))?;
+        let solution: Solution =
+            serde_json::from_slice(&bytes).map_err(|e| format!("reading the solution: {e}"))?;
 
         let jobs_by_id: HashMap<Uuid, &RouteJob> =
             by_tech.iter().flatten().map(|j| (j.id, *j)).collect();
@@ -251,7 +254,10 @@ pub fn plan(p: &RouteProblem) -> Result<RoutePlan, String> {
                 .strip_prefix('v')
                 .and_then(|v| v.parse::<usize>().ok())
             else {
-                return Err(format!("the solver named an unknown vehicle {:?}", tour.vehicle_id));
+                return Err(format!(
+                    "the solver named an unknown vehicle {:?}",
+                    tour.vehicle_id
+                ));
             };
             let mut prev = ends[i].2;
             let mut seq = Vec::new();
@@ -289,21 +295,33 @@ pub fn plan(p: &RouteProblem) -> Result<RoutePlan, String> {
         }
         for u in solution.unassigned.iter().flatten() {
             if let Ok(id) = Uuid::parse_str(&u.job_id) {
-                reasons.insert(id, u.reasons.iter().map(|r| r.description.clone()).collect());
+                reasons.insert(
+                    id,
+                    u.reasons.iter().map(|r| r.description.clone()).collect(),
+                );
             }
         }
         for (i, t) in p.technicians.iter().enumerate() {
             let stops = sequences.remove(&i).unwrap_or_default();
             let (_, _, start, end) = ends[i];
             let mut path = vec![start];
-            path.extend(stops.iter().map(|s| jobs_by_id[&s.job_id].at.expect("located")));
+            path.extend(
+                stops
+                    .iter()
+                    .map(|s| jobs_by_id[&s.job_id].at.expect("located")),
+            );
             path.push(end);
             // The naive order of the same jobs this plan placed, so the two compare.
             let mut naive = vec![start];
             naive.extend(
-                naive_order(by_tech[i].iter().copied().filter(|j| placed.contains_key(&j.id)))
-                    .iter()
-                    .map(|j| j.at.expect("located")),
+                naive_order(
+                    by_tech[i]
+                        .iter()
+                        .copied()
+                        .filter(|j| placed.contains_key(&j.id)),
+                )
+                .iter()
+                .map(|j| j.at.expect("located")),
             );
             naive.push(end);
             if stops.is_empty() && by_tech[i].is_empty() && t.start.is_none() {
@@ -315,8 +333,16 @@ pub fn plan(p: &RouteProblem) -> Result<RoutePlan, String> {
                 end,
                 shift_start: t.shift_start,
                 shift_end: t.shift_end,
-                distance_m: if stops.is_empty() { 0.0 } else { geo::path_m(&path).round() },
-                naive_distance_m: if stops.is_empty() { 0.0 } else { geo::path_m(&naive).round() },
+                distance_m: if stops.is_empty() {
+                    0.0
+                } else {
+                    geo::path_m(&path).round()
+                },
+                naive_distance_m: if stops.is_empty() {
+                    0.0
+                } else {
+                    geo::path_m(&naive).round()
+                },
                 stops,
             });
         }
@@ -355,7 +381,10 @@ pub fn generated_day(techs: usize, per_tech: usize, seed: u64) -> RouteProblem {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let day = chrono::NaiveDate::from_ymd_opt(2026, 12, 1).expect("date");
     let at = |h: u32, m: u32| day.and_hms_opt(h, m, 0).expect("time").and_utc();
-    let centre = Point { lat: 51.5, lon: -0.12 };
+    let centre = Point {
+        lat: 51.5,
+        lon: -0.12,
+    };
     let near = |rng: &mut rand::rngs::StdRng, km: f64| Point {
         lat: centre.lat + rng.random_range(-km..km) / 111.0,
         lon: centre.lon + rng.random_range(-km..km) / 69.0,
@@ -450,7 +479,11 @@ mod tests {
         let plan = plan(&p).expect("solved");
         let ids: Vec<Uuid> = plan.unassigned.iter().map(|u| u.job_id).collect();
         for k in 0..3 {
-            assert!(ids.contains(&p.jobs[k].id), "job {k} missing from {:?}", plan.unassigned);
+            assert!(
+                ids.contains(&p.jobs[k].id),
+                "job {k} missing from {:?}",
+                plan.unassigned
+            );
         }
         let why = |k: usize| {
             plan.unassigned
@@ -473,19 +506,34 @@ mod tests {
         let mut p = day();
         for j in &mut p.jobs {
             let (a, _) = j.window.expect("window");
-            j.window = Some((a.date_naive().and_hms_opt(8, 0, 0).unwrap().and_utc(),
-                             a.date_naive().and_hms_opt(17, 0, 0).unwrap().and_utc()));
+            j.window = Some((
+                a.date_naive().and_hms_opt(8, 0, 0).unwrap().and_utc(),
+                a.date_naive().and_hms_opt(17, 0, 0).unwrap().and_utc(),
+            ));
         }
         let plan = plan(&p).expect("solved");
         assert!(plan.unassigned.is_empty());
-        assert!(plan.distance_m <= plan.naive_distance_m + 1.0, "{} > {}", plan.distance_m, plan.naive_distance_m);
+        assert!(
+            plan.distance_m <= plan.naive_distance_m + 1.0,
+            "{} > {}",
+            plan.distance_m,
+            plan.naive_distance_m
+        );
     }
 
     #[test]
     fn start_windows_leave_room_for_the_visit() {
-        let a = DateTime::parse_from_rfc3339("2026-12-01T08:00:00Z").unwrap().with_timezone(&Utc);
+        let a = DateTime::parse_from_rfc3339("2026-12-01T08:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let b = a + chrono::Duration::hours(4);
-        assert_eq!(start_window((a, b), 3600), (a, b - chrono::Duration::hours(1)));
-        assert_eq!(start_window((a, a + chrono::Duration::minutes(30)), 3600), (a, a));
+        assert_eq!(
+            start_window((a, b), 3600),
+            (a, b - chrono::Duration::hours(1))
+        );
+        assert_eq!(
+            start_window((a, a + chrono::Duration::minutes(30)), 3600),
+            (a, a)
+        );
     }
 }

@@ -78,7 +78,11 @@ fn day_job(j: &PlanJob) -> DayJob {
 
 /// The UTC day around an instant.
 fn day_of(at: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
-    let start = at.date_naive().and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+    let start = at
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight")
+        .and_utc();
     (start, start + Duration::days(1))
 }
 
@@ -179,7 +183,13 @@ pub async fn auto_assignee(
     org: Uuid,
     facts: &JobFacts,
 ) -> Result<Option<String>, ApiError> {
-    if !app.store.planning().planning_settings(org).await?.auto_assign {
+    if !app
+        .store
+        .planning()
+        .planning_settings(org)
+        .await?
+        .auto_assign
+    {
         return Ok(None);
     }
     let ranked = rank(app, org, facts, Utc::now()).await?;
@@ -198,8 +208,9 @@ pub async fn plan_routes(
     req: RoutePlanRequest,
 ) -> Result<RoutePlan, ApiError> {
     me.dispatcher()?;
-    let date = NaiveDate::parse_from_str(&req.date, "%Y-%m-%d")
-        .map_err(|_| ApiError::BadRequest(format!("`date`: {:?} is not a date YYYY-MM-DD", req.date)))?;
+    let date = NaiveDate::parse_from_str(&req.date, "%Y-%m-%d").map_err(|_| {
+        ApiError::BadRequest(format!("`date`: {:?} is not a date YYYY-MM-DD", req.date))
+    })?;
     let settings = app.store.planning().planning_settings(me.org_id).await?;
     let speed = req.speed_kmh.unwrap_or(settings.speed_kmh);
     if !speed.is_finite() || !(1.0..=200.0).contains(&speed) {
@@ -219,7 +230,9 @@ pub async fn plan_routes(
     let all_techs = planning
         .planning_technicians(me.org_id, day_start, day_end)
         .await?;
-    let jobs = planning.planning_jobs(me.org_id, day_start, day_end).await?;
+    let jobs = planning
+        .planning_jobs(me.org_id, day_start, day_end)
+        .await?;
     // Jobs that can still be moved: scheduled that day, assigned, not started or finished.
     let movable: Vec<&PlanJob> = jobs
         .iter()
@@ -248,7 +261,10 @@ pub async fn plan_routes(
         .collect();
     let names: HashSet<&str> = techs.iter().map(|t| t.name.as_str()).collect();
     let mut route_jobs = Vec::new();
-    for j in movable.iter().filter(|j| names.contains(j.assignees[0].as_str())) {
+    for j in movable
+        .iter()
+        .filter(|j| names.contains(j.assignees[0].as_str()))
+    {
         let (_, minutes) = needs(
             app,
             me.org_id,

@@ -299,7 +299,11 @@ mod tests {
     }
 
     fn avail(a: DateTime<Utc>, b: DateTime<Utc>) -> Block {
-        Block { start: a, end: b, kind: BlockKind::Available }
+        Block {
+            start: a,
+            end: b,
+            kind: BlockKind::Available,
+        }
     }
 
     fn target() -> Target {
@@ -319,9 +323,19 @@ mod tests {
             // Closest, but lacks a skill.
             cand("ann", &["hvac"], p(51.50, -0.12), day.clone()),
             // Skilled, near, free.
-            cand("bob", &["HVAC", "Refrigerant"], p(51.52, -0.12), day.clone()),
+            cand(
+                "bob",
+                &["HVAC", "Refrigerant"],
+                p(51.52, -0.12),
+                day.clone(),
+            ),
             // Skilled, far.
-            cand("cat", &["hvac", "refrigerant"], p(51.90, -0.12), day.clone()),
+            cand(
+                "cat",
+                &["hvac", "refrigerant"],
+                p(51.90, -0.12),
+                day.clone(),
+            ),
         ];
         let r = rank(&target(), &cands, &[]);
         let names: Vec<&str> = r.iter().map(|s| s.technician.as_str()).collect();
@@ -339,7 +353,11 @@ mod tests {
     fn breaks_time_off_and_other_jobs_take_free_time_away() {
         let blocks = vec![
             avail(t(8, 0), t(17, 0)),
-            Block { start: t(9, 30), end: t(10, 0), kind: BlockKind::Break },
+            Block {
+                start: t(9, 30),
+                end: t(10, 0),
+                kind: BlockKind::Break,
+            },
         ];
         let c = cand("bob", &["hvac", "refrigerant"], p(51.5, -0.1), blocks);
         let other = DayJob {
@@ -350,18 +368,28 @@ mod tests {
             at: Some(p(51.6, -0.1)),
             open: true,
         };
-        let r = rank(&target(), std::slice::from_ref(&c), std::slice::from_ref(&other));
+        let r = rank(
+            &target(),
+            std::slice::from_ref(&c),
+            std::slice::from_ref(&other),
+        );
         // 9:00-9:30, 10:00-10:30, 11:30-12:00: 90 minutes free, 30 at most in one stretch.
         assert_eq!(r[0].free_minutes, Some(90));
         assert_eq!(r[0].fits, Some(false));
         assert_eq!(r[0].load, 1);
-        assert!(auto_pick(&r).is_none(), "a visit that does not fit is not auto-assigned");
+        assert!(
+            auto_pick(&r).is_none(),
+            "a visit that does not fit is not auto-assigned"
+        );
         // The previous job starts after the window opens: distance is from home.
         assert!(r[0].reasons.iter().any(|s| s.contains("from home")));
 
         // A finished job frees its time and is not load; one before the window is where they
         // come from.
-        let done = DayJob { open: false, ..other.clone() };
+        let done = DayJob {
+            open: false,
+            ..other.clone()
+        };
         let before = DayJob {
             id: Uuid::from_u128(3),
             start: Some(t(7, 0)),
@@ -374,7 +402,11 @@ mod tests {
         assert_eq!(r[0].free_minutes, Some(150));
         assert_eq!(r[0].fits, Some(true));
         assert_eq!(r[0].distance_km, Some(0.0));
-        assert!(r[0].reasons.iter().any(|s| s.contains("previous job's site")));
+        assert!(
+            r[0].reasons
+                .iter()
+                .any(|s| s.contains("previous job's site"))
+        );
     }
 
     #[test]
@@ -389,13 +421,23 @@ mod tests {
         assert!(r[0].eligible);
         assert!(auto_pick(&r).is_some());
         assert!(r[0].reasons.iter().any(|s| s.contains("no time blocks")));
-        assert!(r[0].reasons.iter().any(|s| s.contains("site has no location")));
+        assert!(
+            r[0].reasons
+                .iter()
+                .any(|s| s.contains("site has no location"))
+        );
     }
 
     #[test]
     fn interval_arithmetic() {
-        assert_eq!(union(vec![(5, 7), (1, 3), (2, 4), (7, 8), (9, 9)]), vec![(1, 4), (5, 8)]);
-        assert_eq!(subtract(&[(0, 10)], &[(2, 3), (5, 6)]), vec![(0, 2), (3, 5), (6, 10)]);
+        assert_eq!(
+            union(vec![(5, 7), (1, 3), (2, 4), (7, 8), (9, 9)]),
+            vec![(1, 4), (5, 8)]
+        );
+        assert_eq!(
+            subtract(&[(0, 10)], &[(2, 3), (5, 6)]),
+            vec![(0, 2), (3, 5), (6, 10)]
+        );
         assert_eq!(subtract(&[(0, 10)], &[(-5, 20)]), vec![]);
         assert_eq!(subtract(&[(0, 2), (4, 6)], &[(1, 5)]), vec![(0, 1), (5, 6)]);
     }

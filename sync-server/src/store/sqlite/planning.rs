@@ -262,7 +262,12 @@ impl PlanningStore for SqliteStore {
             Ok(conn.execute(
                 "UPDATE technicians SET home_lat = ?3, home_lon = ?4
                  WHERE user_id = ?1 AND org_id = ?2",
-                params![Id(user_id), Id(org_id), home.map(|p| p.lat), home.map(|p| p.lon)],
+                params![
+                    Id(user_id),
+                    Id(org_id),
+                    home.map(|p| p.lat),
+                    home.map(|p| p.lon)
+                ],
             )? > 0)
         })
         .await
@@ -290,7 +295,12 @@ impl PlanningStore for SqliteStore {
         self.call(move |conn| {
             Ok(conn.execute(
                 "UPDATE sites SET lat = ?3, lon = ?4 WHERE id = ?1 AND org_id = ?2",
-                params![Id(site_id), Id(org_id), at.map(|p| p.lat), at.map(|p| p.lon)],
+                params![
+                    Id(site_id),
+                    Id(org_id),
+                    at.map(|p| p.lat),
+                    at.map(|p| p.lon)
+                ],
             )? > 0)
         })
         .await
