@@ -67,6 +67,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0009_pm_schedules.sql",
         include_str!("../../../migrations/sqlite/0009_pm_schedules.sql"),
     ),
+    (
+        "0010_sensors.sql",
+        include_str!("../../../migrations/sqlite/0010_sensors.sql"),
+    ),
 ];
 
 /// How long a statement waits for another connection's write lock before failing.

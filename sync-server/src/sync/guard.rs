@@ -45,6 +45,8 @@ fn immutable(kind: DocKind) -> &'static [&'static str] {
             "parts_id",
             "created_at",
             "created_by",
+            // What opened the job (a sensor): the server sets it at creation only.
+            "source",
         ],
         DocKind::Checklist => &["kind", "schema_version", "id", "job_id", "template"],
         DocKind::Parts => &["kind", "schema_version", "id", "job_id"],
@@ -347,7 +349,7 @@ impl Plan {
                 "status" => Some(Value::from(schemas::JobStatus::Pending.as_str())),
                 "priority" => Some(Value::from(schemas::Priority::default().as_str())),
                 "assignees" | "status_history" | "time_entries" => Some(Value::Array(vec![])),
-                "signoff" | "follow_up_of" => Some(Value::Null),
+                "signoff" | "follow_up_of" | "source" => Some(Value::Null),
                 _ => None,
             },
             (Unit::Key(k), DocKind::Parts) if k == "lines" => Some(Value::Object(Map::new())),
