@@ -159,6 +159,59 @@ pub struct Config {
     /// How long a claimed occurrence may wait for its job before another run takes it over (its
     /// node died between the claim and the job). Longer than making one job ever takes.
     pub pm_claim_lease: Duration,
+    /// Sensor readings over MQTT (`iot/mqtt.rs`); `None` (`FIELDSYNC_MQTT_URL=off`) reads them
+    /// over HTTP only.
+    pub mqtt: Option<MqttConfig>,
+    /// Readings older than this are deleted (`FIELDSYNC_READINGS_RETENTION_DAYS`, 90).
+    pub readings_retention_days: u32,
+    /// Readings written per store transaction, at most (`FIELDSYNC_READINGS_BATCH`).
+    pub readings_batch: usize,
+    /// How often a node reloads the sensors (those other nodes created), finishes firings whose
+    /// node died, and prunes old readings (`FIELDSYNC_SENSOR_SWEEP_MS`).
+    pub sensor_sweep_interval: Duration,
+    /// How long a claimed firing may wait for its job before another node makes it
+    /// (`FIELDSYNC_SENSOR_CLAIM_LEASE_MS`).
+    pub sensor_claim_lease: Duration,
+}
+
+/// The MQTT broker the sensors publish to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MqttConfig {
+    /// `mqtt://host:port` (`FIELDSYNC_MQTT_URL`, default `mqtt://127.0.0.1:1883`).
+    pub url: String,
+    /// The shared-subscription group (`$share/{group}/fieldsync/+/sensors/+`): the nodes of one
+    /// deployment share one group, so each reading reaches one of them (`FIELDSYNC_MQTT_GROUP`).
+    pub group: String,
+}
+
+impl MqttConfig {
+    /// Host and port of `url` (`mqtt://host:port`, `tcp://…` or a bare `host:port`).
+    pub fn host_port(&self) -> anyhow::Result<(String, u16)> {
+        let rest = self
+            .url
+            .strip_prefix("mqtt://")
+            .or_else(|| self.url.strip_prefix("tcp://"))
+            .unwrap_or(&self.url)
+            .trim_end_matches('/');
+        match rest.rsplit_once(':') {
+            Some((host, port)) => Ok((
+                host.to_string(),
+                port.parse()
+                    .map_err(|e| anyhow::anyhow!("MQTT URL {:?}: bad port: {e}", self.url))?,
+            )),
+            None if !rest.is_empty() => Ok((rest.to_string(), 1883)),
+            None => anyhow::bail!("MQTT URL {:?} names no host", self.url),
+        }
+    }
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            url: "mqtt://127.0.0.1:1883".into(),
+            group: "fieldsync".into(),
+        }
+    }
 }
 
 impl Config {
@@ -195,6 +248,11 @@ impl Config {
             pm_horizon_days: 14,
             pm_start_time: chrono::NaiveTime::from_hms_opt(8, 0, 0).expect("08:00"),
             pm_claim_lease: Duration::from_secs(5 * 60),
+            mqtt: Some(MqttConfig::default()),
+            readings_retention_days: 90,
+            readings_batch: 5_000,
+            sensor_sweep_interval: Duration::from_secs(10),
+            sensor_claim_lease: Duration::from_secs(60),
         }
     }
 }
@@ -287,6 +345,34 @@ impl Config {
             );
         }
         get(&var, "FIELDSYNC_PM_START_TIME", &mut c.pm_start_time)?;
+        if let Some(url) = var("FIELDSYNC_MQTT_URL").map(|v| v.trim().to_string()) {
+            c.mqtt = match url.as_str() {
+                "off" | "false" | "none" => None,
+                "" => c.mqtt,
+                _ => Some(MqttConfig {
+                    url,
+                    ..MqttConfig::default()
+                }),
+            };
+        }
+        if let Some(m) = &mut c.mqtt {
+            get(&var, "FIELDSYNC_MQTT_GROUP", &mut m.group)?;
+            m.host_port()?;
+        }
+        get(
+            &var,
+            "FIELDSYNC_READINGS_RETENTION_DAYS",
+            &mut c.readings_retention_days,
+        )?;
+        c.readings_retention_days = c.readings_retention_days.max(1);
+        get(&var, "FIELDSYNC_READINGS_BATCH", &mut c.readings_batch)?;
+        c.readings_batch = c.readings_batch.clamp(1, 50_000);
+        let mut sweep_ms = c.sensor_sweep_interval.as_millis() as u64;
+        get(&var, "FIELDSYNC_SENSOR_SWEEP_MS", &mut sweep_ms)?;
+        c.sensor_sweep_interval = Duration::from_millis(sweep_ms.max(10));
+        let mut sensor_lease_ms = c.sensor_claim_lease.as_millis() as u64;
+        get(&var, "FIELDSYNC_SENSOR_CLAIM_LEASE_MS", &mut sensor_lease_ms)?;
+        c.sensor_claim_lease = Duration::from_millis(sensor_lease_ms);
         get(
             &var,
             "FIELDSYNC_MAX_CHANGE_BYTES",

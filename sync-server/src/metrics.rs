@@ -50,6 +50,8 @@ pub struct Metrics {
     pub projection_failures: Counter,
     /// Documents whose state did not decode, so their rows were left as they were.
     pub projection_skipped: Counter,
+    /// Sensor readings and the jobs their rules opened (`iot/`).
+    pub sensors: crate::iot::SensorMetrics,
 }
 
 impl Metrics {
@@ -89,8 +91,10 @@ impl Default for Metrics {
             projection_position: Gauge::default(),
             projection_failures: Counter::default(),
             projection_skipped: Counter::default(),
+            sensors: Default::default(),
             registry: Registry::default(),
         };
+        m.sensors.register(&mut registry);
         registry.register(
             "sync_connections",
             "Open sync connections",

@@ -352,6 +352,10 @@ impl Store for FaultyStore {
     fn pm(&self) -> &dyn sync_server::store::pm::PmStore {
         self.inner.pm()
     }
+
+    fn sensor_store(&self) -> &dyn sync_server::store::sensors::SensorStore {
+        self.inner.sensor_store()
+    }
 }
 
 #[cfg(test)]

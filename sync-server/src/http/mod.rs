@@ -25,6 +25,7 @@ pub mod kpis;
 pub mod openapi;
 pub mod photos;
 pub mod pm;
+pub mod sensors;
 pub mod records;
 pub mod review;
 pub mod templates;

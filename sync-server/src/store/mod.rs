@@ -21,6 +21,7 @@ use uuid::Uuid;
 pub mod pm;
 pub mod postgres;
 pub mod records;
+pub mod sensors;
 pub mod sqlite;
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -411,4 +412,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Preventive maintenance: templates, schedules and their occurrences (migration 0009).
     fn pm(&self) -> &dyn pm::PmStore;
+
+    /// IoT sensors: their rules, readings and the jobs they opened (migration 0010).
+    fn sensor_store(&self) -> &dyn sensors::SensorStore;
 }

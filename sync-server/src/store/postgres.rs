@@ -37,6 +37,7 @@ use super::{
 mod batch;
 mod pm;
 mod records;
+mod sensors;
 
 /// How often a transaction that Postgres aborted as a serialization failure or deadlock is tried
 /// in all before the error is returned.
@@ -1115,6 +1116,10 @@ impl Store for PgStore {
     }
 
     fn pm(&self) -> &dyn super::pm::PmStore {
+        self
+    }
+
+    fn sensor_store(&self) -> &dyn super::sensors::SensorStore {
         self
     }
 

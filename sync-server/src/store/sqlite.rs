@@ -29,6 +29,7 @@ use super::{
 
 mod pm;
 mod records;
+mod sensors;
 
 /// The migrations, in the order they apply, embedded so the binary carries its schema. Append new
 /// files at the end and never edit one that has been released: [`migrate`] refuses a database
@@ -1011,6 +1012,10 @@ impl Store for SqliteStore {
     }
 
     fn pm(&self) -> &dyn super::pm::PmStore {
+        self
+    }
+
+    fn sensor_store(&self) -> &dyn super::sensors::SensorStore {
         self
     }
 

@@ -571,6 +571,35 @@ mod tests {
     }
 
     #[test]
+    fn nobody_changes_what_opened_a_job() {
+        let sensor = Uuid::now_v7();
+        for (role, start) in [
+            (Role::Technician, Some(sensor)),
+            (Role::Dispatcher, Some(sensor)),
+            (Role::Admin, None),
+        ] {
+            let mut doc = job();
+            if let Some(s) = start {
+                schemas::job::set_source(&mut doc, &schemas::job::JobSource::Sensor(s)).unwrap();
+                doc.commit();
+            }
+            let was = schemas::read_json(&doc)["source"].clone();
+            let before = edited(&mut doc, |d| {
+                schemas::job::set_source(d, &schemas::job::JobSource::Sensor(Uuid::now_v7()))
+                    .unwrap();
+            });
+            let repair = check(DocKind::Job, &mut doc, &before, role).unwrap();
+            assert_eq!(schemas::read_json(&doc)["source"], was, "{role:?}");
+            assert!(
+                repair.reasons.iter().any(|r| r.starts_with("source")),
+                "{repair:?}"
+            );
+            let job = schemas::job::read(&doc).unwrap();
+            assert_eq!(job.source, start.map(schemas::job::JobSource::Sensor));
+        }
+    }
+
+    #[test]
     fn roles_limit_what_a_writer_may_change() {
         // A technician may not reassign the job or move it to another customer.
         let mut doc = job();
