@@ -348,7 +348,7 @@ impl Config {
         if let Some(url) = var("FIELDSYNC_MQTT_URL").map(|v| v.trim().to_string()) {
             c.mqtt = match url.as_str() {
                 "off" | "false" | "none" => None,
-                "" => c.mqtt,
+                "" => c.mqtt.take(),
                 _ => Some(MqttConfig {
                     url,
                     ..MqttConfig::default()

@@ -289,10 +289,10 @@ async fn sensors_over_http(backend: Backend) {
     let job = d
         .ok("GET", &format!("/api/v1/jobs/{job_id}"), json!(null), 200)
         .await;
-    assert_eq!(job["job"]["source"], json!({"sensor": id}), "{job}");
-    assert_eq!(job["job"]["priority"], "urgent");
-    assert_eq!(job["job"]["assignees"], json!([ana]));
-    assert_eq!(job["job"]["asset"]["id"], json!(asset_id));
+    assert_eq!(job["source"], json!({"sensor": id}), "{job}");
+    assert_eq!(job["priority"], "urgent");
+    assert_eq!(job["assignees"], json!([ana]));
+    assert_eq!(job["asset"]["id"], json!(asset_id));
     // Still beyond, then back within and beyond again inside the cool-down: nothing more.
     d.ok("POST", "/api/v1/sensors/readings", over(6), 200).await;
     d.ok(

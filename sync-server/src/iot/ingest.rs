@@ -49,7 +49,9 @@ pub async fn run(app: Arc<AppState>) {
         app.metrics.sensors.batch_size.observe(n as f64);
         let stored = app.store.sensor_store().insert_readings(&batch).await;
         match &stored {
-            Ok(()) => app.metrics.sensors.stored.inc_by(n),
+            Ok(()) => {
+                app.metrics.sensors.stored.inc_by(n);
+            }
             Err(e) => {
                 app.metrics.sensors.store_failures.inc_by(n);
                 tracing::warn!(error = %e, readings = n, "could not store a batch of readings");
