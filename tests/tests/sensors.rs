@@ -384,7 +384,7 @@ async fn storm(backend: Backend) {
         let start = Instant::now();
         for burst in 0..100 {
             for i in 0..100 {
-                let value = 60.0 + f64::from((burst * 100 + i) % 17);
+                let value = 60.0 + ((burst * 100 + i) % 17) as f64;
                 mqtt.publish(
                     topic.clone(),
                     QoS::AtLeastOnce,

@@ -120,21 +120,18 @@ pub fn parse_topic(topic: &str) -> Result<(Uuid, Uuid), Refusal> {
 /// number is `malformed`, except the spellings of infinities and NaN (which JSON has no number
 /// for), which are `non-finite`.
 pub fn parse_payload(payload: &[u8]) -> Result<(f64, Option<DateTime<Utc>>), Refusal> {
-    #[derive(serde::Deserialize)]
-    struct Raw {
-        value: serde_json::Value,
-        #[serde(default)]
-        at: Option<String>,
-    }
-    let raw: Raw = serde_json::from_slice(payload).map_err(|_| Refusal::Malformed)?;
-    let value = number(&raw.value)?;
-    let at = match raw.at {
-        None => None,
-        Some(t) => Some(
+    // An object only (serde would also take a struct from an array).
+    let mut raw: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(payload).map_err(|_| Refusal::Malformed)?;
+    let value = number(&raw.remove("value").ok_or(Refusal::Malformed)?)?;
+    let at = match raw.remove("at") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(t)) => Some(
             DateTime::parse_from_rfc3339(&t)
                 .map_err(|_| Refusal::Malformed)?
                 .with_timezone(&Utc),
         ),
+        Some(_) => return Err(Refusal::Malformed),
     };
     Ok((value, at))
 }
@@ -187,7 +184,7 @@ mod tests {
                     br#"{"value": 1, "at": "yesterday"}"#, br#"[1]"#] {
             assert_eq!(parse_payload(bad), Err(Refusal::Malformed), "{:?}", String::from_utf8_lossy(bad));
         }
-        for bad in [br#"{"value": "NaN"}"#, br#"{"value": "-Infinity"}"#] {
+        for bad in [&br#"{"value": "NaN"}"#[..], br#"{"value": "-Infinity"}"#] {
             assert_eq!(parse_payload(bad), Err(Refusal::NonFinite));
         }
     }
