@@ -83,6 +83,7 @@ async fn main() {
     let mqtt = MqttConfig {
         url: env("BENCH_MQTT_URL", "mqtt://127.0.0.1:1883".to_string()),
         group: format!("bench-{}", Uuid::now_v7().simple()),
+        qos: env("BENCH_MQTT_QOS", 0),
     };
     let (host, port) = mqtt.host_port().unwrap();
     let pg = fieldsync_test_support::PgDb::create().await;

@@ -182,6 +182,13 @@ pub struct MqttConfig {
     /// The shared-subscription group (`$share/{group}/fieldsync/+/sensors/+`): the nodes of one
     /// deployment share one group, so each reading reaches one of them (`FIELDSYNC_MQTT_GROUP`).
     pub group: String,
+    /// The subscription's QoS (`FIELDSYNC_MQTT_QOS`, 0 or 1; 0 by default). At 1 the broker keeps
+    /// each reading until this node acknowledges it, but sends only a window of readings at a
+    /// time (Mosquitto's `max_inflight_messages`, 20 by default) and drops what queues beyond
+    /// `max_queued_messages` (1,000): a storm is then cut short unless the broker's window is
+    /// raised. At 0 readings stream as fast as the node reads them; a node that stops loses
+    /// what the broker had sent it and it had not stored.
+    pub qos: u8,
 }
 
 impl MqttConfig {
@@ -210,6 +217,7 @@ impl Default for MqttConfig {
         MqttConfig {
             url: "mqtt://127.0.0.1:1883".into(),
             group: "fieldsync".into(),
+            qos: 0,
         }
     }
 }
@@ -357,6 +365,10 @@ impl Config {
         }
         if let Some(m) = &mut c.mqtt {
             get(&var, "FIELDSYNC_MQTT_GROUP", &mut m.group)?;
+            get(&var, "FIELDSYNC_MQTT_QOS", &mut m.qos)?;
+            if m.qos > 1 {
+                anyhow::bail!("FIELDSYNC_MQTT_QOS={} is not 0 or 1", m.qos);
+            }
             m.host_port()?;
         }
         get(

@@ -5,6 +5,9 @@
 //! broker's to enforce (Mosquitto: a `pattern write fieldsync/%u/sensors/+` ACL with the org's
 //! id as user name), and the server refuses a reading whose sensor is not the topic's org's.
 //!
+//! The subscription is QoS 0 unless `FIELDSYNC_MQTT_QOS=1` (see [`crate::config::MqttConfig`]):
+//! with a broker's default in-flight window, QoS 1 cannot carry a storm.
+//!
 //! Without a broker the server runs on: this task says so once, then retries (1 s doubling to
 //! 30 s) and says when it is subscribed; `fieldsync_mqtt_connected` shows the state (1 once
 //! subscribed).
@@ -50,7 +53,12 @@ pub async fn run(app: Arc<AppState>) {
                 backoff = Duration::from_secs(1);
                 said_down = false;
                 // A clean session forgets subscriptions: subscribe on every connection.
-                if let Err(e) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
+                let qos = if cfg.qos == 0 {
+                    QoS::AtMostOnce
+                } else {
+                    QoS::AtLeastOnce
+                };
+                if let Err(e) = client.try_subscribe(filter.clone(), qos) {
                     tracing::warn!(error = %e, "could not subscribe to sensor readings");
                 }
             }
