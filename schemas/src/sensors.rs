@@ -101,8 +101,7 @@ impl NewSensor {
             match (top, nested) {
                 (Some(a), Some(b)) if a != b => Err(InvalidText {
                     field: field.into(),
-                    problem: "is given at the top level and in `rule` with different values"
-                        .into(),
+                    problem: "is given at the top level and in `rule` with different values".into(),
                 }),
                 (Some(a), _) => Ok(Some(a.clone())),
                 (None, b) => Ok(b.clone()),
@@ -118,8 +117,7 @@ impl NewSensor {
                 .map(|t| t.trim().to_string())
                 .unwrap_or_else(|| crate::template::DEFAULT_TEMPLATE.to_string()),
             priority: pick("priority", &self.priority, &r.priority)?.unwrap_or(Priority::High),
-            assignee: pick("assignee", &self.assignee, &r.assignee)?
-                .map(|a| a.trim().to_string()),
+            assignee: pick("assignee", &self.assignee, &r.assignee)?.map(|a| a.trim().to_string()),
         })
     }
 }

@@ -39,7 +39,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn publisher(host: &str, port: u16) -> AsyncClient {
     let mut o = MqttOptions::new(format!("bench-{}", Uuid::now_v7().simple()), host, port);
-    o.set_inflight(1_000).set_keep_alive(Duration::from_secs(60));
+    o.set_inflight(1_000)
+        .set_keep_alive(Duration::from_secs(60));
     let (client, mut events) = AsyncClient::new(o, 10_000);
     tokio::spawn(async move {
         loop {

@@ -383,7 +383,11 @@ impl Config {
         get(&var, "FIELDSYNC_SENSOR_SWEEP_MS", &mut sweep_ms)?;
         c.sensor_sweep_interval = Duration::from_millis(sweep_ms.max(10));
         let mut sensor_lease_ms = c.sensor_claim_lease.as_millis() as u64;
-        get(&var, "FIELDSYNC_SENSOR_CLAIM_LEASE_MS", &mut sensor_lease_ms)?;
+        get(
+            &var,
+            "FIELDSYNC_SENSOR_CLAIM_LEASE_MS",
+            &mut sensor_lease_ms,
+        )?;
         c.sensor_claim_lease = Duration::from_millis(sensor_lease_ms);
         get(
             &var,

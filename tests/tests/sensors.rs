@@ -66,14 +66,18 @@ async fn wait_for<T>(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> Op
 }
 
 async fn subscribed(server: &TestServer) {
-    wait_for("the MQTT subscription", Duration::from_secs(20), async || {
-        server
-            .app
-            .sensors
-            .mqtt_connected
-            .load(std::sync::atomic::Ordering::Relaxed)
-            .then_some(())
-    })
+    wait_for(
+        "the MQTT subscription",
+        Duration::from_secs(20),
+        async || {
+            server
+                .app
+                .sensors
+                .mqtt_connected
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .then_some(())
+        },
+    )
     .await;
 }
 
@@ -162,14 +166,26 @@ async fn sensors_over_http(backend: Backend) {
     for (body, code, field) in [
         (with(json!({})), 400, "max"),
         (with(json!({"min": 9.0, "max": 8.0})), 400, "min"),
-        (with(json!({"max": 8.0, "consecutive": 0})), 400, "consecutive"),
+        (
+            with(json!({"max": 8.0, "consecutive": 0})),
+            400,
+            "consecutive",
+        ),
         (
             with(json!({"max": 8.0, "asset_id": foreign_asset})),
             400,
             "asset_id",
         ),
-        (with(json!({"max": 8.0, "template": "nope"})), 400, "template"),
-        (with(json!({"max": 8.0, "assignee": "nobody"})), 400, "assignee"),
+        (
+            with(json!({"max": 8.0, "template": "nope"})),
+            400,
+            "template",
+        ),
+        (
+            with(json!({"max": 8.0, "assignee": "nobody"})),
+            400,
+            "assignee",
+        ),
         (with(json!({"max": 8.0, "colour": "red"})), 422, "colour"),
         (
             with(json!({"max": 8.0, "consecutive": 2, "rule": {"consecutive": 3}})),
@@ -184,8 +200,10 @@ async fn sensors_over_http(backend: Backend) {
             "{body}: {e}"
         );
     }
-    let good = with(json!({"min": 2.0, "max": 8.0, "rule": {"consecutive": 3, "cooldown_s": 600,
-        "template": "general", "priority": "urgent", "assignee": ana}}));
+    let good = with(
+        json!({"min": 2.0, "max": 8.0, "rule": {"consecutive": 3, "cooldown_s": 600,
+        "template": "general", "priority": "urgent", "assignee": ana}}),
+    );
     let (s, _) = tech
         .call("POST", "/api/v1/sensors", Some(good.clone()))
         .await;
@@ -260,7 +278,8 @@ async fn sensors_over_http(backend: Backend) {
     ] {
         assert_eq!(refused(&server, reason), n, "{reason}");
     }
-    let (s, metrics) = fieldsync_e2e::api("GET", format!("{}/metrics", server.url), None, None).await;
+    let (s, metrics) =
+        fieldsync_e2e::api("GET", format!("{}/metrics", server.url), None, None).await;
     assert_eq!(s, 200);
     let _ = metrics; // the text format is not JSON; the counters are checked above
     let readings = d
@@ -315,7 +334,8 @@ async fn sensors_over_http(backend: Backend) {
         200,
     )
     .await;
-    d.ok("POST", "/api/v1/sensors/readings", over(10), 200).await;
+    d.ok("POST", "/api/v1/sensors/readings", over(10), 200)
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(sensor_jobs(&d, &id).await.len(), 1);
 
@@ -607,8 +627,5 @@ async fn the_server_starts_without_a_broker() {
         .into_body()
         .read_to_string()
         .unwrap();
-    assert!(
-        metrics.contains("fieldsync_mqtt_connected 0"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("fieldsync_mqtt_connected 0"), "{metrics}");
 }

@@ -25,9 +25,9 @@ pub mod kpis;
 pub mod openapi;
 pub mod photos;
 pub mod pm;
-pub mod sensors;
 pub mod records;
 pub mod review;
+pub mod sensors;
 pub mod templates;
 pub mod uploads;
 

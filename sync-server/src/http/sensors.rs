@@ -33,7 +33,11 @@ pub async fn list(
     let me = caller.actor();
     me.org_reader()?;
     params.only(&[])?;
-    let rows = app.store.sensor_store().sensors(Some(me.org_id), None).await?;
+    let rows = app
+        .store
+        .sensor_store()
+        .sensors(Some(me.org_id), None)
+        .await?;
     Ok(Json(rows.into_iter().map(record).collect()))
 }
 

@@ -72,7 +72,11 @@ pub async fn run(app: Arc<AppState>) {
 
 /// Run a stored batch through the rules, in time order (a reading that arrived late within the
 /// batch still counts in its place).
-fn evaluate(app: &Arc<AppState>, states: &mut HashMap<Uuid, trigger::State>, batch: &mut [Reading]) {
+fn evaluate(
+    app: &Arc<AppState>,
+    states: &mut HashMap<Uuid, trigger::State>,
+    batch: &mut [Reading],
+) {
     batch.sort_by_key(|r| r.at);
     for r in batch.iter() {
         let Some(def) = app.sensors.get(r.sensor_id) else {

@@ -176,7 +176,13 @@ impl Sensors {
                 unknown.retain(|_, t| t.elapsed() < UNKNOWN_TTL);
             }
         }
-        match app.store.sensor_store().sensors(None, Some(id)).await?.pop() {
+        match app
+            .store
+            .sensor_store()
+            .sensors(None, Some(id))
+            .await?
+            .pop()
+        {
             Some(s) => Ok(Some(self.put(s))),
             None => {
                 self.unknown

@@ -188,9 +188,19 @@ mod tests {
         let (v, at) = parse_payload(br#"{"value": 3, "at": "2026-11-29T12:00:00+01:00"}"#).unwrap();
         assert_eq!(v, 3.0);
         assert_eq!(at.unwrap().to_rfc3339(), "2026-11-29T11:00:00+00:00");
-        for bad in [&b"{"[..], br#"{"value": "x"}"#, br#"{"at": "2026-11-29T12:00:00Z"}"#,
-                    br#"{"value": 1, "at": "yesterday"}"#, br#"[1]"#] {
-            assert_eq!(parse_payload(bad), Err(Refusal::Malformed), "{:?}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"{"[..],
+            br#"{"value": "x"}"#,
+            br#"{"at": "2026-11-29T12:00:00Z"}"#,
+            br#"{"value": 1, "at": "yesterday"}"#,
+            br#"[1]"#,
+        ] {
+            assert_eq!(
+                parse_payload(bad),
+                Err(Refusal::Malformed),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         for bad in [&br#"{"value": "NaN"}"#[..], br#"{"value": "-Infinity"}"#] {
             assert_eq!(parse_payload(bad), Err(Refusal::NonFinite));

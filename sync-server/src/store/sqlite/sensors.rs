@@ -47,8 +47,7 @@ fn sensor(r: &Row<'_>) -> rusqlite::Result<Sensor> {
     })
 }
 
-const JOB_COLUMNS: &str =
-    "sensor_id, fired_at, org_id, value, job_id, checklist_id, parts_id, claimed_at, job_created_at";
+const JOB_COLUMNS: &str = "sensor_id, fired_at, org_id, value, job_id, checklist_id, parts_id, claimed_at, job_created_at";
 
 fn sensor_job(r: &Row<'_>) -> rusqlite::Result<SensorJob> {
     Ok(SensorJob {
