@@ -226,7 +226,13 @@ fn role_units(
     role: Role,
 ) -> Vec<String> {
     if before.is_empty() {
-        return Vec::new();
+        // A document a device creates: only the server says what opened a job.
+        let forged = kind == DocKind::Job && after.get("source").is_some_and(|v| !v.is_null());
+        return if forged {
+            vec!["source".to_string()]
+        } else {
+            Vec::new()
+        };
     }
     let heads = doc.get_heads();
     let mut touched: Vec<String> = doc
@@ -597,6 +603,15 @@ mod tests {
             let job = schemas::job::read(&doc).unwrap();
             assert_eq!(job.source, start.map(schemas::job::JobSource::Sensor));
         }
+        // Nor does a device creating a job say a sensor opened it.
+        let mut doc = AutoCommit::new();
+        let mut made = job();
+        schemas::job::set_source(&mut made, &schemas::job::JobSource::Sensor(sensor)).unwrap();
+        made.commit();
+        doc.merge(&mut made).unwrap();
+        let repair = check(DocKind::Job, &mut doc, &[], Role::Technician).unwrap();
+        assert!(schemas::read_json(&doc).get("source").is_none(), "{repair:?}");
+        assert!(valid(DocKind::Job, &doc));
     }
 
     #[test]
