@@ -610,7 +610,10 @@ mod tests {
         made.commit();
         doc.merge(&mut made).unwrap();
         let repair = check(DocKind::Job, &mut doc, &[], Role::Technician).unwrap();
-        assert!(schemas::read_json(&doc).get("source").is_none(), "{repair:?}");
+        assert!(
+            schemas::read_json(&doc).get("source").is_none(),
+            "{repair:?}"
+        );
         assert!(valid(DocKind::Job, &doc));
     }
 
