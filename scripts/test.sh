@@ -22,6 +22,22 @@ if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
     pg_isready -h 127.0.0.1 -p 5432 || { log "PostgreSQL did not start"; exit 1; }
 fi
 
+# Mosquitto at 127.0.0.1:1883: the sensor tests publish readings over real MQTT. Debian's package
+# when missing; started (loopback only, anonymous, as the tests expect) when nothing listens there.
+mqtt_up() { (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; }
+if ! mqtt_up; then
+    if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+        log "installing Mosquitto"
+        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto
+    fi
+    log "starting Mosquitto on 127.0.0.1:1883"
+    mqtt_conf=$(mktemp /tmp/fieldsync-mosquitto.XXXXXX.conf)
+    printf 'listener 1883 127.0.0.1\nallow_anonymous true\n' >"$mqtt_conf"
+    "$(command -v mosquitto || echo /usr/sbin/mosquitto)" -d -c "$mqtt_conf"
+    for _ in $(seq 1 30); do mqtt_up && break; sleep 1; done
+    mqtt_up || { log "Mosquitto did not start"; exit 1; }
+fi
+
 # Garage (S3-compatible, run as a separate program) for the blob store tests: built from crates.io,
 # about 12 minutes on one core; nothing happens when it is installed. The tests start it themselves
 # (fieldsync-test-support's `Garage::shared`).

@@ -560,7 +560,7 @@ impl Validate for PatchJob {
     }
 }
 
-fn required(field: &str, value: &str) -> Result<(), InvalidText> {
+pub(crate) fn required(field: &str, value: &str) -> Result<(), InvalidText> {
     if value.trim().is_empty() {
         return Err(InvalidText {
             field: field.into(),

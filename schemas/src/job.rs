@@ -48,6 +48,20 @@ pub struct Job {
     pub follow_up_of: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub created_by: String,
+    /// What opened the job when the server did so by itself (a sensor's trigger rule); set at
+    /// creation and never changed (the server's guard puts it back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<JobSource>,
+}
+
+/// What opened a job that no person created: `{"sensor": id}` for a sensor's trigger rule.
+#[derive(
+    utoipa::ToSchema, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum JobSource {
+    /// The sensor whose readings crossed its thresholds.
+    Sensor(Uuid),
 }
 
 #[derive(
@@ -277,6 +291,13 @@ pub fn new_bundle_with_ids(
         checklist: crate::checklist::create(actor, checklist_id, job_id, template)?,
         parts: crate::parts::create(actor, parts_id, job_id)?,
     })
+}
+
+/// Record what opened a new job (before its first commit: `source` is a creation field).
+pub fn set_source(doc: &mut AutoCommit, source: &JobSource) -> Result<(), DocError> {
+    let v = serde_json::to_value(source)?;
+    put_json(doc, &ROOT, "source", &v)?;
+    Ok(())
 }
 
 /// Replace the job's title.

@@ -9,6 +9,7 @@
 //! - JSON Schemas for clients in other languages ([`json_schema`], committed in `schemas/json/`);
 //! - the sync protocol's messages and their CBOR codec ([`wire`]);
 //! - the HTTP API's request and reply bodies and their text rules ([`api`]).
+//! - IoT sensors' bodies and the MQTT reading payload ([`sensors`]).
 //!
 //! Edits use `put`/`insert` on the document, never a whole-struct reconcile: a direct write costs
 //! microseconds, a reconcile milliseconds. Reading goes the other way, through
@@ -23,6 +24,7 @@ pub mod json_schema;
 pub mod parts;
 pub mod photo;
 pub mod planning;
+pub mod sensors;
 pub mod status;
 pub mod template;
 pub mod validate;

@@ -27,6 +27,9 @@ pub struct JobView {
     pub status_history: Vec<StatusChange>,
     pub time_entries: Vec<TimeEntry>,
     pub follow_up_of: Option<Uuid>,
+    /// What opened the job when no person did: `{"sensor": id}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::job::JobSource>,
     pub checklist: ChecklistView,
     pub parts: Vec<PartLine>,
     pub photos: Vec<Photo>,
@@ -66,6 +69,7 @@ impl JobView {
             status_history: job.status_history,
             time_entries: job.time_entries,
             follow_up_of: job.follow_up_of,
+            source: job.source,
             checklist: ChecklistView {
                 id: checklist.id,
                 progress: checklist.progress(),

@@ -170,6 +170,19 @@ pub struct Config {
     /// The wait after a failed delivery, doubled per attempt up to `sla_retry_max`.
     pub sla_retry_base: Duration,
     pub sla_retry_max: Duration,
+    /// Sensor readings over MQTT (`iot/mqtt.rs`); `None` (`FIELDSYNC_MQTT_URL=off`) reads them
+    /// over HTTP only.
+    pub mqtt: Option<MqttConfig>,
+    /// Readings older than this are deleted (`FIELDSYNC_READINGS_RETENTION_DAYS`, 90).
+    pub readings_retention_days: u32,
+    /// Readings written per store transaction, at most (`FIELDSYNC_READINGS_BATCH`).
+    pub readings_batch: usize,
+    /// How often a node reloads the sensors (those other nodes created), finishes firings whose
+    /// node died, and prunes old readings (`FIELDSYNC_SENSOR_SWEEP_MS`).
+    pub sensor_sweep_interval: Duration,
+    /// How long a claimed firing may wait for its job before another node makes it
+    /// (`FIELDSYNC_SENSOR_CLAIM_LEASE_MS`).
+    pub sensor_claim_lease: Duration,
 }
 
 /// A webhook's URL (`http://` or `https://`). Its `Debug` shows the scheme and host only: a
@@ -183,6 +196,44 @@ impl WebhookUrl {
         match uri.scheme_str() {
             Some("http" | "https") if uri.host().is_some() => Ok(WebhookUrl(url.to_string())),
             _ => anyhow::bail!("must be an http:// or https:// URL with a host"),
+        }
+    }
+}
+
+/// The MQTT broker the sensors publish to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MqttConfig {
+    /// `mqtt://host:port` (`FIELDSYNC_MQTT_URL`, default `mqtt://127.0.0.1:1883`).
+    pub url: String,
+    /// The shared-subscription group (`$share/{group}/fieldsync/+/sensors/+`): the nodes of one
+    /// deployment share one group, so each reading reaches one of them (`FIELDSYNC_MQTT_GROUP`).
+    pub group: String,
+    /// The subscription's QoS (`FIELDSYNC_MQTT_QOS`, 0 or 1; 0 by default). At 1 the broker keeps
+    /// each reading until this node acknowledges it, but sends only a window of readings at a
+    /// time (Mosquitto's `max_inflight_messages`, 20 by default) and drops what queues beyond
+    /// `max_queued_messages` (1,000): a storm is then cut short unless the broker's window is
+    /// raised. At 0 readings stream as fast as the node reads them; a node that stops loses
+    /// what the broker had sent it and it had not stored.
+    pub qos: u8,
+}
+
+impl MqttConfig {
+    /// Host and port of `url` (`mqtt://host:port`, `tcp://…` or a bare `host:port`).
+    pub fn host_port(&self) -> anyhow::Result<(String, u16)> {
+        let rest = self
+            .url
+            .strip_prefix("mqtt://")
+            .or_else(|| self.url.strip_prefix("tcp://"))
+            .unwrap_or(&self.url)
+            .trim_end_matches('/');
+        match rest.rsplit_once(':') {
+            Some((host, port)) => Ok((
+                host.to_string(),
+                port.parse()
+                    .map_err(|e| anyhow::anyhow!("MQTT URL {:?}: bad port: {e}", self.url))?,
+            )),
+            None if !rest.is_empty() => Ok((rest.to_string(), 1883)),
+            None => anyhow::bail!("MQTT URL {:?} names no host", self.url),
         }
     }
 }
@@ -204,6 +255,16 @@ impl std::fmt::Debug for WebhookUrl {
                 u.authority().map(|a| a.host()).unwrap_or("?")
             ),
             Err(_) => f.write_str("***"),
+        }
+    }
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            url: "mqtt://127.0.0.1:1883".into(),
+            group: "fieldsync".into(),
+            qos: 0,
         }
     }
 }
@@ -248,6 +309,11 @@ impl Config {
             sla_webhook_timeout: Duration::from_secs(5),
             sla_retry_base: Duration::from_secs(1),
             sla_retry_max: Duration::from_secs(5 * 60),
+            mqtt: Some(MqttConfig::default()),
+            readings_retention_days: 90,
+            readings_batch: 5_000,
+            sensor_sweep_interval: Duration::from_secs(10),
+            sensor_claim_lease: Duration::from_secs(60),
         }
     }
 }
@@ -365,6 +431,42 @@ impl Config {
         let mut retry_max_ms = c.sla_retry_max.as_millis() as u64;
         get(&var, "FIELDSYNC_SLA_RETRY_MAX_MS", &mut retry_max_ms)?;
         c.sla_retry_max = Duration::from_millis(retry_max_ms).max(c.sla_retry_base);
+        if let Some(url) = var("FIELDSYNC_MQTT_URL").map(|v| v.trim().to_string()) {
+            c.mqtt = match url.as_str() {
+                "off" | "false" | "none" => None,
+                "" => c.mqtt.take(),
+                _ => Some(MqttConfig {
+                    url,
+                    ..MqttConfig::default()
+                }),
+            };
+        }
+        if let Some(m) = &mut c.mqtt {
+            get(&var, "FIELDSYNC_MQTT_GROUP", &mut m.group)?;
+            get(&var, "FIELDSYNC_MQTT_QOS", &mut m.qos)?;
+            if m.qos > 1 {
+                anyhow::bail!("FIELDSYNC_MQTT_QOS={} is not 0 or 1", m.qos);
+            }
+            m.host_port()?;
+        }
+        get(
+            &var,
+            "FIELDSYNC_READINGS_RETENTION_DAYS",
+            &mut c.readings_retention_days,
+        )?;
+        c.readings_retention_days = c.readings_retention_days.max(1);
+        get(&var, "FIELDSYNC_READINGS_BATCH", &mut c.readings_batch)?;
+        c.readings_batch = c.readings_batch.clamp(1, 50_000);
+        let mut sweep_ms = c.sensor_sweep_interval.as_millis() as u64;
+        get(&var, "FIELDSYNC_SENSOR_SWEEP_MS", &mut sweep_ms)?;
+        c.sensor_sweep_interval = Duration::from_millis(sweep_ms.max(10));
+        let mut sensor_lease_ms = c.sensor_claim_lease.as_millis() as u64;
+        get(
+            &var,
+            "FIELDSYNC_SENSOR_CLAIM_LEASE_MS",
+            &mut sensor_lease_ms,
+        )?;
+        c.sensor_claim_lease = Duration::from_millis(sensor_lease_ms);
         get(
             &var,
             "FIELDSYNC_MAX_CHANGE_BYTES",

@@ -7,7 +7,7 @@ use schemas::{Priority, template};
 use crate::auth;
 use crate::jobs::{Actor, create_job_documents};
 use crate::state::AppState;
-use crate::store::records::{CatalogItem, Customer, Site, StockLocation, Technician};
+use crate::store::records::{Asset, CatalogItem, Customer, Site, StockLocation, Technician};
 use crate::store::{Role, User};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -22,7 +22,7 @@ pub const BACK_OFFICE: &str = "office";
 
 /// Create the demo org, users and jobs unless they exist. Returns the sign-in lines to print.
 pub async fn ensure(app: &AppState) -> anyhow::Result<Vec<String>> {
-    let lines = vec![
+    let mut lines = vec![
         format!("dispatcher  {DISPATCHER} / {PASSWORD}"),
         format!("technicians {} / {PASSWORD}", TECHNICIANS.join(", ")),
         format!("admin       admin / {PASSWORD}"),
@@ -36,6 +36,7 @@ pub async fn ensure(app: &AppState) -> anyhow::Result<Vec<String>> {
                 .create_user(org.id, BACK_OFFICE, Role::BackOffice, &hash)
                 .await?;
         }
+        lines.extend(sensor_lines(app, org.id).await?);
         return Ok(lines);
     }
     let org = app.store.create_org(ORG).await?;
@@ -182,6 +183,51 @@ pub async fn ensure(app: &AppState) -> anyhow::Result<Vec<String>> {
             slot.insert(id);
         }
     }
+    // One asset per site (the equipment the jobs there are about), and a temperature sensor on
+    // the first, so the sensor → job path can be tried from the start.
+    let mut assets: HashMap<Uuid, (Uuid, String)> = HashMap::new();
+    for (&(_, site), &site_id) in &sites {
+        let asset = Asset {
+            id: Uuid::now_v7(),
+            org_id: org.id,
+            site_id,
+            name: format!("{site}: main unit"),
+            make: Some("Carrier".into()),
+            model: Some("48TC".into()),
+            serial: Some(format!("SN-{}", &site_id.simple().to_string()[24..])),
+            vin: None,
+            install_date: None,
+        };
+        records.create_asset(&asset).await?;
+        assets.insert(site_id, (asset.id, asset.name));
+    }
+    if let Some((asset_id, _)) = jobs
+        .first()
+        .and_then(|(_, _, c, s, _)| assets.get(&sites[&(*c, *s)]))
+    {
+        app.store
+            .sensor_store()
+            .create_sensor(&crate::store::sensors::Sensor {
+                id: Uuid::now_v7(),
+                org_id: org.id,
+                asset_id: *asset_id,
+                kind: "temperature".into(),
+                unit: "°C".into(),
+                min: Some(2.0),
+                max: Some(8.0),
+                rule: schemas::sensors::SensorRule {
+                    consecutive: 3,
+                    duration_s: 0,
+                    hysteresis: 0.5,
+                    cooldown_s: schemas::sensors::SensorRule::DEFAULT_COOLDOWN_S,
+                    template: "hvac_maintenance".into(),
+                    priority: Priority::High,
+                    assignee: techs.first().map(|t| t.name.clone()),
+                },
+                created_at: Utc::now(),
+            })
+            .await?;
+    }
     stock(app, org.id, &techs).await?;
     planning(
         app,
@@ -197,11 +243,19 @@ pub async fn ensure(app: &AppState) -> anyhow::Result<Vec<String>> {
         let mut new = NewJob::at_site(title, customer, site, Some(start), priority);
         new.customer.id = Some(customers[customer]);
         new.site.id = Some(sites[&(customer, site)]);
+        new.asset = assets
+            .get(&sites[&(customer, site)])
+            .map(|(id, name)| schemas::job::Asset {
+                id: Some(*id),
+                name: name.clone(),
+                ..Default::default()
+            });
         new.assignees = vec![tech.name.clone()];
         let tpl = template::find(tpl).expect("demo templates are built in");
         let job = create_job_documents(app, &Actor::from(&dispatcher), &new, &tpl).await?;
         app.store.assign(job, tech.id).await?;
     }
+    lines.extend(sensor_lines(app, org.id).await?);
     Ok(lines)
 }
 
@@ -267,6 +321,27 @@ async fn planning(
         )
         .await?;
     Ok(())
+}
+
+/// Where the demo's sensors take readings (MQTT topic), to print at start.
+async fn sensor_lines(app: &AppState, org_id: Uuid) -> anyhow::Result<Vec<String>> {
+    Ok(app
+        .store
+        .sensor_store()
+        .sensors(Some(org_id), None)
+        .await?
+        .into_iter()
+        .map(|s| {
+            format!(
+                "sensor      {} {}..{} {}: publish {{\"value\": 9.5}} to fieldsync/{org_id}/sensors/{} (3 in a row open a job)",
+                s.kind,
+                s.min.unwrap_or(f64::NEG_INFINITY),
+                s.max.unwrap_or(f64::INFINITY),
+                s.unit,
+                s.id
+            )
+        })
+        .collect())
 }
 
 /// The demo's parts catalog (SKU, name, price and cost in cents), skills, a warehouse and a van

@@ -86,6 +86,18 @@ pub async fn create_job_with(
     body: CreateJob,
     ids: Option<JobIds>,
 ) -> Result<JobView, ApiError> {
+    create_job_from(app, me, body, ids, None).await
+}
+
+/// [`create_job_with`], for a job the server opens by itself: `source` says what opened it (a
+/// sensor's rule), written into the job document before its first commit.
+pub async fn create_job_from(
+    app: &AppState,
+    me: &Actor,
+    body: CreateJob,
+    ids: Option<JobIds>,
+    source: Option<job::JobSource>,
+) -> Result<JobView, ApiError> {
     me.dispatcher()?;
     if body.title.trim().is_empty() {
         return Err(ApiError::BadRequest("a job needs a title".into()));
@@ -167,8 +179,16 @@ pub async fn create_job_with(
         follow_up_of: None,
     };
     let job_id = match ids {
-        None => create_job_documents(app, me, &new, &tpl).await?,
-        Some(ids) => create_job_documents_once(app, me, &new, &tpl, ids).await?,
+        None if source.is_none() => create_job_documents(app, me, &new, &tpl).await?,
+        None => {
+            let ids = JobIds {
+                job: schemas::new_id(),
+                checklist: schemas::new_id(),
+                parts: schemas::new_id(),
+            };
+            create_job_documents_once(app, me, &new, &tpl, ids, source.as_ref()).await?
+        }
+        Some(ids) => create_job_documents_once(app, me, &new, &tpl, ids, source.as_ref()).await?,
     };
     for u in &assignees {
         app.store.assign(job_id, u.id).await?;
@@ -236,13 +256,14 @@ pub async fn create_job_documents(
 /// [`create_job_documents`] with the ids given, making only the documents that do not hold
 /// changes yet: after an interrupted creation it completes the same job rather than making a
 /// second one. (A document registered but left without changes by a crash gets them now; one
-/// that holds changes is kept as it is.)
+/// that holds changes is kept as it is.) `source`, when given, is written into the job document.
 pub async fn create_job_documents_once(
     app: &AppState,
     by: &Actor,
     new: &NewJob,
     tpl: &template::Template,
     ids: JobIds,
+    source: Option<&job::JobSource>,
 ) -> Result<Uuid, ApiError> {
     let actor = automerge::ActorId::random();
     let now = Utc::now();
@@ -255,6 +276,9 @@ pub async fn create_job_documents_once(
         now,
     )?;
     for (id, kind, mut doc) in bundle.into_docs() {
+        if let (DocKind::Job, Some(source)) = (kind, source) {
+            job::set_source(&mut doc, source)?;
+        }
         let meta = first_commit(&mut doc, now, id, kind, by.org_id, ids.job);
         if app.store.document(id).await?.is_none() {
             match store_new_document(app, &meta, &mut doc).await {

@@ -22,6 +22,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod http;
+pub mod iot;
 pub mod jobs;
 pub mod metrics;
 pub mod passwords;

@@ -58,6 +58,8 @@ pub struct Metrics {
     /// SLA events the webhook took, and attempts it did not (retried).
     pub sla_webhook_deliveries: Counter,
     pub sla_webhook_failures: Counter,
+    /// Sensor readings and the jobs their rules opened (`iot/`).
+    pub sensors: crate::iot::SensorMetrics,
 }
 
 impl Metrics {
@@ -115,8 +117,10 @@ impl Default for Metrics {
             sla_approaching: Family::default(),
             sla_webhook_deliveries: Counter::default(),
             sla_webhook_failures: Counter::default(),
+            sensors: Default::default(),
             registry: Registry::default(),
         };
+        m.sensors.register(&mut registry);
         registry.register(
             "sync_connections",
             "Open sync connections",

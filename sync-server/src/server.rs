@@ -104,6 +104,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/v1/sla/jobs", get(http::sla::list_jobs))
         .route("/api/v1/sla/jobs/{id}", get(http::sla::get_job))
+        .route(
+            "/api/v1/sensors",
+            get(http::sensors::list).post(http::sensors::create),
+        )
+        .route(
+            "/api/v1/sensors/readings",
+            post(http::sensors::post_readings),
+        )
+        .route("/api/v1/sensors/{id}", get(http::sensors::get_one))
+        .route(
+            "/api/v1/sensors/{id}/readings",
+            get(http::sensors::readings),
+        )
         .route("/api/v1/board/events", get(http::board::events))
         .route("/api/v1/kpis", get(http::kpis::kpis))
         .route(
@@ -222,6 +235,14 @@ pub async fn serve(
     let _presence = AbortOnDrop(tokio::spawn(crate::presence::run(state.clone())));
     let _pm = AbortOnDrop(tokio::spawn(crate::planning::scheduler::run(state.clone())));
     let _sla = AbortOnDrop(tokio::spawn(crate::planning::sla_watch::run(state.clone())));
+    // Sensors: what the store holds first, so readings arriving at once are checked in memory.
+    match state.store.sensor_store().sensors(None, None).await {
+        Ok(all) => state.sensors.replace_all(all),
+        Err(e) => tracing::warn!(error = %e, "could not load the sensors; loaded on demand"),
+    }
+    let _ingest = AbortOnDrop(tokio::spawn(crate::iot::ingest::run(state.clone())));
+    let _sensor_sweep = AbortOnDrop(tokio::spawn(crate::iot::ingest::sweep(state.clone())));
+    let _mqtt = AbortOnDrop(tokio::spawn(crate::iot::mqtt::run(state.clone())));
     let open_uploads = state.uploads.sweep(chrono::Utc::now()).await;
     state.metrics.uploads_in_progress.set(open_uploads as i64);
     tracing::info!(addr = %listener.local_addr()?, database = ?state.config.database, "serving");

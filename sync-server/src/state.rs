@@ -37,6 +37,8 @@ pub struct AppState {
     pub presence: crate::presence::Presence,
     /// The board event streams open per user, against `config.max_board_streams`.
     pub board_streams: crate::http::board::Streams,
+    /// The sensors this node holds and the queue of readings into the ingest task (`iot/`).
+    pub sensors: crate::iot::Sensors,
 }
 
 impl AppState {
@@ -72,6 +74,7 @@ impl AppState {
             rows_position: tokio::sync::watch::Sender::new(0),
             presence: Default::default(),
             board_streams: Default::default(),
+            sensors: Default::default(),
         })
     }
 }

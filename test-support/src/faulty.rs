@@ -360,6 +360,10 @@ impl Store for FaultyStore {
     fn sla(&self) -> &dyn sync_server::store::sla::SlaStore {
         self.inner.sla()
     }
+
+    fn sensor_store(&self) -> &dyn sync_server::store::sensors::SensorStore {
+        self.inner.sensor_store()
+    }
 }
 
 #[cfg(test)]

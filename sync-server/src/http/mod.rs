@@ -28,6 +28,7 @@ pub mod planning;
 pub mod pm;
 pub mod records;
 pub mod review;
+pub mod sensors;
 pub mod sla;
 pub mod templates;
 pub mod uploads;

@@ -22,6 +22,7 @@ pub mod planning;
 pub mod pm;
 pub mod postgres;
 pub mod records;
+pub mod sensors;
 pub mod sla;
 pub mod sqlite;
 
@@ -419,4 +420,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// SLA policies, the jobs their clocks read, and the breaches recorded (migration 0011).
     fn sla(&self) -> &dyn sla::SlaStore;
+
+    /// IoT sensors: their rules, readings and the jobs they opened (migration 0010).
+    fn sensor_store(&self) -> &dyn sensors::SensorStore;
 }

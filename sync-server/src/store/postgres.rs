@@ -38,6 +38,7 @@ mod batch;
 mod planning;
 mod pm;
 mod records;
+mod sensors;
 mod sla;
 
 /// How often a transaction that Postgres aborted as a serialization failure or deadlock is tried
@@ -1125,6 +1126,10 @@ impl Store for PgStore {
     }
 
     fn sla(&self) -> &dyn super::sla::SlaStore {
+        self
+    }
+
+    fn sensor_store(&self) -> &dyn super::sensors::SensorStore {
         self
     }
 

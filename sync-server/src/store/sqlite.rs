@@ -30,6 +30,7 @@ use super::{
 mod planning;
 mod pm;
 mod records;
+mod sensors;
 mod sla;
 
 /// The migrations, in the order they apply, embedded so the binary carries its schema. Append new
@@ -68,6 +69,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0009_pm_schedules.sql",
         include_str!("../../../migrations/sqlite/0009_pm_schedules.sql"),
+    ),
+    (
+        "0010_sensors.sql",
+        include_str!("../../../migrations/sqlite/0010_sensors.sql"),
     ),
     (
         "0011_sla.sql",
@@ -1025,6 +1030,10 @@ impl Store for SqliteStore {
     }
 
     fn sla(&self) -> &dyn super::sla::SlaStore {
+        self
+    }
+
+    fn sensor_store(&self) -> &dyn super::sensors::SensorStore {
         self
     }
 

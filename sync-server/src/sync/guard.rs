@@ -45,6 +45,8 @@ fn immutable(kind: DocKind) -> &'static [&'static str] {
             "parts_id",
             "created_at",
             "created_by",
+            // What opened the job (a sensor): the server sets it at creation only.
+            "source",
         ],
         DocKind::Checklist => &["kind", "schema_version", "id", "job_id", "template"],
         DocKind::Parts => &["kind", "schema_version", "id", "job_id"],
@@ -224,7 +226,13 @@ fn role_units(
     role: Role,
 ) -> Vec<String> {
     if before.is_empty() {
-        return Vec::new();
+        // A document a device creates: only the server says what opened a job.
+        let forged = kind == DocKind::Job && after.get("source").is_some_and(|v| !v.is_null());
+        return if forged {
+            vec!["source".to_string()]
+        } else {
+            Vec::new()
+        };
     }
     let heads = doc.get_heads();
     let mut touched: Vec<String> = doc
@@ -347,7 +355,7 @@ impl Plan {
                 "status" => Some(Value::from(schemas::JobStatus::Pending.as_str())),
                 "priority" => Some(Value::from(schemas::Priority::default().as_str())),
                 "assignees" | "status_history" | "time_entries" => Some(Value::Array(vec![])),
-                "signoff" | "follow_up_of" => Some(Value::Null),
+                "signoff" | "follow_up_of" | "source" => Some(Value::Null),
                 _ => None,
             },
             (Unit::Key(k), DocKind::Parts) if k == "lines" => Some(Value::Object(Map::new())),
@@ -566,6 +574,47 @@ mod tests {
             );
             assert!(repair.unresolved.is_empty());
         }
+    }
+
+    #[test]
+    fn nobody_changes_what_opened_a_job() {
+        let sensor = Uuid::now_v7();
+        for (role, start) in [
+            (Role::Technician, Some(sensor)),
+            (Role::Dispatcher, Some(sensor)),
+            (Role::Admin, None),
+        ] {
+            let mut doc = job();
+            if let Some(s) = start {
+                schemas::job::set_source(&mut doc, &schemas::job::JobSource::Sensor(s)).unwrap();
+                doc.commit();
+            }
+            let was = schemas::read_json(&doc)["source"].clone();
+            let before = edited(&mut doc, |d| {
+                schemas::job::set_source(d, &schemas::job::JobSource::Sensor(Uuid::now_v7()))
+                    .unwrap();
+            });
+            let repair = check(DocKind::Job, &mut doc, &before, role).unwrap();
+            assert_eq!(schemas::read_json(&doc)["source"], was, "{role:?}");
+            assert!(
+                repair.reasons.iter().any(|r| r.starts_with("source")),
+                "{repair:?}"
+            );
+            let job = schemas::job::read(&doc).unwrap();
+            assert_eq!(job.source, start.map(schemas::job::JobSource::Sensor));
+        }
+        // Nor does a device creating a job say a sensor opened it.
+        let mut doc = AutoCommit::new();
+        let mut made = job();
+        schemas::job::set_source(&mut made, &schemas::job::JobSource::Sensor(sensor)).unwrap();
+        made.commit();
+        doc.merge(&mut made).unwrap();
+        let repair = check(DocKind::Job, &mut doc, &[], Role::Technician).unwrap();
+        assert!(
+            schemas::read_json(&doc).get("source").is_none(),
+            "{repair:?}"
+        );
+        assert!(valid(DocKind::Job, &doc));
     }
 
     #[test]
