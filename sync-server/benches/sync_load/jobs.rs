@@ -9,7 +9,8 @@
 //! run at most, 3000: the rest of the E edits per job are left out), `BENCH_JOBS_UNPACED_MAX`
 //! (20000), `BENCH_JOBS_RATES` (the
 //! sweep at 1,000 documents, `1000,2000,5000,8000`; empty skips it), `BENCH_JOBS_SWEEP_EDITS`
-//! (edits per sweep step, 10000).
+//! (edits per sweep step, 10000), `BENCH_JOBS_CACHE_MB` (the server's document cache, 256 as its
+//! default).
 //!
 //! Latencies: edit→ack from the moment the edit was due (its place in the schedule, so a client
 //! that falls behind counts the delay), edit→dispatcher until the dispatcher's replica holds the
@@ -191,7 +192,7 @@ fn jobs_run(client: &Runtime, shape: Shape, pace: Pace, edits: usize) -> JobsRun
     // more than a person could.
     let server = ChildServer::spawn_with(
         dir.path(),
-        256,
+        env_usize("BENCH_JOBS_CACHE_MB", 256),
         &[
             ("FIELDSYNC_MAX_MESSAGES_PER_SECOND", "1000000"),
             ("FIELDSYNC_MAX_DOC_MESSAGES_PER_SECOND", "1000000"),

@@ -139,6 +139,10 @@ fn rows_in_parallel(docs: &[(DocMeta, StoredDoc)]) -> StoreResult<(Vec<DocRows>,
         .map_or(1, |n| n.get())
         .min(docs.len().div_ceil(32))
         .max(1);
+    // A small step (a few edits' documents) is built here: a thread would cost more than it saves.
+    if threads == 1 {
+        return rows_of_chunk(docs);
+    }
     let per = docs.len().div_ceil(threads).max(1);
     let parts: Vec<StoreResult<(Vec<DocRows>, usize)>> = std::thread::scope(|s| {
         let handles: Vec<_> = docs
@@ -208,7 +212,14 @@ pub async fn run(state: Arc<crate::AppState>) {
                 state.projection.projected(to, &state.metrics);
                 rows_moved(&state, to);
                 backoff = state.config.projection_interval;
-                continue;
+                // Read again only when more is known to be in the log: at a steady trickle of
+                // edits each step is one change, and the read that would find nothing cost as
+                // much as the step (a wake or the timer still brings whatever else came).
+                if state.projection.latest_committed() > to
+                    || changes as i64 >= state.config.projection_batch
+                {
+                    continue;
+                }
             }
             Ok(Step::Lost) => continue,
             Ok(Step::Idle) => {

@@ -27,11 +27,8 @@ fn opt_time(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<Option<Date
 }
 
 fn position(tx: &Transaction<'_>) -> rusqlite::Result<i64> {
-    tx.query_row(
-        "SELECT upto_seq FROM projection_state WHERE name = 'rows'",
-        [],
-        |r| r.get(0),
-    )
+    tx.prepare_cached("SELECT upto_seq FROM projection_state WHERE name = 'rows'")?
+        .query_row([], |r| r.get(0))
 }
 
 fn write_job(tx: &Transaction<'_>, rows: &DocRows) -> StoreResult<()> {
@@ -50,13 +47,13 @@ fn write_job(tx: &Transaction<'_>, rows: &DocRows) -> StoreResult<()> {
         .optional()?;
     let number = match known {
         Some(n) => n,
-        None => tx.query_row(
-            "INSERT INTO org_counters (org_id, next_job_number) VALUES (?1, 2)
+        None => tx
+            .prepare_cached(
+                "INSERT INTO org_counters (org_id, next_job_number) VALUES (?1, 2)
              ON CONFLICT (org_id) DO UPDATE SET next_job_number = next_job_number + 1
              RETURNING next_job_number - 1",
-            [Id(job.org_id)],
-            |r| r.get(0),
-        )?,
+            )?
+            .query_row([Id(job.org_id)], |r| r.get(0))?,
     };
     tx.prepare_cached(
         "INSERT INTO jobs (id, org_id, number, title, priority, status, scheduled_start,
@@ -100,10 +97,8 @@ fn write_job(tx: &Transaction<'_>, rows: &DocRows) -> StoreResult<()> {
         micros(job.created_at),
         job.created_by,
     ])?;
-    tx.execute(
-        "DELETE FROM job_status_history WHERE job_id = ?1",
-        [Id(job.id)],
-    )?;
+    tx.prepare_cached("DELETE FROM job_status_history WHERE job_id = ?1")?
+        .execute([Id(job.id)])?;
     for h in history {
         tx.prepare_cached(
             "INSERT INTO job_status_history (org_id, job_id, position, from_status, to_status,
@@ -120,37 +115,42 @@ fn write_job(tx: &Transaction<'_>, rows: &DocRows) -> StoreResult<()> {
             micros(h.at)
         ])?;
     }
-    tx.execute("DELETE FROM signatures WHERE job_id = ?1", [Id(job.id)])?;
+    tx.prepare_cached("DELETE FROM signatures WHERE job_id = ?1")?
+        .execute([Id(job.id)])?;
     if let Some(s) = signature {
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO signatures (job_id, org_id, signer_name, signed_at, summary_sha256,
                                      blob_sha256, by_name)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                Id(job.id),
-                Id(job.org_id),
-                s.signer_name,
-                micros(s.signed_at),
-                s.summary_sha256,
-                s.blob_sha256,
-                s.by
-            ],
-        )?;
+        )?
+        .execute(params![
+            Id(job.id),
+            Id(job.org_id),
+            s.signer_name,
+            micros(s.signed_at),
+            s.summary_sha256,
+            s.blob_sha256,
+            s.by
+        ])?;
     }
     Ok(())
 }
 
 fn write_checklist(tx: &Transaction<'_>, c: &ChecklistRows) -> StoreResult<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO job_checklists (id, org_id, job_id, template, title)
          VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (id) DO UPDATE SET template = excluded.template, title = excluded.title",
-        params![Id(c.id), Id(c.org_id), Id(c.job_id), c.template, c.title],
-    )?;
-    tx.execute(
-        "DELETE FROM checklist_responses WHERE checklist_id = ?1",
-        [Id(c.id)],
-    )?;
+    )?
+    .execute(params![
+        Id(c.id),
+        Id(c.org_id),
+        Id(c.job_id),
+        c.template,
+        c.title
+    ])?;
+    tx.prepare_cached("DELETE FROM checklist_responses WHERE checklist_id = ?1")?
+        .execute([Id(c.id)])?;
     for item in &c.items {
         tx.prepare_cached(
             "INSERT INTO checklist_responses (org_id, job_id, checklist_id, position, item_id,
@@ -198,7 +198,8 @@ fn line_location(
 }
 
 fn write_parts(tx: &Transaction<'_>, p: &PartsRows, at: DateTime<Utc>) -> StoreResult<()> {
-    tx.execute("DELETE FROM job_parts WHERE parts_id = ?1", [Id(p.id)])?;
+    tx.prepare_cached("DELETE FROM job_parts WHERE parts_id = ?1")?
+        .execute([Id(p.id)])?;
     let mut wanted = Vec::new();
     for line in &p.lines {
         let location = line_location(tx, p.org_id, line)?;
@@ -484,10 +485,10 @@ impl Records for SqliteStore {
                     DocRows::Photo(p) => write_photo(&tx, p)?,
                 }
             }
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE projection_state SET upto_seq = ?1, updated_at = ?2 WHERE name = 'rows'",
-                params![to, micros(at)],
-            )?;
+            )?
+            .execute(params![to, micros(at)])?;
             tx.commit()?;
             Ok(true)
         })
@@ -523,9 +524,9 @@ impl Records for SqliteStore {
         self.call(|conn| {
             let tx = conn.transaction()?;
             let projected = position(&tx)?;
-            let log_end = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
-                r.get(0)
-            })?;
+            let log_end = tx
+                .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM changes")?
+                .query_row([], |r| r.get(0))?;
             Ok(Position { projected, log_end })
         })
         .await
