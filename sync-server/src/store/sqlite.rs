@@ -105,9 +105,9 @@ impl SqliteStore {
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        // The store's statements are prepared once and kept (`prepare_cached`). rusqlite keeps 16
-        // by default, fewer than one edit and its projection use, so they were compiled again and
-        // again (6 % of the server's CPU at 100 edits/s, `benches/sync_load.rs`, `jobs`).
+        // The store's statements are prepared once and kept (`prepare_cached`); rusqlite keeps 16
+        // by default, fewer than one edit and its projection use, so some were compiled again
+        // for every edit (with the uncached ones then, 6 % of the server's CPU at 100 edits/s).
         conn.set_prepared_statement_cache_capacity(256);
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
