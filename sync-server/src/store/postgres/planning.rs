@@ -104,82 +104,11 @@ impl PlanningStore for PgStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> StoreResult<Vec<PlanJob>> {
-        let mut tx = tenant_tx(&self.pool, org_id).await.map_err(db_error)?;
-        let rows = sqlx::query!(
-            r#"SELECT j.id, j.title, j.status, j.scheduled_start, j.scheduled_end,
-                      s.lat AS "lat?", s.lon AS "lon?", j.assignees,
-                      (SELECT c.template FROM job_checklists c WHERE c.job_id = j.id LIMIT 1)
-                          AS "template?",
-                      t.estimated_minutes AS "pm_minutes?", t.required_skills AS "pm_skills?"
-               FROM jobs j
-               LEFT JOIN sites s ON s.id = j.site_id
-               LEFT JOIN pm_occurrences o ON o.job_id = j.id
-               LEFT JOIN pm_schedules ps ON ps.id = o.schedule_id
-               LEFT JOIN pm_templates t ON t.id = ps.template_id
-               WHERE j.org_id = $1 AND j.sort_at >= $2 AND j.sort_at < $3
-               ORDER BY j.sort_at, j.id"#,
-            org_id,
-            from,
-            to
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(PlanJob {
-                    id: r.id,
-                    title: r.title,
-                    status: r.status,
-                    scheduled_start: r.scheduled_start,
-                    scheduled_end: r.scheduled_end,
-                    at: point(r.lat, r.lon),
-                    assignees: assignees(&r.assignees)?,
-                    template: r.template,
-                    pm_minutes: minutes(r.pm_minutes),
-                    pm_skills: r.pm_skills.unwrap_or_default(),
-                })
-            })
-            .collect()
+        self.plan_jobs(org_id, None, Some((from, to))).await
     }
 
     async fn planning_job(&self, org_id: Uuid, id: Uuid) -> StoreResult<Option<PlanJob>> {
-        let mut tx = tenant_tx(&self.pool, org_id).await.map_err(db_error)?;
-        let row = sqlx::query!(
-            r#"SELECT j.id, j.title, j.status, j.scheduled_start, j.scheduled_end,
-                      s.lat AS "lat?", s.lon AS "lon?", j.assignees,
-                      (SELECT c.template FROM job_checklists c WHERE c.job_id = j.id LIMIT 1)
-                          AS "template?",
-                      t.estimated_minutes AS "pm_minutes?", t.required_skills AS "pm_skills?"
-               FROM jobs j
-               LEFT JOIN sites s ON s.id = j.site_id
-               LEFT JOIN pm_occurrences o ON o.job_id = j.id
-               LEFT JOIN pm_schedules ps ON ps.id = o.schedule_id
-               LEFT JOIN pm_templates t ON t.id = ps.template_id
-               WHERE j.org_id = $1 AND j.id = $2"#,
-            org_id,
-            id
-        )
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
-        row.map(|r| {
-            Ok(PlanJob {
-                id: r.id,
-                title: r.title,
-                status: r.status,
-                scheduled_start: r.scheduled_start,
-                scheduled_end: r.scheduled_end,
-                at: point(r.lat, r.lon),
-                assignees: assignees(&r.assignees)?,
-                template: r.template,
-                pm_minutes: minutes(r.pm_minutes),
-                pm_skills: r.pm_skills.unwrap_or_default(),
-            })
-        })
-        .transpose()
+        Ok(self.plan_jobs(org_id, Some(id), None).await?.pop())
     }
 
     async fn planning_technicians(
@@ -326,5 +255,60 @@ impl PlanningStore for PgStore {
         .map_err(db_error)?
         .rows_affected()
             > 0)
+    }
+}
+
+impl PgStore {
+    /// The jobs a plan reads, in `sort_at` order: one job (`id`) or those whose `sort_at` falls
+    /// in `window` (the day's jobs for routes, the job itself for suggestions).
+    async fn plan_jobs(
+        &self,
+        org_id: Uuid,
+        id: Option<Uuid>,
+        window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    ) -> StoreResult<Vec<PlanJob>> {
+        let (from, to) = window.unzip();
+        let mut tx = tenant_tx(&self.pool, org_id).await.map_err(db_error)?;
+        let rows = sqlx::query!(
+            r#"SELECT j.id, j.title, j.status, j.scheduled_start, j.scheduled_end,
+                      s.lat AS "lat?", s.lon AS "lon?", j.assignees,
+                      (SELECT c.template FROM job_checklists c WHERE c.job_id = j.id LIMIT 1)
+                          AS "template?",
+                      t.estimated_minutes AS "pm_minutes?", t.required_skills AS "pm_skills?"
+               FROM jobs j
+               LEFT JOIN sites s ON s.id = j.site_id
+               LEFT JOIN pm_occurrences o ON o.job_id = j.id
+               LEFT JOIN pm_schedules ps ON ps.id = o.schedule_id
+               LEFT JOIN pm_templates t ON t.id = ps.template_id
+               WHERE j.org_id = $1
+                 AND ($2::uuid IS NULL OR j.id = $2)
+                 AND ($3::timestamptz IS NULL OR j.sort_at >= $3)
+                 AND ($4::timestamptz IS NULL OR j.sort_at < $4)
+               ORDER BY j.sort_at, j.id"#,
+            org_id,
+            id,
+            from,
+            to
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(PlanJob {
+                    id: r.id,
+                    title: r.title,
+                    status: r.status,
+                    scheduled_start: r.scheduled_start,
+                    scheduled_end: r.scheduled_end,
+                    at: point(r.lat, r.lon),
+                    assignees: assignees(&r.assignees)?,
+                    template: r.template,
+                    pm_minutes: minutes(r.pm_minutes),
+                    pm_skills: r.pm_skills.unwrap_or_default(),
+                })
+            })
+            .collect()
     }
 }
