@@ -590,4 +590,34 @@ impl ApiClient {
         assert_eq!(s, code, "{method} {path}: {v}");
         v
     }
+
+    /// A customer named `customer`, its site `site` in London and an asset `asset` there, made
+    /// through the API; the asset's id.
+    pub async fn asset_at(&self, customer: &str, site: &str, asset: &str) -> String {
+        let c = self
+            .ok(
+                "POST",
+                "/api/v1/customers",
+                serde_json::json!({"name": customer}),
+                201,
+            )
+            .await;
+        let site = self
+            .ok(
+                "POST",
+                &format!("/api/v1/customers/{}/sites", c["id"].as_str().unwrap()),
+                serde_json::json!({"name": site, "time_zone": "Europe/London"}),
+                201,
+            )
+            .await;
+        let a = self
+            .ok(
+                "POST",
+                "/api/v1/assets",
+                serde_json::json!({"site_id": site["id"], "name": asset}),
+                201,
+            )
+            .await;
+        a["id"].as_str().unwrap().to_string()
+    }
 }

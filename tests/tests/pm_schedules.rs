@@ -17,28 +17,9 @@ use sync_server::store::DocMeta;
 use sync_server::store::pm::PmOccurrence;
 use uuid::Uuid;
 
-/// A customer, its site in London and an asset there; returns the asset's id.
+/// A customer, its site "Plant room" and an asset "Boiler 2" there; returns the asset's id.
 async fn asset(d: &Client, name: &str) -> String {
-    let c = d
-        .ok("POST", "/api/v1/customers", json!({"name": name}), 201)
-        .await;
-    let site = d
-        .ok(
-            "POST",
-            &format!("/api/v1/customers/{}/sites", c["id"].as_str().unwrap()),
-            json!({"name": "Plant room", "time_zone": "Europe/London"}),
-            201,
-        )
-        .await;
-    let a = d
-        .ok(
-            "POST",
-            "/api/v1/assets",
-            json!({"site_id": site["id"], "name": "Boiler 2"}),
-            201,
-        )
-        .await;
-    a["id"].as_str().unwrap().to_string()
+    d.asset_at(name, "Plant room", "Boiler 2").await
 }
 
 /// Poll `GET /api/v1/pm/schedules/{id}` (at most 20 s) until `done` holds.

@@ -18,28 +18,9 @@ use serde_json::{Value, json};
 use sync_server::config::MqttConfig;
 use uuid::Uuid;
 
-/// A customer, its site and an asset there; returns the asset's id.
+/// A customer, its site "Cold store" and an asset "Freezer 3" there; returns the asset's id.
 async fn asset(d: &Client, name: &str) -> String {
-    let c = d
-        .ok("POST", "/api/v1/customers", json!({"name": name}), 201)
-        .await;
-    let site = d
-        .ok(
-            "POST",
-            &format!("/api/v1/customers/{}/sites", c["id"].as_str().unwrap()),
-            json!({"name": "Cold store", "time_zone": "Europe/London"}),
-            201,
-        )
-        .await;
-    let a = d
-        .ok(
-            "POST",
-            "/api/v1/assets",
-            json!({"site_id": site["id"], "name": "Freezer 3"}),
-            201,
-        )
-        .await;
-    a["id"].as_str().unwrap().to_string()
+    d.asset_at(name, "Cold store", "Freezer 3").await
 }
 
 /// A home whose server subscribes in a shared-subscription group of its own (other tests'
