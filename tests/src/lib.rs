@@ -450,10 +450,15 @@ pub fn http_json(
             )
         })
         .collect();
-    let json = res
+    // A body that is not JSON (a page, an image, nothing) reads as null; a body that could not be
+    // read at all (the connection broke) fails here with the reason, not later as a null.
+    let bytes = res
         .body_mut()
-        .read_json::<serde_json::Value>()
-        .unwrap_or(serde_json::Value::Null);
+        .with_config()
+        .limit(256 << 20)
+        .read_to_vec()
+        .unwrap_or_else(|e| panic!("{method} {url}: reading the response body failed: {e}"));
+    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
     (status, headers, json)
 }
 
