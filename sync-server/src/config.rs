@@ -122,7 +122,8 @@ pub struct Config {
     pub refresh_reuse_grace: Duration,
     /// Memory budget for loaded documents; least recently used ones are unloaded beyond it.
     pub doc_cache_bytes: usize,
-    /// A document is compacted into a new snapshot after this many appended changes.
+    /// A document is compacted into a new snapshot after this many appended changes (and loaded
+    /// afresh from it, which gives back the memory the changes took as they came in).
     pub compact_every: usize,
     /// What one device change may cost, checked before anything is applied or stored.
     pub limits: crate::sync::bounds::Limits,
@@ -284,7 +285,7 @@ impl Config {
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
             refresh_reuse_grace: Duration::from_secs(10),
             doc_cache_bytes: 256 * 1024 * 1024,
-            compact_every: 256,
+            compact_every: 64,
             limits: crate::sync::bounds::Limits::default(),
             max_bytes_per_second: 16 * 1024 * 1024,
             max_doc_messages_per_second: 2_000,

@@ -50,6 +50,9 @@ pub struct Metrics {
     pub projection_failures: Counter,
     /// Documents whose state did not decode, so their rows were left as they were.
     pub projection_skipped: Counter,
+    /// Documents the projection read from the store and rebuilt (those it read in place, loaded
+    /// on this node and holding every change of the step, are not counted).
+    pub projection_docs_read: Counter,
     /// SLA clocks that went over their limit, by kind (`acknowledge`, `resolve`), counted by the
     /// node that recorded each (once across nodes).
     pub sla_breaches: Family<Vec<(String, String)>, Counter>,
@@ -113,6 +116,7 @@ impl Default for Metrics {
             projection_position: Gauge::default(),
             projection_failures: Counter::default(),
             projection_skipped: Counter::default(),
+            projection_docs_read: Counter::default(),
             sla_breaches: Family::default(),
             sla_approaching: Family::default(),
             sla_webhook_deliveries: Counter::default(),
@@ -222,6 +226,11 @@ impl Default for Metrics {
             "projection_skipped_documents",
             "Documents whose state did not decode, left unprojected",
             m.projection_skipped.clone(),
+        );
+        registry.register(
+            "projection_documents_read",
+            "Documents the projection read from the store and rebuilt, not in memory",
+            m.projection_docs_read.clone(),
         );
         registry.register(
             "upload_failures",

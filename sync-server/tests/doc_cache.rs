@@ -6,7 +6,9 @@
 //!   unloaded the least recently used;
 //! - poisoning: when an append fails, the in-memory copy (which holds a change the store does
 //!   not) is never served again, neither to the next request nor to one already waiting for it;
-//!   the next lock reads the store's truth.
+//!   the next lock reads the store's truth;
+//! - weight: a document's estimate follows it as changes come in, so a growing document pushes
+//!   others out, and compaction (which loads it afresh from its snapshot) gives the growth back.
 //!
 //! No test here depends on timing: a waiting request is detected by the handle count it adds.
 
@@ -285,4 +287,72 @@ async fn a_failed_load_caches_nothing_and_the_next_lock_loads() {
     let sd = cache.lock(&meta).await.expect("the next lock loads");
     assert_eq!(sd.meta, meta);
     assert!(cache.is_loaded(meta.id));
+}
+
+/// Retitle a document through the cache: one change, appended.
+async fn retitle(cache: &DocCache, meta: &DocMeta, title: &str) {
+    let mut sd = cache.lock(meta).await.expect("lock");
+    let before: Vec<ChangeHash> = sd.doc.get_heads();
+    sd.doc.put(ROOT, "title", title).unwrap();
+    cache
+        .persist(&mut sd, &before)
+        .await
+        .expect("append")
+        .expect("something was appended");
+}
+
+#[tokio::test]
+async fn a_document_weighs_what_it_grew_to_and_compaction_gives_the_growth_back() {
+    let fx = Fixture::new().await;
+    let metrics = Arc::new(Metrics::default());
+    let cache = DocCache::new(fx.store(), usize::MAX, 16, metrics.clone());
+    let meta = fx.document().await;
+    let bytes = || metrics.cache_bytes.get();
+    drop(cache.get(&meta).await.expect("load"));
+
+    // Every change taken in makes the document heavier, and the cache's estimate follows it
+    // (a document created over sync used to keep the weight it had when it was loaded empty).
+    let mut last = bytes();
+    for n in 0..15 {
+        retitle(&cache, &meta, &format!("edit {n}")).await;
+        assert!(bytes() > last, "edit {n}: {} after {last}", bytes());
+        last = bytes();
+    }
+
+    // The sixteenth change compacts: the document is loaded afresh from the snapshot it saved,
+    // which weighs less than the copy that took each change in, and is the same document.
+    retitle(&cache, &meta, "edit 15").await;
+    assert!(bytes() < last, "{} after compaction, {last} before", bytes());
+    {
+        let mut sd = cache.lock(&meta).await.expect("lock");
+        let mut stored = fx.stored(&meta).await;
+        assert_eq!(sd.doc.get_heads(), stored.get_heads());
+        assert_eq!(title(&sd.doc).as_deref(), Some("edit 15"));
+    }
+    // And it takes edits as before.
+    retitle(&cache, &meta, "after compaction").await;
+    assert_eq!(
+        title(&fx.stored(&meta).await).as_deref(),
+        Some("after compaction")
+    );
+}
+
+#[tokio::test]
+async fn a_growing_document_pushes_the_least_recently_used_out() {
+    let fx = Fixture::new().await;
+    let w = fx.empty_doc_weight().await;
+    let (cache, metrics) = fx.cache(3 * w);
+    let docs = fx.documents(3).await;
+    for d in &docs {
+        drop(cache.get(d).await.expect("load"));
+    }
+    assert_eq!(loaded(&cache, &docs), vec![true; 3]);
+
+    // Only docs[2] is edited; as it grows past what the budget leaves, the others go, oldest
+    // first, and the one being edited stays.
+    for n in 0..20 {
+        retitle(&cache, &docs[2], &format!("edit {n}")).await;
+    }
+    assert_eq!(loaded(&cache, &docs), vec![false, false, true]);
+    assert_eq!(metrics.cache_documents.get(), 1);
 }

@@ -50,6 +50,8 @@ struct JobsRun {
     cpu_create: Duration,
     docs_created: usize,
     cpu_edits: Duration,
+    /// Documents the projection read from the store (not in place) while the edits ran.
+    projection_read: f64,
     edits: usize,
     edit_secs: f64,
     peak_rss: u64,
@@ -171,6 +173,12 @@ fn report(shape: &Shape, pace: Pace, run: &JobsRun, floor: Duration, docs: usize
         run.errors.len(),
         store_label(),
     );
+    if run.projection_read.is_finite() {
+        println!(
+            "    projection: {:.2} documents read from the store per edit (the rest read in place)",
+            run.projection_read / run.edits.max(1) as f64
+        );
+    }
     for e in run.errors.iter().take(3) {
         println!("    error: {e}");
     }
@@ -260,6 +268,7 @@ fn jobs_run(client: &Runtime, shape: Shape, pace: Pace, edits: usize) -> JobsRun
 
         // Edit: edit k (of all) is due at k / rate; technician i makes edits i, i + C, ...
         let cpu1 = server.cpu();
+        let read0 = projection_reads(addr).await;
         let started = Instant::now() + Duration::from_millis(200);
         let per_tech = edits.div_ceil(shape.techs);
         let mut set = JoinSet::new();
@@ -297,6 +306,7 @@ fn jobs_run(client: &Runtime, shape: Shape, pace: Pace, edits: usize) -> JobsRun
         }
         let edit_secs = (Instant::now() - started).as_secs_f64();
         let cpu_edits = server.cpu() - cpu1;
+        let projection_read = projection_reads(addr).await - read0;
         // Let the board catch up, then count what it never saw.
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline
@@ -316,6 +326,7 @@ fn jobs_run(client: &Runtime, shape: Shape, pace: Pace, edits: usize) -> JobsRun
             edits: ack.len(),
             edit_secs,
             peak_rss: 0,
+            projection_read,
             ack,
             dispatcher,
             lost,
@@ -330,6 +341,12 @@ fn jobs_run(client: &Runtime, shape: Shape, pace: Pace, edits: usize) -> JobsRun
 
 /// Sign in over HTTP; the access token. A 429 (more sign-ins under way from one address than the
 /// throttle lets through) is retried after a second, as a device does.
+/// The server's count of documents its projection read from the store.
+async fn projection_reads(addr: SocketAddr) -> f64 {
+    let body = http_get(addr, "/metrics").await;
+    metric(&body, "fieldsync_projection_documents_read_total").unwrap_or(f64::NAN)
+}
+
 async fn login(addr: SocketAddr, name: &str, password: &str) -> Result<String, String> {
     let mut tries = 0;
     loop {

@@ -24,13 +24,24 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use automerge::{AutoCommit, ChangeHash};
 use chrono::Utc;
 use schemas::DocKind;
 use tokio::sync::Notify;
+use uuid::Uuid;
 
 use crate::metrics::Metrics;
 use crate::projection::rows::DocRows;
+use crate::store::records::Changed;
 use crate::store::{DocMeta, Store, StoreError, StoreResult, StoredDoc};
+use crate::sync::docs::{self, DocCache, DocHandle};
+
+/// A step of at most this many documents reads the loaded ones in place.
+const IN_PLACE_MAX_DOCS: usize = 64;
+
+/// How long a step waits for a loaded document that a connection holds (it fans an edit out to
+/// the board, say) before reading it from the store instead.
+const IN_PLACE_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// How many commit times the lag clock keeps for changes not yet projected; older ones are
 /// dropped (the lag of those is then not measured, nothing else is lost).
@@ -111,9 +122,22 @@ pub enum Step {
     Lost,
 }
 
-/// Project the next `limit` changes after the position. Documents are read with the changes, at
-/// their newest state (at least what the changes read say).
+/// Project the next `limit` changes after the position, every document read from the store.
 pub async fn step(store: &dyn Store, limit: i64, metrics: &Metrics) -> StoreResult<Step> {
+    step_with(store, None, limit, metrics).await
+}
+
+/// [`step`], reading in place the documents this node has in memory when they hold every change
+/// read: at a steady trickle of edits that is nearly every document of a step (the one just
+/// edited), and rebuilding it from the store was most of the step's cost. The rest (not loaded,
+/// held by an edit in flight, or behind the log) are read from the store, at least as new as the
+/// changes read.
+pub async fn step_with(
+    store: &dyn Store,
+    loaded: Option<&DocCache>,
+    limit: i64,
+    metrics: &Metrics,
+) -> StoreResult<Step> {
     let records = store.records();
     let next = records.unprojected(limit).await?;
     if next.changes == 0 {
@@ -121,9 +145,49 @@ pub async fn step(store: &dyn Store, limit: i64, metrics: &Metrics) -> StoreResu
     }
     let (from, to, changes) = (next.from, next.to, next.changes);
     let docs = next.docs.len();
-    let (rows, skipped) = tokio::task::spawn_blocking(move || rows_in_parallel(&next.docs))
-        .await
-        .map_err(|e| StoreError::Failed(Box::new(e)))??;
+    // In place one document at a time (never two locks held at once), for a small step; a
+    // large one (catching up) rebuilds from the store on every core instead.
+    let mut built = Vec::with_capacity(docs);
+    let mut cold = Vec::new();
+    for (i, changed) in next.docs.into_iter().enumerate() {
+        let handle = loaded
+            .filter(|_| docs <= IN_PLACE_MAX_DOCS)
+            .and_then(|l| l.peek(changed.meta.id));
+        let in_place = match handle {
+            Some(h) => rows_in_place(h, &changed).await,
+            None => None,
+        };
+        match in_place {
+            Some(b) => built.push(b),
+            None => {
+                built.push(Built::Cold);
+                cold.push((i, changed.meta));
+            }
+        }
+    }
+    if !cold.is_empty() {
+        metrics.projection_docs_read.inc_by(cold.len() as u64);
+        let ids: Vec<Uuid> = cold.iter().map(|(_, m)| m.id).collect();
+        let states = records.projection_states(&ids).await?;
+        let (at, metas): (Vec<usize>, Vec<DocMeta>) = cold.into_iter().unzip();
+        let pairs: Vec<(DocMeta, StoredDoc)> = metas.into_iter().zip(states).collect();
+        let from_store = tokio::task::spawn_blocking(move || rows_in_parallel(&pairs))
+            .await
+            .map_err(|e| StoreError::Failed(Box::new(e)))??;
+        for (i, b) in at.into_iter().zip(from_store) {
+            built[i] = b;
+        }
+    }
+    // In the order of the log: new jobs take their numbers in it.
+    let mut rows = Vec::with_capacity(built.len());
+    let mut skipped = 0;
+    for b in built {
+        match b {
+            Built::Rows(r) => rows.push(r),
+            Built::Undecodable => skipped += 1,
+            Built::NotProjected | Built::Cold => {}
+        }
+    }
     metrics.projection_skipped.inc_by(skipped as u64);
     if records.project(from, to, &rows, Utc::now()).await? {
         Ok(Step::Projected { changes, docs, to })
@@ -132,9 +196,43 @@ pub async fn step(store: &dyn Store, limit: i64, metrics: &Metrics) -> StoreResu
     }
 }
 
+/// What a step made of one document.
+enum Built {
+    Rows(DocRows),
+    /// A kind the projection does not know (nothing to write).
+    NotProjected,
+    /// Its state does not decode (counted; its rows stay as they were).
+    Undecodable,
+    /// Still to be read from the store.
+    Cold,
+}
+
+/// A document's rows from its loaded copy, when that copy holds every change the step read
+/// (another node may have appended changes this node has not taken in yet): `None` otherwise, or
+/// when whoever holds the copy does not let go within [`IN_PLACE_WAIT`].
+async fn rows_in_place(handle: DocHandle, changed: &Changed) -> Option<Built> {
+    let hashes: Vec<ChangeHash> = changed
+        .hashes
+        .iter()
+        .map(|h| h.parse())
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let mut guard = docs::lock_loaded(handle, IN_PLACE_WAIT).await?;
+    let meta = changed.meta.clone();
+    tokio::task::spawn_blocking(move || {
+        let doc = &mut guard.doc;
+        doc.get_missing_deps(&hashes)
+            .is_empty()
+            .then(|| rows_for(&meta, doc))
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
 /// Each document's rows, built on as many threads as there are cores: rebuilding documents from
-/// their changes is most of a large step's CPU. Also how many documents were skipped.
-fn rows_in_parallel(docs: &[(DocMeta, StoredDoc)]) -> StoreResult<(Vec<DocRows>, usize)> {
+/// their changes is most of a large step's CPU. In the order given.
+fn rows_in_parallel(docs: &[(DocMeta, StoredDoc)]) -> StoreResult<Vec<Built>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(docs.len().div_ceil(32))
@@ -144,7 +242,7 @@ fn rows_in_parallel(docs: &[(DocMeta, StoredDoc)]) -> StoreResult<(Vec<DocRows>,
         return rows_of_chunk(docs);
     }
     let per = docs.len().div_ceil(threads).max(1);
-    let parts: Vec<StoreResult<(Vec<DocRows>, usize)>> = std::thread::scope(|s| {
+    let parts: Vec<StoreResult<Vec<Built>>> = std::thread::scope(|s| {
         let handles: Vec<_> = docs
             .chunks(per)
             .map(|chunk| s.spawn(move || rows_of_chunk(chunk)))
@@ -154,35 +252,38 @@ fn rows_in_parallel(docs: &[(DocMeta, StoredDoc)]) -> StoreResult<(Vec<DocRows>,
             .map(|h| h.join().expect("a projection thread panicked"))
             .collect()
     });
-    let mut rows = Vec::with_capacity(docs.len());
-    let mut skipped = 0;
+    let mut built = Vec::with_capacity(docs.len());
     for part in parts {
-        let (r, n) = part?;
-        rows.extend(r);
-        skipped += n;
+        built.extend(part?);
     }
-    Ok((rows, skipped))
+    Ok(built)
 }
 
-fn rows_of_chunk(docs: &[(DocMeta, StoredDoc)]) -> StoreResult<(Vec<DocRows>, usize)> {
-    let mut rows = Vec::with_capacity(docs.len());
-    let mut skipped = 0;
-    for (meta, stored) in docs {
-        let Some(kind) = DocKind::parse(&meta.kind) else {
-            continue;
-        };
-        let doc = crate::sync::docs::build_doc(meta.id, stored)?;
-        match rows::rows_of(kind, meta.org_id, &doc) {
-            Ok(r) => rows.push(r),
-            // The guard keeps undecodable states out of the log, so this is a document from
-            // before a contract change: its rows stay as they were, and it is counted.
-            Err(e) => {
-                skipped += 1;
-                tracing::warn!(doc = %meta.id, error = %e, "document not projected: its state does not decode");
+fn rows_of_chunk(docs: &[(DocMeta, StoredDoc)]) -> StoreResult<Vec<Built>> {
+    docs.iter()
+        .map(|(meta, stored)| {
+            if DocKind::parse(&meta.kind).is_none() {
+                return Ok(Built::NotProjected);
             }
+            let doc = crate::sync::docs::build_doc(meta.id, stored)?;
+            Ok(rows_for(meta, &doc))
+        })
+        .collect()
+}
+
+fn rows_for(meta: &DocMeta, doc: &AutoCommit) -> Built {
+    let Some(kind) = DocKind::parse(&meta.kind) else {
+        return Built::NotProjected;
+    };
+    match rows::rows_of(kind, meta.org_id, doc) {
+        Ok(r) => Built::Rows(r),
+        // The guard keeps undecodable states out of the log, so this is a document from
+        // before a contract change: its rows stay as they were, and it is counted.
+        Err(e) => {
+            tracing::warn!(doc = %meta.id, error = %e, "document not projected: its state does not decode");
+            Built::Undecodable
         }
     }
-    Ok((rows, skipped))
 }
 
 /// Project everything the log holds now; returns the position reached.
@@ -205,7 +306,13 @@ pub async fn rebuild(store: &dyn Store, limit: i64, metrics: &Metrics) -> StoreR
 pub async fn run(state: Arc<crate::AppState>) {
     let mut backoff = state.config.projection_interval;
     loop {
-        match step(&*state.store, state.config.projection_batch, &state.metrics).await {
+        let step = step_with(
+            &*state.store,
+            Some(&state.docs),
+            state.config.projection_batch,
+            &state.metrics,
+        );
+        match step.await {
             Ok(Step::Projected { changes, to, .. }) => {
                 state.metrics.projected_changes.inc_by(changes as u64);
                 state.metrics.projection_position.set(to);

@@ -19,10 +19,16 @@ pub struct Unprojected {
     pub to: i64,
     /// How many changes `from..=to` holds.
     pub changes: usize,
-    /// The documents those changes belong to, each once, in the order of their first change,
-    /// with their stored state read in the same transaction (at least as new as the changes:
-    /// projecting a newer state is what a later step would do anyway). `last_seq` is not read.
-    pub docs: Vec<(DocMeta, StoredDoc)>,
+    /// The documents those changes belong to, each once, in the order of their first change.
+    pub docs: Vec<Changed>,
+}
+
+/// A document with changes in `from..=to`: the state projected must hold every one of them.
+#[derive(Clone, Debug)]
+pub struct Changed {
+    pub meta: DocMeta,
+    /// The hashes of its changes in the range, as the log stores them (hex).
+    pub hashes: Vec<String>,
 }
 
 /// How far the projection is behind the log.
@@ -145,6 +151,12 @@ pub struct Technician {
 pub trait Records: Send + Sync + 'static {
     /// The documents changed after the projection's position, reading at most `limit` changes.
     async fn unprojected(&self, limit: i64) -> StoreResult<Unprojected>;
+
+    /// The stored state of each document in `ids` (its snapshot and the changes after it), in
+    /// the order given, read together. Read after [`Records::unprojected`], it is at least as
+    /// new as the changes that call saw: projecting a newer state is what a later step would do
+    /// anyway. `last_seq` is not read.
+    async fn projection_states(&self, ids: &[Uuid]) -> StoreResult<Vec<StoredDoc>>;
 
     /// Replace each document's rows with `rows` (job numbers taken for new jobs, stock moved by
     /// the difference of parts lines) and move the position from `from` to `to`, in one

@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::{PgStore, TxError, db_error, retrying};
 use crate::projection::rows::DocRows;
 use crate::store::records::{
-    self, Asset, CatalogItem, Customer, JobFilter, JobListRow, Position, Presence, Records, Site,
-    StockLocation, StockRow, StoredTemplate, Technician, TechnicianRow, Unprojected,
+    self, Asset, CatalogItem, Changed, Customer, JobFilter, JobListRow, Position, Presence,
+    Records, Site, StockLocation, StockRow, StoredTemplate, Technician, TechnicianRow, Unprojected,
 };
 use crate::store::{DocMeta, StoreError, StoreResult, StoredDoc};
 
@@ -145,7 +145,7 @@ impl Records for PgStore {
                     .fetch_one(&mut *tx)
                     .await?;
             let seqs = sqlx::query!(
-                "SELECT c.seq, d.id, d.org_id, d.kind, d.job_id
+                "SELECT c.seq, c.hash, d.id, d.org_id, d.kind, d.job_id
                  FROM changes c JOIN documents d ON d.id = c.doc_id
                  WHERE c.seq > $1 ORDER BY c.seq LIMIT $2",
                 from,
@@ -153,24 +153,45 @@ impl Records for PgStore {
             )
             .fetch_all(&mut *tx)
             .await?;
-            let mut metas = Vec::new();
-            let mut seen = std::collections::HashSet::new();
+            tx.commit().await?;
+            let mut docs: Vec<Changed> = Vec::new();
+            let mut index = std::collections::HashMap::new();
             for s in &seqs {
-                if seen.insert(s.id) {
-                    metas.push(DocMeta {
-                        id: s.id,
-                        org_id: s.org_id,
-                        kind: s.kind.clone(),
-                        job_id: s.job_id,
+                let at = *index.entry(s.id).or_insert_with(|| {
+                    docs.push(Changed {
+                        meta: DocMeta {
+                            id: s.id,
+                            org_id: s.org_id,
+                            kind: s.kind.clone(),
+                            job_id: s.job_id,
+                        },
+                        hashes: Vec::new(),
                     });
-                }
+                    docs.len() - 1
+                });
+                docs[at].hashes.push(s.hash.clone());
             }
+            Ok(Unprojected {
+                from,
+                to: seqs.last().map_or(from, |s| s.seq),
+                changes: seqs.len(),
+                docs,
+            })
+        })
+        .await
+    }
+
+    async fn projection_states(&self, ids: &[Uuid]) -> StoreResult<Vec<StoredDoc>> {
+        retrying(move || async move {
+            let mut tx = self
+                .pool
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await?;
             // Every document's snapshot and the changes after it, in two statements for the
             // whole batch (not a load per document).
-            let ids: Vec<Uuid> = metas.iter().map(|m| m.id).collect();
             let mut snapshots: std::collections::HashMap<Uuid, Vec<u8>> = sqlx::query!(
                 "SELECT doc_id, bytes FROM snapshots WHERE doc_id = ANY($1)",
-                &ids[..]
+                ids
             )
             .fetch_all(&mut *tx)
             .await?
@@ -184,7 +205,7 @@ impl Records for PgStore {
                    WHERE c.doc_id = ANY($1) AND c.bytes IS NOT NULL
                      AND c.seq > COALESCE(s.upto_seq, 0)
                    ORDER BY c.doc_id, c.seq"#,
-                &ids[..]
+                ids
             )
             .fetch_all(&mut *tx)
             .await?
@@ -192,23 +213,14 @@ impl Records for PgStore {
                 changes.entry(r.doc_id).or_default().push(r.bytes);
             }
             tx.commit().await?;
-            let docs = metas
-                .into_iter()
-                .map(|m| {
-                    let stored = StoredDoc {
-                        snapshot: snapshots.remove(&m.id),
-                        changes: changes.remove(&m.id).unwrap_or_default(),
-                        last_seq: 0,
-                    };
-                    (m, stored)
+            Ok(ids
+                .iter()
+                .map(|id| StoredDoc {
+                    snapshot: snapshots.remove(id),
+                    changes: changes.remove(id).unwrap_or_default(),
+                    last_seq: 0,
                 })
-                .collect();
-            Ok(Unprojected {
-                from,
-                to: seqs.last().map_or(from, |s| s.seq),
-                changes: seqs.len(),
-                docs,
-            })
+                .collect())
         })
         .await
     }

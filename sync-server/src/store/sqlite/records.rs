@@ -10,8 +10,8 @@ use uuid::Uuid;
 use super::{Id, SqliteStore, doc_meta, live_changes_after, timestamp};
 use crate::projection::rows::{self, ChecklistRows, DocRows, PartsRows, PhotoRow, Take};
 use crate::store::records::{
-    self, Asset, CatalogItem, Customer, JobFilter, JobListRow, Position, Presence, Records, Site,
-    StockLocation, StockRow, StoredTemplate, Technician, TechnicianRow, Unprojected,
+    self, Asset, CatalogItem, Changed, Customer, JobFilter, JobListRow, Position, Presence,
+    Records, Site, StockLocation, StockRow, StoredTemplate, Technician, TechnicianRow, Unprojected,
 };
 use crate::store::{StoreError, StoreResult, StoredDoc};
 
@@ -420,11 +420,13 @@ impl Records for SqliteStore {
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let from = position(&tx)?;
-            let seqs: Vec<(i64, Id)> = tx
+            let seqs: Vec<(i64, Id, String)> = tx
                 .prepare_cached(
-                    "SELECT seq, doc_id FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                    "SELECT seq, doc_id, hash FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
                 )?
-                .query_map(params![from, limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .query_map(params![from, limit], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
                 .collect::<Result<_, _>>()?;
             let mut out = Unprojected {
                 from,
@@ -432,27 +434,48 @@ impl Records for SqliteStore {
                 changes: seqs.len(),
                 docs: Vec::new(),
             };
-            let mut seen = std::collections::HashSet::new();
-            for (_, Id(doc)) in seqs {
-                if seen.insert(doc) {
-                    let meta = tx
-                        .prepare_cached(
-                            "SELECT id, org_id, kind, job_id FROM documents WHERE id = ?1",
-                        )?
-                        .query_row([Id(doc)], doc_meta)?;
-                    let snapshot: Option<(Vec<u8>, i64)> = tx
-                        .prepare_cached("SELECT bytes, upto_seq FROM snapshots WHERE doc_id = ?1")?
-                        .query_row([Id(doc)], |row| Ok((row.get(0)?, row.get(1)?)))
-                        .optional()?;
-                    let after = snapshot.as_ref().map_or(0, |(_, upto)| *upto);
-                    let changes = live_changes_after(&tx, doc, after)?;
-                    let stored = StoredDoc {
-                        snapshot: snapshot.map(|(bytes, _)| bytes),
-                        changes,
-                        last_seq: 0,
-                    };
-                    out.docs.push((meta, stored));
-                }
+            let mut index = std::collections::HashMap::new();
+            for (_, Id(doc), hash) in seqs {
+                let at = match index.get(&doc) {
+                    Some(&at) => at,
+                    None => {
+                        let meta = tx
+                            .prepare_cached(
+                                "SELECT id, org_id, kind, job_id FROM documents WHERE id = ?1",
+                            )?
+                            .query_row([Id(doc)], doc_meta)?;
+                        out.docs.push(Changed {
+                            meta,
+                            hashes: Vec::new(),
+                        });
+                        index.insert(doc, out.docs.len() - 1);
+                        out.docs.len() - 1
+                    }
+                };
+                out.docs[at].hashes.push(hash);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn projection_states(&self, ids: &[Uuid]) -> StoreResult<Vec<StoredDoc>> {
+        let ids = ids.to_vec();
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let mut out = Vec::with_capacity(ids.len());
+            for doc in ids {
+                let snapshot: Option<(Vec<u8>, i64)> = tx
+                    .prepare_cached("SELECT bytes, upto_seq FROM snapshots WHERE doc_id = ?1")?
+                    .query_row([Id(doc)], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()?;
+                let after = snapshot.as_ref().map_or(0, |(_, upto)| *upto);
+                let changes = live_changes_after(&tx, doc, after)?;
+                out.push(StoredDoc {
+                    snapshot: snapshot.map(|(bytes, _)| bytes),
+                    changes,
+                    last_seq: 0,
+                });
             }
             Ok(out)
         })
