@@ -322,7 +322,11 @@ async fn a_document_weighs_what_it_grew_to_and_compaction_gives_the_growth_back(
     // The sixteenth change compacts: the document is loaded afresh from the snapshot it saved,
     // which weighs less than the copy that took each change in, and is the same document.
     retitle(&cache, &meta, "edit 15").await;
-    assert!(bytes() < last, "{} after compaction, {last} before", bytes());
+    assert!(
+        bytes() < last,
+        "{} after compaction, {last} before",
+        bytes()
+    );
     {
         let mut sd = cache.lock(&meta).await.expect("lock");
         let mut stored = fx.stored(&meta).await;

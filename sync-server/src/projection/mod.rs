@@ -183,7 +183,7 @@ pub async fn step_with(
     let mut skipped = 0;
     for b in built {
         match b {
-            Built::Rows(r) => rows.push(r),
+            Built::Rows(r) => rows.push(*r),
             Built::Undecodable => skipped += 1,
             Built::NotProjected | Built::Cold => {}
         }
@@ -198,7 +198,7 @@ pub async fn step_with(
 
 /// What a step made of one document.
 enum Built {
-    Rows(DocRows),
+    Rows(Box<DocRows>),
     /// A kind the projection does not know (nothing to write).
     NotProjected,
     /// Its state does not decode (counted; its rows stay as they were).
@@ -276,7 +276,7 @@ fn rows_for(meta: &DocMeta, doc: &AutoCommit) -> Built {
         return Built::NotProjected;
     };
     match rows::rows_of(kind, meta.org_id, doc) {
-        Ok(r) => Built::Rows(r),
+        Ok(r) => Built::Rows(Box::new(r)),
         // The guard keeps undecodable states out of the log, so this is a document from
         // before a contract change: its rows stay as they were, and it is counted.
         Err(e) => {
