@@ -389,6 +389,20 @@ fn live_changes_after(
     .collect()
 }
 
+/// A document's snapshot and the live changes after it, as `tx` sees them (`last_seq` not read).
+fn stored_state(tx: &Transaction<'_>, doc_id: Uuid) -> rusqlite::Result<StoredDoc> {
+    let snapshot: Option<(Vec<u8>, i64)> = tx
+        .prepare_cached("SELECT bytes, upto_seq FROM snapshots WHERE doc_id = ?1")?
+        .query_row([Id(doc_id)], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let after = snapshot.as_ref().map_or(0, |(_, upto)| *upto);
+    Ok(StoredDoc {
+        changes: live_changes_after(tx, doc_id, after)?,
+        snapshot: snapshot.map(|(bytes, _)| bytes),
+        last_seq: 0,
+    })
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> StoreResult<()> {
@@ -768,19 +782,12 @@ impl Store for SqliteStore {
             // One transaction so the snapshot and the changes after it are read from one state.
             let tx = conn.transaction()?;
             require_document(&tx, doc_id)?;
-            let snapshot: Option<(Vec<u8>, i64)> = tx
-                .prepare_cached("SELECT bytes, upto_seq FROM snapshots WHERE doc_id = ?1")?
-                .query_row([Id(doc_id)], |row| Ok((row.get(0)?, row.get(1)?)))
-                .optional()?;
-            let after = snapshot.as_ref().map_or(0, |(_, upto)| *upto);
-            let changes = live_changes_after(&tx, doc_id, after)?;
-            let last_seq = last_seq(&tx, doc_id)?;
+            let stored = StoredDoc {
+                last_seq: last_seq(&tx, doc_id)?,
+                ..stored_state(&tx, doc_id)?
+            };
             tx.commit()?;
-            Ok(StoredDoc {
-                snapshot: snapshot.map(|(bytes, _)| bytes),
-                changes,
-                last_seq,
-            })
+            Ok(stored)
         })
         .await
     }

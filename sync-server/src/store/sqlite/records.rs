@@ -7,7 +7,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use uuid::Uuid;
 
-use super::{Id, SqliteStore, doc_meta, live_changes_after, timestamp};
+use super::{Id, SqliteStore, doc_meta, stored_state, timestamp};
 use crate::projection::rows::{self, ChecklistRows, DocRows, PartsRows, PhotoRow, Take};
 use crate::store::records::{
     self, Asset, CatalogItem, Changed, Customer, JobFilter, JobListRow, Position, Presence,
@@ -465,17 +465,7 @@ impl Records for SqliteStore {
             let tx = conn.transaction()?;
             let mut out = Vec::with_capacity(ids.len());
             for doc in ids {
-                let snapshot: Option<(Vec<u8>, i64)> = tx
-                    .prepare_cached("SELECT bytes, upto_seq FROM snapshots WHERE doc_id = ?1")?
-                    .query_row([Id(doc)], |row| Ok((row.get(0)?, row.get(1)?)))
-                    .optional()?;
-                let after = snapshot.as_ref().map_or(0, |(_, upto)| *upto);
-                let changes = live_changes_after(&tx, doc, after)?;
-                out.push(StoredDoc {
-                    snapshot: snapshot.map(|(bytes, _)| bytes),
-                    changes,
-                    last_seq: 0,
-                });
+                out.push(stored_state(&tx, doc)?);
             }
             Ok(out)
         })
