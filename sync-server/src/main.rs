@@ -72,6 +72,12 @@ enum UserCommand {
     },
 }
 
+/// jemalloc, not glibc malloc: documents loaded and unloaded by the cache leave glibc's arenas
+/// holding several times the live heap (BENCHMARKS.md, "Which allocator").
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The runtime is built by hand for one setting: the embedded SQLite store runs every query on
 /// a blocking thread, and tokio's default of up to 512 of them let 10,000 idle connections grow
 /// hundreds of threads whose malloc arenas held over a GiB (BENCHMARKS.md, `idle`). SQLite takes
