@@ -111,11 +111,12 @@ fn store_label() -> String {
     }
 }
 
-/// How the separate server process runs (its allocator is glibc's unless a wrapper changes it).
+/// How the separate server process runs (its allocator is the binary's, jemalloc, unless a
+/// wrapper preloads another).
 fn process_label() -> String {
     match std::env::var("BENCH_SERVER_WRAP") {
         Ok(w) if !w.trim().is_empty() => format!("separate process via `{}`", w.trim()),
-        _ => "separate process, glibc malloc".into(),
+        _ => "separate process, jemalloc".into(),
     }
 }
 
