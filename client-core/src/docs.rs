@@ -328,8 +328,10 @@ impl Replica {
         id: Uuid,
         state: &mut automerge::sync::State,
     ) -> Result<Option<automerge::sync::Message>> {
-        use automerge::sync::SyncDoc;
-        Ok(self.loaded(id)?.doc.sync().generate_sync_message(state))
+        Ok(schemas::sync_message::generate(
+            &mut self.loaded(id)?.doc,
+            state,
+        ))
     }
 
     /// Apply a sync message for document `info` (creating the document if this device did not

@@ -33,15 +33,16 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Sync `device` into `server` until neither has anything to send.
+/// Sync `device` into `server` until neither has anything to send, as both sides do
+/// ([`schemas::sync_message`]).
 fn sync(server: &mut AutoCommit, device: &mut AutoCommit, s: &mut State, d: &mut State) {
     loop {
         let mut moved = false;
-        if let Some(m) = device.sync().generate_sync_message(d) {
+        if let Some(m) = schemas::sync_message::generate(device, d) {
             server.sync().receive_sync_message(s, m).expect("receive");
             moved = true;
         }
-        if let Some(m) = server.sync().generate_sync_message(s) {
+        if let Some(m) = schemas::sync_message::generate(server, s) {
             device.sync().receive_sync_message(d, m).expect("receive");
             moved = true;
         }

@@ -7,7 +7,8 @@
 //! - checklist templates ([`template`]), made from the seeds' businesses;
 //! - validation of a document's state ([`validate`]), returning every violation with its path;
 //! - JSON Schemas for clients in other languages ([`json_schema`], committed in `schemas/json/`);
-//! - the sync protocol's messages and their CBOR codec ([`wire`]);
+//! - the sync protocol's messages and their CBOR codec ([`wire`]), and the one rule both sides
+//!   add to Automerge's sync messages ([`sync_message`]);
 //! - the HTTP API's request and reply bodies and their text rules ([`api`]).
 //! - IoT sensors' bodies and the MQTT reading payload ([`sensors`]).
 //!
@@ -26,6 +27,7 @@ pub mod photo;
 pub mod planning;
 pub mod sensors;
 pub mod status;
+pub mod sync_message;
 pub mod template;
 pub mod validate;
 pub mod view;

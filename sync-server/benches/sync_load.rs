@@ -588,7 +588,7 @@ impl Device {
                     .push(format!("sync message does not apply: {e}"));
                 continue;
             }
-            if let Some(m) = d.doc.sync().generate_sync_message(&mut d.state) {
+            if let Some(m) = schemas::sync_message::generate(&mut d.doc, &mut d.state) {
                 out.push(DocMessage {
                     doc,
                     data: m.encode(),
@@ -715,7 +715,7 @@ impl Device {
 
     fn generate(&mut self, doc: Uuid) -> Option<DocMessage> {
         let d = self.docs.get_mut(&doc)?;
-        let m = d.doc.sync().generate_sync_message(&mut d.state)?;
+        let m = schemas::sync_message::generate(&mut d.doc, &mut d.state)?;
         Some(DocMessage {
             doc,
             data: m.encode(),

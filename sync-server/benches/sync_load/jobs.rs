@@ -583,14 +583,14 @@ fn automerge_floor(edits: usize) -> Duration {
         let (mut a, mut s) = (am_sync::State::new(), am_sync::State::new());
         // Bring both sides in sync first.
         for _ in 0..10 {
-            let m1 = d.sync().generate_sync_message(&mut a);
+            let m1 = schemas::sync_message::generate(d, &mut a);
             if let Some(m) = &m1 {
                 server
                     .sync()
                     .receive_sync_message(&mut s, m.clone())
                     .expect("apply");
             }
-            let m2 = server.sync().generate_sync_message(&mut s);
+            let m2 = schemas::sync_message::generate(&mut server, &mut s);
             if let Some(m) = &m2 {
                 d.sync()
                     .receive_sync_message(&mut a, m.clone())
@@ -627,21 +627,21 @@ fn automerge_floor(edits: usize) -> Duration {
         let (a, s) = &mut states[which];
         let server = &mut servers[which];
         let t = Instant::now();
-        let m = d.sync().generate_sync_message(a).expect("an edit to send");
+        let m = schemas::sync_message::generate(d, a).expect("an edit to send");
         let m = am_sync::Message::decode(&m.encode()).expect("round trip");
         server.sync().receive_sync_message(s, m).expect("apply");
-        if let Some(reply) = server.sync().generate_sync_message(s) {
+        if let Some(reply) = schemas::sync_message::generate(server, s) {
             let reply = am_sync::Message::decode(&reply.encode()).expect("round trip");
             d.sync().receive_sync_message(a, reply).expect("apply");
         }
         total += t.elapsed();
         // Any further round (nothing new) is not part of the edit.
         loop {
-            let Some(m) = d.sync().generate_sync_message(a) else {
+            let Some(m) = schemas::sync_message::generate(d, a) else {
                 break;
             };
             server.sync().receive_sync_message(s, m).expect("apply");
-            match server.sync().generate_sync_message(s) {
+            match schemas::sync_message::generate(server, s) {
                 Some(r) => d.sync().receive_sync_message(a, r).expect("apply"),
                 None => break,
             }

@@ -115,6 +115,9 @@ impl SqliteStore {
     }
 
     /// Run `f` on the connection on a blocking thread.
+    ///
+    /// Every call holds the one connection, so a long commit (an fsync) holds up every other
+    /// call, acks included.
     async fn call<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
@@ -130,6 +133,24 @@ impl SqliteStore {
         .await
         .map_err(|err| StoreError::Failed(Box::new(err)))?
     }
+}
+
+/// Run `f` with `synchronous = NORMAL`, then put `FULL` back: its commits reach the WAL but are
+/// not fsynced. Only for what can be made again from the log (the projected rows and their
+/// position, written in one transaction): a power cut may undo such a commit, never half of
+/// it, and never one that came before a commit of the log (the WAL is fsynced in order, so the
+/// next append's fsync carries it too). The rows are then projected again. This takes the
+/// projection's fsync off the path every append waits on.
+fn without_fsync<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&mut Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let out = f(conn);
+    // Setting a pragma touches no file, so this does not fail on a working connection; should it,
+    // the call fails, and appends set `FULL` themselves before they write.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    out
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -339,6 +360,9 @@ fn require_document(tx: &Transaction<'_>, doc_id: Uuid) -> StoreResult<()> {
 
 /// Append every document's changes and audit rows in one transaction: one commit, one fsync.
 fn append_all(conn: &mut Connection, batch: &[Append]) -> StoreResult<Vec<i64>> {
+    // An ack promises the changes are on disk: never append without the fsync, whatever
+    // [`without_fsync`] left behind (it puts `FULL` back; this makes sure).
+    conn.pragma_update(None, "synchronous", "FULL")?;
     // IMMEDIATE takes the write lock up front, so a concurrent writer waits (busy_timeout)
     // instead of failing when a read transaction tries to become a write one.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -1122,5 +1146,23 @@ mod tests {
             matches!(&err, StoreError::Database(message) if message.contains("9999_future.sql")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn without_fsync_puts_full_back_even_when_its_work_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("t.db")).unwrap();
+        conn.pragma_update(None, "synchronous", "FULL").unwrap();
+        let level = |c: &Connection| -> i64 {
+            c.pragma_query_value(None, "synchronous", |r| r.get(0))
+                .unwrap()
+        };
+        // FULL is 2, NORMAL 1.
+        let inside = without_fsync(&mut conn, |c| Ok(level(c))).unwrap();
+        assert_eq!((inside, level(&conn)), (1, 2));
+        let failed: StoreResult<()> =
+            without_fsync(&mut conn, |_| Err(StoreError::Database("no".into())));
+        assert!(failed.is_err());
+        assert_eq!(level(&conn), 2);
     }
 }

@@ -408,9 +408,9 @@ impl Session {
                 .filter(|h| h.iter().all(|h| doc.get_change_by_hash(h).is_some()))
                 .unwrap_or_else(|| state.shared_heads.clone());
             let mut view = doc.fork_at(&theirs).ok()?;
-            view.sync().generate_sync_message(state)?
+            schemas::sync_message::generate(&mut view, state)?
         } else {
-            doc.sync().generate_sync_message(state)?
+            schemas::sync_message::generate(doc, state)?
         };
         self.dirty.insert(doc_id);
         Some(DocMessage {

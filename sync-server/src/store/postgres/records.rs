@@ -234,6 +234,12 @@ impl Records for PgStore {
     ) -> StoreResult<bool> {
         retrying(move || async move {
             let mut tx = self.pool.begin().await?;
+            // The rows and their position are made again from the log: this commit need not
+            // wait for its WAL flush (a crash may undo it whole, never in part, and the rows are
+            // then projected again), which keeps it off the path of the appends' commits.
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await?;
             // Held to the end of the transaction: a second node projecting meanwhile waits
             // here, then finds the position moved and writes nothing.
             let position = sqlx::query_scalar!(

@@ -481,29 +481,31 @@ impl Records for SqliteStore {
     ) -> StoreResult<bool> {
         let rows = rows.to_vec();
         self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if position(&tx)? != from {
-                return Ok(false);
-            }
-            // Jobs first: the other rows of a job refer to its row, and new jobs take their
-            // numbers in the order of the log.
-            for r in rows.iter().filter(|r| matches!(r, DocRows::Job { .. })) {
-                write_job(&tx, r)?;
-            }
-            for r in &rows {
-                match r {
-                    DocRows::Job { .. } => {}
-                    DocRows::Checklist(c) => write_checklist(&tx, c)?,
-                    DocRows::Parts(p) => write_parts(&tx, p, at)?,
-                    DocRows::Photo(p) => write_photo(&tx, p)?,
+            super::without_fsync(conn, |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                if position(&tx)? != from {
+                    return Ok(false);
                 }
-            }
-            tx.prepare_cached(
+                // Jobs first: the other rows of a job refer to its row, and new jobs take their
+                // numbers in the order of the log.
+                for r in rows.iter().filter(|r| matches!(r, DocRows::Job { .. })) {
+                    write_job(&tx, r)?;
+                }
+                for r in &rows {
+                    match r {
+                        DocRows::Job { .. } => {}
+                        DocRows::Checklist(c) => write_checklist(&tx, c)?,
+                        DocRows::Parts(p) => write_parts(&tx, p, at)?,
+                        DocRows::Photo(p) => write_photo(&tx, p)?,
+                    }
+                }
+                tx.prepare_cached(
                 "UPDATE projection_state SET upto_seq = ?1, updated_at = ?2 WHERE name = 'rows'",
             )?
             .execute(params![to, micros(at)])?;
-            tx.commit()?;
-            Ok(true)
+                tx.commit()?;
+                Ok(true)
+            })
         })
         .await
     }
