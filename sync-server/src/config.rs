@@ -120,9 +120,7 @@ pub struct Config {
     /// A used refresh token presented again later than this after its use revokes its device
     /// (taken as stolen); sooner, it is only refused (a client's own concurrent retry).
     pub refresh_reuse_grace: Duration,
-    /// Memory budget for loaded documents; beyond it the least recently used ones that took
-    /// changes in are loaded afresh (which gives that memory back), then the least recently used
-    /// are unloaded.
+    /// Memory budget for loaded documents; least recently used ones are unloaded beyond it.
     pub doc_cache_bytes: usize,
     /// A document is compacted into a new snapshot after this many appended changes (and loaded
     /// afresh from it, which gives back the memory the changes took as they came in).

@@ -27,9 +27,6 @@ pub struct Metrics {
     pub commit_batch_size: Histogram,
     pub cache_documents: Gauge,
     pub cache_bytes: Gauge,
-    /// Documents loaded afresh to give back what taking changes in over sync cost, instead of
-    /// being unloaded ([`crate::sync::docs`]).
-    pub cache_settled: Counter,
     /// Password checks running, and waiting for their memory ([`crate::passwords`]).
     pub password_checks_running: Gauge,
     pub password_checks_waiting: Gauge,
@@ -107,7 +104,6 @@ impl Default for Metrics {
             commit_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
             cache_documents: Gauge::default(),
             cache_bytes: Gauge::default(),
-            cache_settled: Counter::default(),
             password_checks_running: Gauge::default(),
             password_checks_waiting: Gauge::default(),
             password_memory_budget_bytes: Gauge::default(),
@@ -180,11 +176,6 @@ impl Default for Metrics {
             "doc_cache_bytes",
             "Estimated memory of loaded documents",
             m.cache_bytes.clone(),
-        );
-        registry.register(
-            "doc_cache_settled",
-            "Documents over the cache budget loaded afresh (from their own save) instead of unloaded",
-            m.cache_settled.clone(),
         );
         registry.register(
             "password_checks_running",

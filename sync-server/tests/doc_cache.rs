@@ -8,9 +8,7 @@
 //!   not) is never served again, neither to the next request nor to one already waiting for it;
 //!   the next lock reads the store's truth;
 //! - weight: a document's estimate follows it as changes come in, so a growing document pushes
-//!   others out, and compaction (which loads it afresh from its snapshot) gives the growth back;
-//!   over budget, a document that took changes in is first loaded afresh from its own save
-//!   (settled) before any document is unloaded.
+//!   others out, and compaction (which loads it afresh from its snapshot) gives the growth back.
 //!
 //! No test here depends on timing: a waiting request is detected by the handle count it adds.
 
@@ -361,47 +359,4 @@ async fn a_growing_document_pushes_the_least_recently_used_out() {
     }
     assert_eq!(loaded(&cache, &docs), vec![false, false, true]);
     assert_eq!(metrics.cache_documents.get(), 1);
-}
-
-#[tokio::test]
-async fn over_budget_a_document_that_took_changes_in_is_settled_before_anything_is_unloaded() {
-    let fx = Fixture::new().await;
-    let w = fx.empty_doc_weight().await;
-    // Room for the three documents and about one document's worth of changes taken in.
-    let (cache, metrics) = fx.cache(3 * w + 12 * 1024);
-    let docs = fx.documents(3).await;
-    for d in &docs {
-        drop(cache.get(d).await.expect("load"));
-    }
-    for n in 0..3 {
-        retitle(&cache, &docs[0], &format!("first {n}")).await;
-    }
-    assert_eq!(
-        metrics.cache_settled.get(),
-        0,
-        "within budget: nothing to do"
-    );
-
-    // docs[1]'s changes take the cache past its budget. docs[2], the least recently used, took
-    // nothing in, so unloading it was all the cache could do before; docs[0] is loaded afresh
-    // from its own save instead, and nothing is unloaded.
-    for n in 0..3 {
-        retitle(&cache, &docs[1], &format!("second {n}")).await;
-    }
-    assert_eq!(metrics.cache_settled.get(), 1);
-    assert_eq!(loaded(&cache, &docs), vec![true; 3]);
-    assert!(metrics.cache_bytes.get() as usize <= 3 * w + 12 * 1024);
-
-    // The settled copy is the same document, and takes edits as before.
-    {
-        let mut sd = cache.lock(&docs[0]).await.expect("lock");
-        let mut stored = fx.stored(&docs[0]).await;
-        assert_eq!(sd.doc.get_heads(), stored.get_heads());
-        assert_eq!(title(&sd.doc).as_deref(), Some("first 2"));
-    }
-    retitle(&cache, &docs[0], "after settling").await;
-    assert_eq!(
-        title(&fx.stored(&docs[0]).await).as_deref(),
-        Some("after settling")
-    );
 }

@@ -636,10 +636,7 @@ fn automerge_floor(edits: usize) -> Duration {
         }
         total += t.elapsed();
         // Any further round (nothing new) is not part of the edit.
-        loop {
-            let Some(m) = schemas::sync_message::generate(d, a) else {
-                break;
-            };
+        while let Some(m) = schemas::sync_message::generate(d, a) {
             server.sync().receive_sync_message(s, m).expect("apply");
             match schemas::sync_message::generate(server, s) {
                 Some(r) => d.sync().receive_sync_message(a, r).expect("apply"),

@@ -6,11 +6,8 @@
 //! one about 15 KiB plus 40 bytes per op and 100 per change; and every change taken in over sync
 //! after loading adds about 1 KiB more (6 KiB with the first), which only loading the document
 //! afresh gives back (after 200 edits: 236 KiB as received, 64 KiB loaded from its save). So
-//! each document's weight follows it as it grows, and past its budget the cache first *settles*
-//! the least recently used documents that took changes in (loads each afresh from its own save,
-//! in memory: about 0.1 ms for a job's document, against a store read and a load for one
-//! unloaded and needed again), and only then unloads the least recently used. Compaction, which
-//! saves the document anyway, also loads it afresh. A document
+//! each document's weight follows it as it grows, the cache unloads the least recently used past
+//! its budget, and compaction, which saves the document anyway, also loads it afresh. A document
 //! is never unloaded while a request holds it, so there is at most one copy of each document in
 //! memory per node.
 
@@ -36,10 +33,6 @@ fn weight(doc: &AutoCommit, since_load: usize) -> usize {
     };
     loaded + taken_in
 }
-
-/// How many of the least recently used documents a cache over budget looks at for ones to
-/// settle (a bound on the work under the cache's lock).
-const SETTLE_SCAN: usize = 64;
 
 pub struct ServerDoc {
     pub meta: DocMeta,
@@ -129,8 +122,7 @@ impl DocCache {
         }
         inner.lru.put(meta.id, (fresh.clone(), weight));
         inner.bytes += weight;
-        drop(inner);
-        self.make_room();
+        self.evict_over_budget(&mut inner);
         Ok(fresh)
     }
 
@@ -152,60 +144,6 @@ impl DocCache {
         let id = guard.meta.id;
         drop(guard);
         self.evict(id);
-    }
-
-    /// Bring the estimate within budget: settle documents first, then unload what still exceeds.
-    fn make_room(&self) {
-        for handle in self.to_settle() {
-            self.settle(&handle);
-            if self.inner.lock().expect("cache lock").bytes <= self.budget {
-                break;
-            }
-        }
-        self.evict_over_budget(&mut self.inner.lock().expect("cache lock"));
-    }
-
-    /// When over budget: the least recently used documents (of the [`SETTLE_SCAN`] least
-    /// recently used) that took changes in since they were loaded and that nobody holds.
-    fn to_settle(&self) -> Vec<DocHandle> {
-        let inner = self.inner.lock().expect("cache lock");
-        if inner.bytes <= self.budget {
-            return Vec::new();
-        }
-        inner
-            .lru
-            .iter()
-            .rev()
-            .take(SETTLE_SCAN)
-            .filter(|(_, (h, _))| Arc::strong_count(h) == 1)
-            .filter(|(_, (h, _))| {
-                h.try_lock()
-                    .is_ok_and(|sd| sd.since_load > 0 && !sd.poisoned)
-            })
-            .map(|(_, (h, _))| h.clone())
-            .collect()
-    }
-
-    /// Load a document afresh from its own save, in memory, unless somebody holds it now: the
-    /// same state, without what taking changes in cost.
-    fn settle(&self, handle: &DocHandle) {
-        let Ok(mut sd) = handle.try_lock() else {
-            return;
-        };
-        if sd.since_load == 0 || sd.poisoned {
-            return;
-        }
-        let fresh = match AutoCommit::load(&sd.doc.save()) {
-            Ok(fresh) => fresh.with_actor(self.actor.clone()),
-            Err(e) => {
-                tracing::warn!(doc = %sd.meta.id, error = %e, "a document's own save does not load");
-                return;
-            }
-        };
-        sd.doc = fresh;
-        sd.since_load = 0;
-        self.metrics.cache_settled.inc();
-        self.reweigh_only(&sd);
     }
 
     /// Unload least recently used documents until the estimate is within budget, skipping any
@@ -348,12 +286,6 @@ impl DocCache {
     /// Weigh a document again after it changed, and unload others if that takes the cache past
     /// its budget (never this one: its caller holds it).
     fn reweigh(&self, sd: &ServerDoc) {
-        self.reweigh_only(sd);
-        self.make_room();
-    }
-
-    /// Record a document's weight as it is now.
-    fn reweigh_only(&self, sd: &ServerDoc) {
         let now = weight(&sd.doc, sd.since_load);
         let mut inner = self.inner.lock().expect("cache lock");
         let Some((_, w)) = inner.lru.peek_mut(&sd.meta.id) else {
@@ -361,7 +293,7 @@ impl DocCache {
         };
         let was = std::mem::replace(w, now);
         inner.bytes = inner.bytes - was + now;
-        self.metrics.cache_bytes.set(inner.bytes as i64);
+        self.evict_over_budget(&mut inner);
     }
 
     /// Bring a loaded document up to date with changes other nodes appended. Returns true when it
