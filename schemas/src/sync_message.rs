@@ -75,38 +75,66 @@ mod tests {
         sent
     }
 
-    #[test]
-    fn a_peer_holding_the_document_gets_changes_one_holding_nothing_the_document() {
+    /// A one-change document `a`, and a peer `b` that started with nothing and was synced with
+    /// it (`first`: what `a` sent); then `a` retitled (a second change, whose hash is returned).
+    struct Pair {
+        a: AutoCommit,
+        b: AutoCommit,
+        sa: State,
+        sb: State,
+        first: Vec<Message>,
+        edit: automerge::ChangeHash,
+    }
+
+    fn synced_then_edited() -> Pair {
         let mut a = AutoCommit::new();
         a.put(automerge::ROOT, "title", "Boiler service")
             .expect("put");
         a.commit();
         let (mut b, mut sa, mut sb) = (AutoCommit::new(), State::new(), State::new());
-        // b holds nothing: the first message carrying data is the whole document.
         let first = sync_all(&mut a, &mut sa, &mut b, &mut sb);
-        assert!(reads_v2(&sa), "b reads v2 messages");
-        let carrying: Vec<&Message> = first.iter().filter(|m| !m.changes.is_empty()).collect();
-        assert_eq!(carrying.len(), 1);
-        assert_eq!(b.get_heads(), a.get_heads());
-
-        // One edit of a two-change document: Automerge alone would send the whole document
-        // (one change is more than a third of two); the rule sends that change.
         a.put(automerge::ROOT, "title", "Boiler service, second visit")
             .expect("put");
         let edit = a.commit().expect("a change");
+        Pair {
+            a,
+            b,
+            sa,
+            sb,
+            first,
+            edit,
+        }
+    }
+
+    fn carrying(msgs: &[Message]) -> Vec<&Message> {
+        msgs.iter().filter(|m| !m.changes.is_empty()).collect()
+    }
+
+    #[test]
+    fn a_peer_holding_the_document_gets_changes_one_holding_nothing_the_document() {
+        let Pair {
+            mut a,
+            mut b,
+            mut sa,
+            mut sb,
+            first,
+            edit,
+        } = synced_then_edited();
+        // b held nothing: one message carried the whole document.
+        assert!(reads_v2(&sa), "b reads v2 messages");
+        assert_eq!(carrying(&first).len(), 1);
+
+        // One edit of a two-change document: Automerge alone would send the whole document
+        // (one change is more than a third of two); the rule sends that change.
         let sent = sync_all(&mut a, &mut sa, &mut b, &mut sb);
-        let carrying: Vec<&Message> = sent.iter().filter(|m| !m.changes.is_empty()).collect();
-        assert_eq!(carrying.len(), 1);
+        let sent = carrying(&sent);
+        assert_eq!(sent.len(), 1);
         let change = a
             .get_change_by_hash(&edit)
             .expect("the edit")
             .raw_bytes()
             .to_vec();
-        assert_eq!(
-            joined(carrying[0]),
-            change,
-            "the one change, not the document"
-        );
+        assert_eq!(joined(sent[0]), change, "the one change, not the document");
         assert_eq!(b.get_heads(), a.get_heads());
         // The peer's capability is as it was.
         assert!(reads_v2(&sa));
@@ -115,15 +143,12 @@ mod tests {
     #[test]
     fn without_the_rule_automerge_sends_the_whole_document() {
         // What the rule is for: the same edit through Automerge alone is a document chunk.
-        let mut a = AutoCommit::new();
-        a.put(automerge::ROOT, "title", "Boiler service")
-            .expect("put");
-        a.commit();
-        let (mut b, mut sa, mut sb) = (AutoCommit::new(), State::new(), State::new());
-        sync_all(&mut a, &mut sa, &mut b, &mut sb);
-        a.put(automerge::ROOT, "title", "Boiler service, second visit")
-            .expect("put");
-        let edit = a.commit().expect("a change");
+        let Pair {
+            mut a,
+            mut sa,
+            edit,
+            ..
+        } = synced_then_edited();
         let m = a.sync().generate_sync_message(&mut sa).expect("a message");
         let change = a
             .get_change_by_hash(&edit)
