@@ -582,6 +582,61 @@ mod tests {
     }
 
     #[test]
+    fn a_device_holding_a_small_document_is_sent_the_new_change_not_the_document() {
+        let registered = entry(DocKind::Parts);
+        let mut s = ready(vec![registered]);
+        let actor = automerge::ActorId::random();
+        let mut device_doc =
+            schemas::parts::create(&actor, registered.id, registered.job_id).unwrap();
+        device_doc.commit();
+        let mut server_doc = AutoCommit::new();
+        let mut device_state = sync::State::new();
+        let exchange = |s: &mut Session,
+                        server_doc: &mut AutoCommit,
+                        device_doc: &mut AutoCommit,
+                        device_state: &mut sync::State| {
+            for _ in 0..4 {
+                if let Some(m) = schemas::sync_message::generate(device_doc, device_state) {
+                    s.receive(&registered, server_doc, m).unwrap();
+                }
+                if let Some(m) = s.generate(registered.id, server_doc) {
+                    let m = sync::Message::decode(&m.data).unwrap();
+                    device_doc
+                        .sync()
+                        .receive_sync_message(device_state, m)
+                        .unwrap();
+                }
+            }
+        };
+        exchange(&mut s, &mut server_doc, &mut device_doc, &mut device_state);
+        assert_eq!(server_doc.get_heads(), device_doc.get_heads());
+
+        // A dispatcher's edit on the server: one change of a two-change document, which
+        // Automerge alone would send as the whole document.
+        server_doc
+            .put(automerge::ROOT, "note", "bring a ladder")
+            .unwrap();
+        let edit = server_doc.commit().expect("a change");
+        let m = s
+            .generate(registered.id, &mut server_doc)
+            .expect("a message");
+        let m = sync::Message::decode(&m.data).unwrap();
+        let sent: Vec<u8> = m.changes.iter().flatten().copied().collect();
+        let change = server_doc
+            .get_change_by_hash(&edit)
+            .unwrap()
+            .raw_bytes()
+            .to_vec();
+        assert_eq!(sent, change);
+        device_doc
+            .sync()
+            .receive_sync_message(&mut device_state, m)
+            .unwrap();
+        exchange(&mut s, &mut server_doc, &mut device_doc, &mut device_state);
+        assert_eq!(server_doc.get_heads(), device_doc.get_heads());
+    }
+
+    #[test]
     fn too_many_messages_are_refused_then_the_connection_closed() {
         let mut s = ready(vec![]);
         let now = Instant::now();

@@ -500,9 +500,10 @@ impl Records for SqliteStore {
                     }
                 }
                 tx.prepare_cached(
-                "UPDATE projection_state SET upto_seq = ?1, updated_at = ?2 WHERE name = 'rows'",
-            )?
-            .execute(params![to, micros(at)])?;
+                    "UPDATE projection_state SET upto_seq = ?1, updated_at = ?2
+                     WHERE name = 'rows'",
+                )?
+                .execute(params![to, micros(at)])?;
                 tx.commit()?;
                 Ok(true)
             })
