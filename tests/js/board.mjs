@@ -5,8 +5,8 @@
 //    card carries the breach badge;
 // 2. prints READY; the test then has Ana's device move the job on and add a part, offline-first
 //    through a normal sync; the card shows both without the page being reloaded;
-// 3. reschedules the job to 23:30 and reassigns it to Ben from the page; prints ASSIGNED once
-//    the card sits in Ben's column (the test then checks Ben's device receives it).
+// 3. reschedules the job to 23:30 and reassigns it to Ben from the page, each choice surviving
+//    a redraw before it is applied; prints ASSIGNED once the card sits in Ben's column (the test then checks Ben's device receives it).
 // Settings come from the environment. Exits non-zero with the reason on the first failure.
 import { env, launch } from "./browser.mjs";
 import assert from "node:assert/strict";
@@ -60,10 +60,16 @@ try {
   const today = new Date();
   const pad = (n) => String(n).padStart(2, "0");
   const local = `${today.getFullYear()}-${pad(today.getMonth() + 1)}-${pad(today.getDate())}T23:30`;
+  // Each choice survives a redraw before it is applied (the board redraws on every event and
+  // every 15 s, whatever has the focus): redraw on purpose between choosing and applying.
+  const redraw = () => page.evaluate(() => { document.activeElement?.blur(); return reload(); });
   await card.locator("[data-testid=start]").fill(local);
+  await redraw();
   await card.locator("[data-testid=reschedule]").click();
   await card.locator("[data-testid=time]", { hasText: "23:30" }).waitFor();
   await card.locator("[data-testid=assignee]").selectOption(ben);
+  await redraw();
+  assert.equal(await card.locator("[data-testid=assignee]").inputValue(), ben, "the redraw kept the choice");
   await card.locator("[data-testid=assign]").click();
   await column(ben).locator(`[data-job-id="${jobId}"]`).waitFor();
   await column(ana).locator(`[data-job-id="${jobId}"]`).waitFor({ state: "detached" });
