@@ -125,6 +125,9 @@ pub struct Config {
     /// A document is compacted into a new snapshot after this many appended changes (and loaded
     /// afresh from it, which gives back the memory the changes took as they came in).
     pub compact_every: usize,
+    /// A document that took changes in, then none for this long, is loaded afresh from its own
+    /// save: the same state in less memory (`sync::docs`). Zero: never.
+    pub doc_settle_after: Duration,
     /// What one device change may cost, checked before anything is applied or stored.
     pub limits: crate::sync::bounds::Limits,
     /// Bytes a connection may send per second (frames are counted as they arrive).
@@ -286,6 +289,7 @@ impl Config {
             refresh_reuse_grace: Duration::from_secs(10),
             doc_cache_bytes: 256 * 1024 * 1024,
             compact_every: 64,
+            doc_settle_after: Duration::from_secs(2),
             limits: crate::sync::bounds::Limits::default(),
             max_bytes_per_second: 16 * 1024 * 1024,
             max_doc_messages_per_second: 2_000,
@@ -379,6 +383,9 @@ impl Config {
         get(&var, "FIELDSYNC_ACCESS_TTL_SECONDS", &mut access_s)?;
         get(&var, "FIELDSYNC_REFRESH_TTL_SECONDS", &mut refresh_s)?;
         get(&var, "FIELDSYNC_COMPACT_EVERY", &mut c.compact_every)?;
+        let mut settle_ms = c.doc_settle_after.as_millis() as u64;
+        get(&var, "FIELDSYNC_DOC_SETTLE_MS", &mut settle_ms)?;
+        c.doc_settle_after = Duration::from_millis(settle_ms);
         get(&var, "FIELDSYNC_PROJECTION", &mut c.projection)?;
         get(&var, "FIELDSYNC_PROJECTION_BATCH", &mut c.projection_batch)?;
         let mut projection_ms = c.projection_interval.as_millis() as u64;
@@ -566,10 +573,12 @@ mod tests {
             vars(&[
                 ("FIELDSYNC_DOC_CACHE_MB", "64"),
                 ("FIELDSYNC_MAX_STRING_BYTES", "10"),
+                ("FIELDSYNC_DOC_SETTLE_MS", "0"),
             ]),
         )
         .unwrap();
         assert_eq!(c.doc_cache_bytes, 64 * 1024 * 1024);
+        assert!(c.doc_settle_after.is_zero(), "0 turns settling off");
         assert_eq!(c.limits.max_string_bytes, 10);
         assert!(matches!(c.database, Database::Postgres(_)));
         let e = Config::from_vars("d", None, vars(&[("FIELDSYNC_COMPACT_EVERY", "lots")]))

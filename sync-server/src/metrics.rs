@@ -27,6 +27,8 @@ pub struct Metrics {
     pub commit_batch_size: Histogram,
     pub cache_documents: Gauge,
     pub cache_bytes: Gauge,
+    /// Quiet documents loaded afresh from their own save ([`crate::sync::docs`]).
+    pub documents_settled: Counter,
     /// Password checks running, and waiting for their memory ([`crate::passwords`]).
     pub password_checks_running: Gauge,
     pub password_checks_waiting: Gauge,
@@ -104,6 +106,7 @@ impl Default for Metrics {
             commit_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
             cache_documents: Gauge::default(),
             cache_bytes: Gauge::default(),
+            documents_settled: Counter::default(),
             password_checks_running: Gauge::default(),
             password_checks_waiting: Gauge::default(),
             password_memory_budget_bytes: Gauge::default(),
@@ -176,6 +179,11 @@ impl Default for Metrics {
             "doc_cache_bytes",
             "Estimated memory of loaded documents",
             m.cache_bytes.clone(),
+        );
+        registry.register(
+            "doc_cache_settled",
+            "Quiet documents loaded afresh from their own save",
+            m.documents_settled.clone(),
         );
         registry.register(
             "password_checks_running",

@@ -233,6 +233,13 @@ pub async fn serve(
         futures_util::future::Either::Right(crate::projection::follow(state.clone()))
     }));
     let _presence = AbortOnDrop(tokio::spawn(crate::presence::run(state.clone())));
+    let _settle = (!state.config.doc_settle_after.is_zero()).then(|| {
+        let state = state.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            let quiet = state.config.doc_settle_after;
+            state.docs.settle_while_running(quiet).await
+        }))
+    });
     let _pm = AbortOnDrop(tokio::spawn(crate::planning::scheduler::run(state.clone())));
     let _sla = AbortOnDrop(tokio::spawn(crate::planning::sla_watch::run(state.clone())));
     // Sensors: what the store holds first, so readings arriving at once are checked in memory.

@@ -8,7 +8,9 @@
 //!   not) is never served again, neither to the next request nor to one already waiting for it;
 //!   the next lock reads the store's truth;
 //! - weight: a document's estimate follows it as changes come in, so a growing document pushes
-//!   others out, and compaction (which loads it afresh from its snapshot) gives the growth back.
+//!   others out, and compaction (which loads it afresh from its snapshot) gives the growth back;
+//! - settling: a document quiet since it took changes in is loaded afresh from its own save (the
+//!   same document, lighter), never while a request holds it, and keeps taking edits after.
 //!
 //! No test here depends on timing: a waiting request is detected by the handle count it adds.
 
@@ -359,4 +361,75 @@ async fn a_growing_document_pushes_the_least_recently_used_out() {
     }
     assert_eq!(loaded(&cache, &docs), vec![false, false, true]);
     assert_eq!(metrics.cache_documents.get(), 1);
+}
+
+#[tokio::test]
+async fn a_quiet_document_is_loaded_afresh_but_never_while_held() {
+    let fx = Fixture::new().await;
+    let (cache, metrics) = fx.cache(usize::MAX);
+    let docs = fx.documents(2).await;
+    let bytes = || metrics.cache_bytes.get();
+    for d in &docs {
+        drop(cache.get(d).await.expect("load"));
+    }
+    let loaded_weight = bytes();
+    assert_eq!(
+        cache.settle_quiet(std::time::Duration::ZERO).await,
+        0,
+        "nothing taken in yet: nothing to settle"
+    );
+
+    for n in 0..5 {
+        retitle(&cache, &docs[0], &format!("edit {n}")).await;
+        retitle(&cache, &docs[1], &format!("edit {n}")).await;
+    }
+    let grown = bytes();
+    assert!(grown > loaded_weight);
+
+    // Not quiet long enough: left alone.
+    assert_eq!(
+        cache
+            .settle_quiet(std::time::Duration::from_secs(3600))
+            .await,
+        0
+    );
+    // docs[1] is held by a request (an edit in flight): only docs[0] is settled, and it is the
+    // same document, lighter.
+    let held = cache.lock(&docs[1]).await.expect("lock");
+    let heads_before = {
+        let mut sd = cache.lock(&docs[0]).await.expect("lock");
+        sd.doc.get_heads()
+    };
+    assert_eq!(cache.settle_quiet(std::time::Duration::ZERO).await, 1);
+    assert_eq!(metrics.documents_settled.get(), 1);
+    let after_one = bytes();
+    assert!(
+        after_one < grown,
+        "{after_one} after settling, {grown} before"
+    );
+    {
+        let mut sd = cache.lock(&docs[0]).await.expect("lock");
+        assert_eq!(sd.doc.get_heads(), heads_before);
+        assert_eq!(title(&sd.doc).as_deref(), Some("edit 4"));
+    }
+    // Released, the other is settled at the next look; the first is not settled twice.
+    drop(held);
+    assert_eq!(cache.settle_quiet(std::time::Duration::ZERO).await, 1);
+    assert!(bytes() < after_one);
+    assert_eq!(cache.settle_quiet(std::time::Duration::ZERO).await, 0);
+    // Both weigh now what they weigh loaded from the store by a cache of their own.
+    let (fresh, fresh_metrics) = fx.cache(usize::MAX);
+    for d in &docs {
+        drop(fresh.get(d).await.expect("load"));
+    }
+    assert_eq!(bytes(), fresh_metrics.cache_bytes.get());
+
+    // A settled document takes edits as before, and the log has them.
+    retitle(&cache, &docs[0], "after settling").await;
+    assert_eq!(
+        title(&fx.stored(&docs[0]).await).as_deref(),
+        Some("after settling")
+    );
+    let mut sd = cache.lock(&docs[0]).await.expect("lock");
+    assert_eq!(sd.doc.get_heads(), fx.stored(&docs[0]).await.get_heads());
 }

@@ -32,6 +32,10 @@ impl ServerHome {
     pub async fn new(backend: Backend) -> ServerHome {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::embedded(dir.path());
+        // Quiet documents are loaded afresh within moments, not seconds: every test here (the
+        // faults, convergence and browser tests with them) syncs against documents swapped for
+        // fresh loads between its edits.
+        config.doc_settle_after = std::time::Duration::from_millis(20);
         let pg = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => {

@@ -1,7 +1,8 @@
 //! Correctness under faults. A seeded, replayable randomized run: devices edit offline, sync,
-//! get cut off mid-exchange, the server restarts (abruptly) and its store fails queries; then
-//! everything settles and every replica equals the server with no edit missing. And a real
-//! `kill -9` of a server process during sync. A failure prints its seed: rerun with `SEED=…`.
+//! get cut off mid-exchange, the server restarts (abruptly), its store fails queries and it swaps
+//! its documents for fresh loads of themselves (settling); then everything settles and every
+//! replica equals the server with no edit missing. And a real `kill -9` of a server process
+//! during sync. A failure prints its seed: rerun with `SEED=…`.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -41,7 +42,7 @@ async fn randomized(backend: Backend) {
 
     let mut skus: Vec<(usize, uuid::Uuid, String)> = Vec::new();
     let mut acknowledged: BTreeSet<String> = BTreeSet::new();
-    let (mut restarts, mut faults, mut cuts) = (0, 0, 0);
+    let (mut restarts, mut faults, mut cuts, mut settled) = (0, 0, 0, 0);
     for step in 0..120 {
         let who = rng.random_range(0..devices.len());
         match rng.random_range(0..100) {
@@ -91,10 +92,15 @@ async fn randomized(backend: Backend) {
                 let _ = client_core::sync::sync_once(&mut d.replica, &server.url, &d.token, limit)
                     .await;
             }
-            80..86 => {
+            80..85 => {
                 restarts += 1;
                 server.crash();
                 server = TestServer::start(&home).await;
+            }
+            85..88 => {
+                // The server swaps every document that took changes in for a fresh load of
+                // itself, between whatever the devices do.
+                settled += server.app.docs.settle_quiet(Duration::ZERO).await;
             }
             _ => {
                 let meta = server.store().document(shared).await.unwrap().unwrap();
@@ -119,12 +125,13 @@ async fn randomized(backend: Backend) {
         }
     }
     println!(
-        "seed {seed}: {} parts, {restarts} restarts, {faults} store faults, {cuts} cuts",
+        "seed {seed}: {} parts, {restarts} restarts, {faults} store faults, {cuts} cuts, {settled} documents settled",
         skus.len()
     );
 
-    // Quiet: no more faults; everyone syncs until nothing moves.
+    // Quiet: no more faults; everyone syncs until nothing moves (from settled documents).
     server.faults.fail_next(0);
+    server.app.docs.settle_quiet(Duration::ZERO).await;
     for _ in 0..3 {
         for d in devices.iter_mut() {
             d.settle(&server).await;

@@ -10,8 +10,16 @@
 //! its budget, and compaction, which saves the document anyway, also loads it afresh. A document
 //! is never unloaded while a request holds it, so there is at most one copy of each document in
 //! memory per node.
+//!
+//! Compaction comes only every `compact_every` changes, and most documents never reach it: a job's
+//! documents take a few changes each and then rest for hours. So a document that took changes in
+//! and has gone quiet is also loaded afresh, from its own save in memory ([`DocCache::settle_quiet`]):
+//! the same state in about two thirds of the memory (17.7 KiB against 25.3 KiB for a job's
+//! document, `doc_memory`), for one save and one load (about 30 + 60 µs).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use automerge::{ActorId, AutoCommit, ChangeHash, ReadDoc};
 use lru::LruCache;
@@ -69,6 +77,8 @@ pub struct DocCache {
 struct Inner {
     lru: LruCache<Uuid, (DocHandle, usize)>,
     bytes: usize,
+    /// Loaded documents that took changes in since they were loaded, with when they last did.
+    unsettled: HashMap<Uuid, Instant>,
 }
 
 impl DocCache {
@@ -90,6 +100,7 @@ impl DocCache {
             inner: Mutex::new(Inner {
                 lru: LruCache::unbounded(),
                 bytes: 0,
+                unsettled: HashMap::new(),
             }),
         }
     }
@@ -159,6 +170,7 @@ impl DocCache {
                 continue;
             }
             inner.bytes -= weight;
+            inner.unsettled.remove(&id);
         }
         for (id, entry) in held {
             inner.lru.put(id, entry);
@@ -174,6 +186,7 @@ impl DocCache {
         if let Some((_, weight)) = inner.lru.pop(&id) {
             inner.bytes -= weight;
         }
+        inner.unsettled.remove(&id);
         self.metrics.cache_documents.set(inner.lru.len() as i64);
         self.metrics.cache_bytes.set(inner.bytes as i64);
     }
@@ -293,7 +306,68 @@ impl DocCache {
         };
         let was = std::mem::replace(w, now);
         inner.bytes = inner.bytes - was + now;
+        if sd.since_load > 0 {
+            inner.unsettled.insert(sd.meta.id, Instant::now());
+        } else {
+            inner.unsettled.remove(&sd.meta.id);
+        }
         self.evict_over_budget(&mut inner);
+    }
+
+    /// Load afresh, from its own save in memory, every document that took changes in since it was
+    /// loaded and has taken none for `quiet`: the same state (heads, so every peer's sync state
+    /// stays right), in less memory. Nothing is written: the log already holds every change. A
+    /// document in use right now is left for the next call. Returns how many were settled.
+    pub async fn settle_quiet(&self, quiet: Duration) -> usize {
+        let now = Instant::now();
+        let due: Vec<(Uuid, DocHandle)> = {
+            let inner = self.inner.lock().expect("cache lock");
+            inner
+                .unsettled
+                .iter()
+                .filter(|(_, at)| now.saturating_duration_since(**at) >= quiet)
+                .filter_map(|(id, _)| inner.lru.peek(id).map(|(h, _)| (*id, h.clone())))
+                .collect()
+        };
+        let mut settled = 0;
+        for (id, handle) in due {
+            let Ok(mut sd) = handle.try_lock() else {
+                continue;
+            };
+            if sd.poisoned || sd.since_load == 0 {
+                continue;
+            }
+            let saved = sd.doc.save();
+            match AutoCommit::load(&saved) {
+                Ok(fresh) => {
+                    sd.doc = fresh.with_actor(self.actor.clone());
+                    sd.since_load = 0;
+                    settled += 1;
+                }
+                Err(e) => {
+                    // Kept as it is (it serves as before); not tried again until it changes.
+                    tracing::warn!(doc = %id, error = %e, "a document's own save does not load");
+                    self.inner.lock().expect("cache lock").unsettled.remove(&id);
+                    continue;
+                }
+            }
+            self.reweigh(&sd);
+            drop(sd);
+            // A save and a load each: let the connections in between.
+            tokio::task::yield_now().await;
+        }
+        self.metrics.documents_settled.inc_by(settled as u64);
+        settled
+    }
+
+    /// [`DocCache::settle_quiet`] for as long as the server runs, looking every half of `quiet`.
+    pub async fn settle_while_running(&self, quiet: Duration) {
+        let mut tick = tokio::time::interval((quiet / 2).max(Duration::from_millis(100)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.settle_quiet(quiet).await;
+        }
     }
 
     /// Bring a loaded document up to date with changes other nodes appended. Returns true when it
