@@ -289,7 +289,7 @@ impl Config {
             refresh_reuse_grace: Duration::from_secs(10),
             doc_cache_bytes: 256 * 1024 * 1024,
             compact_every: 64,
-            doc_settle_after: Duration::from_secs(2),
+            doc_settle_after: Duration::from_millis(500),
             limits: crate::sync::bounds::Limits::default(),
             max_bytes_per_second: 16 * 1024 * 1024,
             max_doc_messages_per_second: 2_000,
