@@ -1171,6 +1171,27 @@ fn quantile(buckets: &[(f64, u64)], q: f64) -> (f64, f64) {
 }
 
 /// A metric's value from the OpenMetrics text (the first sample named exactly `name`).
+/// Wait until the server's projection stops moving (it has caught up with the log), at most
+/// `limit`; returns the position it reached.
+fn projection_caught_up(client: &Runtime, addr: SocketAddr, limit: Duration) -> f64 {
+    let started = Instant::now();
+    let (mut last, mut still_since) = (-1.0, Instant::now());
+    loop {
+        let body = client.block_on(http_get(addr, "/metrics"));
+        let position = metric(&body, "fieldsync_projection_position").unwrap_or(0.0);
+        if position != last {
+            (last, still_since) = (position, Instant::now());
+        } else if position > 0.0 && still_since.elapsed() >= Duration::from_secs(2) {
+            return position;
+        }
+        if started.elapsed() > limit {
+            eprintln!("    the projection was still moving after {limit:?}");
+            return position;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn metric(body: &str, name: &str) -> Option<f64> {
     body.lines()
         .find(|l| l.split_whitespace().next() == Some(name))
@@ -2011,7 +2032,15 @@ fn scenario_cache(client: &Runtime) {
     });
     let seeded = started.elapsed();
     let server = ChildServer::spawn(dir.path(), cache_mb);
-    std::thread::sleep(Duration::from_secs(1));
+    // The documents were seeded straight into the store, so the new server's projection starts
+    // by catching up with all of them: the baseline is taken once it has, or it would count the
+    // catch-up's memory as the server's and overlap the touching below.
+    let caught_up = Instant::now();
+    let position = projection_caught_up(client, server.addr, Duration::from_secs(300));
+    let caught_up = caught_up.elapsed();
+    // And once jemalloc has given back what the catch-up freed (it returns freed pages over its
+    // 10 s decay), so that the documents below are not counted into memory already resident.
+    std::thread::sleep(Duration::from_secs(11));
     let (base, _) = server.rss();
     let sampler = RssSampler::start(server.pid);
     let touch_started = Instant::now();
@@ -2053,9 +2082,11 @@ fn scenario_cache(client: &Runtime) {
     let cache_docs = metric(&body, "fieldsync_doc_cache_documents").unwrap_or(0.0);
     let budget = (cache_mb as u64) << 20;
     println!(
-        "    cache setup: {touched} docs on {devices} devices seeded in {:.1} s, touched in {:.1} s; \
+        "    cache setup: {touched} docs on {devices} devices seeded in {:.1} s (projected up to \
+         change {position} in {:.1} s after the server started), touched in {:.1} s; \
          server baseline RSS {}; after: cache {cache_docs} docs, estimate {}",
         seeded.as_secs_f64(),
+        caught_up.as_secs_f64(),
         touch_time.as_secs_f64(),
         mib(base),
         mib(cache_bytes),
