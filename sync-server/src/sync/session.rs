@@ -551,17 +551,25 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_document_of_the_wrong_kind_is_refused() {
-        let registered = entry(DocKind::Checklist);
-        let mut s = ready(vec![registered]);
+    /// A session holding `registered`, a parts document a device made under its id, an empty
+    /// server copy and the device's sync state: the start of an exchange.
+    fn parts_made_on_a_device(
+        registered: DocEntry,
+    ) -> (Session, AutoCommit, AutoCommit, sync::State) {
+        let s = ready(vec![registered]);
         let actor = automerge::ActorId::random();
         let mut device_doc =
             schemas::parts::create(&actor, registered.id, registered.job_id).unwrap();
         device_doc.commit();
-        let mut server_doc = AutoCommit::new();
+        (s, device_doc, AutoCommit::new(), sync::State::new())
+    }
+
+    #[test]
+    fn a_document_of_the_wrong_kind_is_refused() {
+        let registered = entry(DocKind::Checklist);
+        let (mut s, mut device_doc, mut server_doc, mut device_state) =
+            parts_made_on_a_device(registered);
         // Run the exchange until the changes arrive.
-        let mut device_state = sync::State::new();
         let mut result = Ok(());
         for _ in 0..4 {
             if let Some(m) = device_doc.sync().generate_sync_message(&mut device_state) {
@@ -584,13 +592,8 @@ mod tests {
     #[test]
     fn a_device_holding_a_small_document_is_sent_the_new_change_not_the_document() {
         let registered = entry(DocKind::Parts);
-        let mut s = ready(vec![registered]);
-        let actor = automerge::ActorId::random();
-        let mut device_doc =
-            schemas::parts::create(&actor, registered.id, registered.job_id).unwrap();
-        device_doc.commit();
-        let mut server_doc = AutoCommit::new();
-        let mut device_state = sync::State::new();
+        let (mut s, mut device_doc, mut server_doc, mut device_state) =
+            parts_made_on_a_device(registered);
         let exchange = |s: &mut Session,
                         server_doc: &mut AutoCommit,
                         device_doc: &mut AutoCommit,
