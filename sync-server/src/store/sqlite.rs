@@ -154,8 +154,6 @@ fn without_fsync<T>(
     conn: &mut Connection,
     f: impl FnOnce(&mut Connection) -> StoreResult<T>,
 ) -> StoreResult<T> {
-    // Not a kept statement: SQLite applies `PRAGMA synchronous` while compiling it, so running
-    // a kept one again would change nothing.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     let out = f(conn);
     // Setting a pragma touches no file, so this does not fail on a working connection; should it,
