@@ -410,7 +410,7 @@ pub async fn edit_doc(
     match app.docs.persist(&mut sd, &before).await {
         Ok(Some(seq)) => {
             drop(sd);
-            app.doc_changed(meta.id, seq, None).await;
+            app.doc_changed(meta.id, seq, None);
             Ok(())
         }
         Ok(None) => Ok(()),
@@ -495,7 +495,7 @@ pub async fn heal(app: &AppState, meta: &DocMeta) -> Result<(), ApiError> {
     {
         Ok(Some(seq)) => {
             drop(sd);
-            app.doc_changed(meta.id, seq, None).await;
+            app.doc_changed(meta.id, seq, None);
             Ok(())
         }
         Ok(None) => Ok(()),
@@ -606,7 +606,7 @@ pub async fn change_assignment(
         match app.docs.persist(&mut sd, &before).await {
             Ok(Some(seq)) => {
                 drop(sd);
-                app.doc_changed(meta.id, seq, None).await;
+                app.doc_changed(meta.id, seq, None);
             }
             Ok(None) => {}
             Err(e) => {

@@ -45,11 +45,13 @@ impl AppState {
     pub fn new(config: Config, store: Arc<dyn Store>) -> Arc<AppState> {
         let metrics = Arc::new(Metrics::default());
         let throttle = crate::throttle::Throttle::new(config.login_throttle);
+        let node = Uuid::now_v7();
         let docs = DocCache::new(
             store.clone(),
             config.doc_cache_bytes,
             config.compact_every,
             metrics.clone(),
+            node,
         );
         let passwords =
             crate::passwords::PasswordChecks::new(config.password_memory, metrics.clone());
@@ -68,7 +70,7 @@ impl AppState {
             docs,
             hub: Hub::default(),
             metrics,
-            node: Uuid::now_v7(),
+            node,
             throttle,
             projection: Default::default(),
             rows_position: tokio::sync::watch::Sender::new(0),
@@ -80,13 +82,12 @@ impl AppState {
 }
 
 impl AppState {
-    /// `doc` reached `seq` in the log: tell this node's connections holding it (but `except`, the
-    /// one the change came from) and the other nodes. Failing to tell other nodes is logged, not
-    /// fatal: the change is durable and they catch up on their next load.
-    pub async fn doc_changed(&self, doc: Uuid, seq: i64, except: Option<ConnId>) {
+    /// `doc` reached `seq` in the log through this node's group commit: tell this node's
+    /// connections holding it (but `except`, the one the change came from) and wake the
+    /// projection. The other nodes were told by the commit itself ([`crate::sync::commit`]).
+    pub fn doc_changed(&self, doc: Uuid, seq: i64, except: Option<ConnId>) {
         self.projection.committed(seq);
         self.hub.doc_changed(doc, except);
-        self.notify(Notified::Doc { doc, seq }).await;
     }
 
     /// The document sets of `users` and of `org`'s org-wide connections changed: tell this node's

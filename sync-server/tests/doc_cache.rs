@@ -55,7 +55,13 @@ impl Fixture {
     fn cache(&self, budget: usize) -> (DocCache, Arc<Metrics>) {
         let metrics = Arc::new(Metrics::default());
         (
-            DocCache::new(self.store(), budget, NO_COMPACTION, metrics.clone()),
+            DocCache::new(
+                self.store(),
+                budget,
+                NO_COMPACTION,
+                metrics.clone(),
+                Uuid::now_v7(),
+            ),
             metrics,
         )
     }
@@ -307,7 +313,7 @@ async fn retitle(cache: &DocCache, meta: &DocMeta, title: &str) {
 async fn a_document_weighs_what_it_grew_to_and_compaction_gives_the_growth_back() {
     let fx = Fixture::new().await;
     let metrics = Arc::new(Metrics::default());
-    let cache = DocCache::new(fx.store(), usize::MAX, 16, metrics.clone());
+    let cache = DocCache::new(fx.store(), usize::MAX, 16, metrics.clone(), Uuid::now_v7());
     let meta = fx.document().await;
     let bytes = || metrics.cache_bytes.get();
     drop(cache.get(&meta).await.expect("load"));

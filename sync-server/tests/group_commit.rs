@@ -33,6 +33,7 @@ async fn fixture() -> Fixture {
     let commits = Arc::new(GroupCommit::new(
         faulty.clone(),
         Arc::new(Metrics::default()),
+        Uuid::now_v7(),
     ));
     Fixture {
         faulty,

@@ -39,7 +39,13 @@ impl Fixture {
         let store: Arc<dyn Store> = Arc::new(sqlite);
         let org = store.create_org("Acme Repairs").await.expect("org").id;
         let metrics = Arc::new(Metrics::default());
-        let cache = DocCache::new(store.clone(), 64 << 20, NO_COMPACTION, metrics.clone());
+        let cache = DocCache::new(
+            store.clone(),
+            64 << 20,
+            NO_COMPACTION,
+            metrics.clone(),
+            Uuid::now_v7(),
+        );
         Fixture {
             store,
             cache,

@@ -159,6 +159,7 @@ backend_tests! {
     ],
     two_nodes: [
         change_notices,
+        commits_announce_their_documents,
     ],
 }
 
@@ -687,7 +688,10 @@ async fn batch_appends_commit_together(store: &dyn Store) {
     let a = job_document(store, org_id).await;
     let b = job_document(store, org_id).await;
     let device = store.register_device(user_id, "tablet").await.unwrap();
-    assert_eq!(store.append_batch(&[]).await.unwrap(), Vec::<i64>::new());
+    assert_eq!(
+        store.append_batch(&[], None).await.unwrap(),
+        Vec::<i64>::new()
+    );
     let audit = AuditRecord {
         id: Uuid::now_v7(),
         org_id,
@@ -703,20 +707,23 @@ async fn batch_appends_commit_together(store: &dyn Store) {
         flagged: true,
     };
     let seqs = store
-        .append_batch(&[
-            Append {
-                doc_id: a,
-                changes: vec![change("a1"), change("a2")],
-                audit: vec![],
-                sync_state: None,
-            },
-            Append {
-                doc_id: b,
-                changes: vec![change("b1")],
-                audit: vec![audit.clone()],
-                sync_state: Some((device.id, b"state of b".to_vec())),
-            },
-        ])
+        .append_batch(
+            &[
+                Append {
+                    doc_id: a,
+                    changes: vec![change("a1"), change("a2")],
+                    audit: vec![],
+                    sync_state: None,
+                },
+                Append {
+                    doc_id: b,
+                    changes: vec![change("b1")],
+                    audit: vec![audit.clone()],
+                    sync_state: Some((device.id, b"state of b".to_vec())),
+                },
+            ],
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(seqs.len(), 2);
@@ -732,20 +739,23 @@ async fn batch_appends_commit_together(store: &dyn Store) {
 
     // An unknown document fails the whole batch: the good append beside it is not stored.
     let err = store
-        .append_batch(&[
-            Append {
-                doc_id: a,
-                changes: vec![change("a3")],
-                audit: vec![],
-                sync_state: None,
-            },
-            Append {
-                doc_id: Uuid::now_v7(),
-                changes: vec![change("x")],
-                audit: vec![],
-                sync_state: None,
-            },
-        ])
+        .append_batch(
+            &[
+                Append {
+                    doc_id: a,
+                    changes: vec![change("a3")],
+                    audit: vec![],
+                    sync_state: None,
+                },
+                Append {
+                    doc_id: Uuid::now_v7(),
+                    changes: vec![change("x")],
+                    audit: vec![],
+                    sync_state: None,
+                },
+            ],
+            None,
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
@@ -1305,6 +1315,79 @@ async fn change_notices(nodes: TwoNodes<'_>) {
         Some(last)
     );
     assert!(on_b.try_recv().is_err(), "nothing else was published");
+}
+
+/// A batch appended on behalf of a node tells every node, with the commit itself, which sequence
+/// number each of its documents reached; a batch without a node, or one that fails, tells
+/// nobody. A single-node store appends the same and has nobody to tell.
+async fn commits_announce_their_documents(nodes: TwoNodes<'_>) {
+    use tokio::time::timeout;
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+    let node_a = Uuid::now_v7();
+    let (org_id, _) = org_with_user(nodes.a).await;
+    let (x, y) = (
+        job_document(nodes.a, org_id).await,
+        job_document(nodes.a, org_id).await,
+    );
+    let append = |doc_id, hash: &str| Append {
+        doc_id,
+        changes: vec![change(hash)],
+        audit: vec![],
+        sync_state: None,
+    };
+    let announced = |doc, seq| ChangeNotice {
+        what: Notified::Doc { doc, seq },
+        node: node_a,
+    };
+
+    let subscription = nodes.b.subscribe_changes().await.unwrap();
+    assert_eq!(subscription.is_some(), nodes.multi_node);
+    let seqs = nodes
+        .a
+        .append_batch(
+            &[append(x, "x1"), append(y, "y1"), append(x, "x2")],
+            Some(node_a),
+        )
+        .await
+        .unwrap();
+    assert_eq!(nodes.b.load(x).await.unwrap().last_seq, seqs[2]);
+    let Some(mut on_b) = subscription else {
+        return;
+    };
+    let mut heard = Vec::new();
+    for _ in 0..2 {
+        let notice = timeout(WAIT, on_b.recv()).await.expect("notice on time");
+        heard.push(notice.expect("subscription open"));
+    }
+    // One notice per document (in either order), with the last sequence number it reached.
+    assert!(heard.contains(&announced(x, seqs[2])), "{heard:?}");
+    assert!(heard.contains(&announced(y, seqs[1])), "{heard:?}");
+
+    // Not on behalf of a node, or failed: nothing is heard.
+    nodes
+        .a
+        .append_batch(&[append(y, "y2")], None)
+        .await
+        .unwrap();
+    let failed = nodes
+        .a
+        .append_batch(
+            &[append(x, "x3"), append(Uuid::now_v7(), "lost")],
+            Some(node_a),
+        )
+        .await;
+    assert!(matches!(failed, Err(StoreError::NotFound(_))), "{failed:?}");
+    let seqs = nodes
+        .a
+        .append_batch(&[append(y, "y3")], Some(node_a))
+        .await
+        .unwrap();
+    assert_eq!(
+        timeout(WAIT, on_b.recv()).await.expect("notice on time"),
+        Some(announced(y, seqs[0])),
+        "the next notice is the next announced commit's"
+    );
+    assert!(on_b.try_recv().is_err(), "nothing else was announced");
 }
 
 async fn assignments(store: &dyn Store) {

@@ -251,14 +251,18 @@ impl Store for FaultyStore {
             .await
     }
 
-    async fn append_batch(&self, batch: &[Append]) -> StoreResult<Vec<i64>> {
+    async fn append_batch(
+        &self,
+        batch: &[Append],
+        announce_as: Option<Uuid>,
+    ) -> StoreResult<Vec<i64>> {
         let _gate = self.appends_gate.read().await;
         self.check()?;
         self.batch_sizes
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(batch.len());
-        self.inner.append_batch(batch).await
+        self.inner.append_batch(batch, announce_as).await
     }
 
     async fn job_audit(&self, job_id: Uuid) -> StoreResult<Vec<AuditRecord>> {

@@ -367,7 +367,7 @@ async fn an_unassigned_device_reads_nothing_new_but_loses_nothing() {
         sd.doc.commit();
         let seq = server.app.docs.persist(&mut sd, &before).await.unwrap();
         drop(sd);
-        server.app.doc_changed(job, seq.unwrap(), None).await;
+        server.app.doc_changed(job, seq.unwrap(), None);
     }
 
     for round in 0..2 {

@@ -354,7 +354,16 @@ pub trait Store: Send + Sync + 'static {
     /// for the edits of every connection that arrived meanwhile). Each append behaves as
     /// [`Store::append_changes_audited`]; all are stored or none (the first failure fails the
     /// batch). Returns, per append in order, the sequence number its document reached.
-    async fn append_batch(&self, batch: &[Append]) -> StoreResult<Vec<i64>>;
+    ///
+    /// With `announce_as` (a node's id), a multi-node store also tells every node, in the same
+    /// transaction, that each document reached its sequence number (as [`Store::publish_change`]
+    /// would with [`Notified::Doc`]): the notices go out if and only if the batch commits, and an
+    /// acknowledged change has always been announced, even when the node dies right after.
+    async fn append_batch(
+        &self,
+        batch: &[Append],
+        announce_as: Option<Uuid>,
+    ) -> StoreResult<Vec<i64>>;
     /// The audit log of a job, oldest first.
     async fn job_audit(&self, job_id: Uuid) -> StoreResult<Vec<AuditRecord>>;
     /// The snapshot and every change after it. `NotFound` for an unregistered document.

@@ -198,8 +198,14 @@ async fn last_seq(conn: &mut PgConnection, doc_id: Uuid) -> Result<i64, sqlx::Er
 /// Every document's changes, audit rows and sync states of a group commit, inside the caller's
 /// transaction, in a fixed number of statements whatever the batch's size (a commit that
 /// carries fifty devices' edits costs a few round trips, not fifty times a few). Returns the
-/// sequence number each append's document reached, in the batch's order.
-async fn append_all(conn: &mut PgConnection, batch: &[Append]) -> Result<Vec<i64>, TxError> {
+/// sequence number each append's document reached, in the batch's order. With `announce_as`,
+/// the same statement that reads those numbers queues each document's notice, which Postgres
+/// delivers at the commit (and never without it).
+async fn append_all(
+    conn: &mut PgConnection,
+    batch: &[Append],
+    announce_as: Option<Uuid>,
+) -> Result<Vec<i64>, TxError> {
     // One appending transaction at a time, cluster-wide: sequence numbers are taken after this
     // lock, so the log's order is its commit order and a reader that saw seq N never later finds
     // a change below N (the projection reads the log by position and relies on it). Group commit
@@ -293,9 +299,17 @@ async fn append_all(conn: &mut PgConnection, batch: &[Append]) -> Result<Vec<i64
         .execute(&mut *conn)
         .await?;
     }
+    // The notice's text is `notice_payload`'s for `Notified::Doc` (`d:<doc>:<seq>:<node>`).
     let last: Vec<(Uuid, i64)> = sqlx::query!(
-        r#"SELECT doc_id, MAX(seq) AS "last!" FROM changes WHERE doc_id = ANY($1) GROUP BY doc_id"#,
-        &docs[..]
+        r#"SELECT l.doc_id, l.last AS "last!",
+                  CASE WHEN $2::uuid IS NOT NULL THEN
+                      pg_notify($3, 'd:' || l.doc_id || ':' || l.last || ':' || $2)::text
+                  END AS announced
+           FROM (SELECT doc_id, MAX(seq) AS last FROM changes WHERE doc_id = ANY($1)
+                 GROUP BY doc_id) AS l"#,
+        &docs[..],
+        announce_as as Option<Uuid>,
+        CHANGES_CHANNEL,
     )
     .fetch_all(&mut *conn)
     .await?
@@ -775,16 +789,20 @@ impl Store for PgStore {
             audit: audit.to_vec(),
             sync_state: None,
         }];
-        Ok(self.append_batch(&one).await?[0])
+        Ok(self.append_batch(&one, None).await?[0])
     }
 
-    async fn append_batch(&self, batch: &[Append]) -> StoreResult<Vec<i64>> {
+    async fn append_batch(
+        &self,
+        batch: &[Append],
+        announce_as: Option<Uuid>,
+    ) -> StoreResult<Vec<i64>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
         retrying(move || async move {
             let mut tx = self.pool.begin().await?;
-            let seqs = append_all(&mut tx, batch).await?;
+            let seqs = append_all(&mut tx, batch, announce_as).await?;
             tx.commit().await?;
             Ok(seqs)
         })

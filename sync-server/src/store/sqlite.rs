@@ -769,7 +769,12 @@ impl Store for SqliteStore {
         Ok(seqs[0])
     }
 
-    async fn append_batch(&self, batch: &[Append]) -> StoreResult<Vec<i64>> {
+    /// One node only: there is nobody to announce the changes to.
+    async fn append_batch(
+        &self,
+        batch: &[Append],
+        _announce_as: Option<Uuid>,
+    ) -> StoreResult<Vec<i64>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }

@@ -9,10 +9,15 @@
 //!
 //! A batch is all or nothing in the store. When it fails, each append in it is tried again on
 //! its own, so one caller's fault (a document that is not registered) fails only that caller.
+//!
+//! Each commit also announces its documents to the other nodes, in the same transaction (see
+//! [`Store::append_batch`]): by the time a caller acknowledges a change, the other nodes have
+//! been told, whatever happens to this node next, and no round trip after the commit delays it.
 
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 
 use crate::metrics::Metrics;
 use crate::store::{Append, Store, StoreError, StoreResult};
@@ -31,16 +36,19 @@ struct Pending {
 pub struct GroupCommit {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
+    /// This node's id, in the notices of its commits.
+    node: Uuid,
     /// Started on first use, on the runtime that first appends (the state may be built outside
     /// one).
     queue: OnceLock<mpsc::UnboundedSender<Pending>>,
 }
 
 impl GroupCommit {
-    pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> GroupCommit {
+    pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>, node: Uuid) -> GroupCommit {
         GroupCommit {
             store,
             metrics,
+            node,
             queue: OnceLock::new(),
         }
     }
@@ -50,7 +58,7 @@ impl GroupCommit {
     pub async fn append(&self, append: Append) -> StoreResult<i64> {
         let queue = self.queue.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(run(self.store.clone(), self.metrics.clone(), rx));
+            tokio::spawn(run(self.store.clone(), self.metrics.clone(), self.node, rx));
             tx
         });
         let (reply, result) = oneshot::channel();
@@ -62,7 +70,11 @@ impl GroupCommit {
             }),
             // The committer's runtime is gone (a test or tool that built the state on another
             // runtime): commit directly.
-            Err(mpsc::error::SendError(p)) => self.store.append_batch(&[p.append]).await.map(first),
+            Err(mpsc::error::SendError(p)) => self
+                .store
+                .append_batch(&[p.append], Some(self.node))
+                .await
+                .map(first),
         }
     }
 }
@@ -74,6 +86,7 @@ fn first(seqs: Vec<i64>) -> i64 {
 async fn run(
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
+    node: Uuid,
     mut queue: mpsc::UnboundedReceiver<Pending>,
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
@@ -90,7 +103,7 @@ async fn run(
             }
         }
         metrics.commit_batch_size.observe(batch.len() as f64);
-        commit(store.as_ref(), std::mem::take(&mut batch)).await;
+        commit(store.as_ref(), node, std::mem::take(&mut batch)).await;
     }
 }
 
@@ -98,10 +111,10 @@ fn size(a: &Append) -> usize {
     a.changes.iter().map(|c| c.bytes.len()).sum()
 }
 
-async fn commit(store: &dyn Store, batch: Vec<Pending>) {
+async fn commit(store: &dyn Store, node: Uuid, batch: Vec<Pending>) {
     let (appends, replies): (Vec<Append>, Vec<_>) =
         batch.into_iter().map(|p| (p.append, p.reply)).unzip();
-    match store.append_batch(&appends).await {
+    match store.append_batch(&appends, Some(node)).await {
         Ok(seqs) => {
             for (reply, seq) in replies.into_iter().zip(seqs) {
                 // A caller that stopped waiting (its connection closed) simply misses its ack.
@@ -114,7 +127,9 @@ async fn commit(store: &dyn Store, batch: Vec<Pending>) {
         Err(e) => {
             tracing::debug!(error = %e, appends = appends.len(), "group commit failed; committing one by one");
             for (append, reply) in appends.into_iter().zip(replies) {
-                let result = store.append_batch(std::slice::from_ref(&append)).await;
+                let result = store
+                    .append_batch(std::slice::from_ref(&append), Some(node))
+                    .await;
                 let _ = reply.send(result.map(first));
             }
         }

@@ -446,7 +446,7 @@ impl Connection {
                     }
                     drop(sd);
                     if let Some(seq) = seq {
-                        self.app.doc_changed(entry.id, seq, Some(self.id)).await;
+                        self.app.doc_changed(entry.id, seq, Some(self.id));
                     }
                 }
                 Err(e) => {

@@ -96,9 +96,10 @@ impl DocCache {
         budget: usize,
         compact_every: usize,
         metrics: Arc<Metrics>,
+        node: Uuid,
     ) -> DocCache {
         DocCache {
-            commits: GroupCommit::new(store.clone(), metrics.clone()),
+            commits: GroupCommit::new(store.clone(), metrics.clone(), node),
             store,
             // Each node writes its own edits (a dispatcher's change made by the server) under its
             // own actor, so two nodes never produce clashing change sequences.
