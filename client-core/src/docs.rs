@@ -367,7 +367,6 @@ impl Replica {
         state: &mut automerge::sync::State,
         msg: automerge::sync::Message,
     ) -> Result<bool> {
-        use automerge::sync::SyncDoc;
         let exists = self.docs.loaded.contains_key(&info.id) || self.has_document(info.id)?;
         if !exists {
             self.insert_new(
@@ -379,7 +378,7 @@ impl Replica {
         }
         let l = self.loaded(info.id)?;
         let before = l.doc.get_heads();
-        let result = l.doc.sync().receive_sync_message(state, msg);
+        let result = schemas::sync_message::receive(&mut l.doc, state, msg);
         let kind_ok = schemas::doc::is_of_kind(&l.doc, info.kind);
         let changed = l.doc.get_heads() != before;
         if let Err(e) = result {

@@ -39,7 +39,7 @@ fn sync(server: &mut AutoCommit, device: &mut AutoCommit, s: &mut State, d: &mut
     loop {
         let mut moved = false;
         if let Some(m) = schemas::sync_message::generate(device, d) {
-            server.sync().receive_sync_message(s, m).expect("receive");
+            schemas::sync_message::receive(server, s, m).expect("receive");
             moved = true;
         }
         if let Some(m) = schemas::sync_message::generate(server, s) {

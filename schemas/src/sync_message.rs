@@ -8,10 +8,14 @@
 //! of its CPU). So a peer that already holds part of a small document is sent the changes it
 //! lacks. A peer that holds nothing still gets the whole document in one chunk, the cheapest way
 //! to start, and a large document still goes whole when the peer lacks most of it.
+//!
+//! And one rule for taking changes in ([`receive`], [`forget_patches`]): Automerge 0.12 records
+//! a patch for every op of the changes it applies (received, loaded incrementally or merged)
+//! even into a document's *inactive* patch log, and keeps them until that log is replaced. That
+//! is about 1 KiB per change that nothing reads, held for as long as the document stays loaded.
 
-use automerge::AutoCommit;
-use automerge::ReadDoc;
 use automerge::sync::{Capability, Message, State, SyncDoc};
+use automerge::{AutoCommit, AutomergeError, PatchLog, ReadDoc};
 
 /// A document with at most this many changes is sent as changes to a peer that holds part of it.
 pub const CHANGES_NOT_WHOLE: u64 = 256;
@@ -33,6 +37,23 @@ pub fn generate(doc: &mut AutoCommit, state: &mut State) -> Option<Message> {
     let msg = doc.sync().generate_sync_message(state);
     state.their_capabilities = caps;
     msg
+}
+
+/// Apply a sync message from the peer whose state is `state`, as
+/// `doc.sync().receive_sync_message` does, but with the patches it records thrown away at once.
+pub fn receive(
+    doc: &mut AutoCommit,
+    state: &mut State,
+    msg: Message,
+) -> Result<(), AutomergeError> {
+    doc.sync()
+        .receive_sync_message_log_patches(state, msg, &mut PatchLog::null())
+}
+
+/// Drop the patches `doc` recorded while taking changes in by another way than [`receive`]
+/// (`load_incremental`, `merge`). Closes an open transaction first, as any read of heads would.
+pub fn forget_patches(doc: &mut AutoCommit) {
+    doc.reset_diff_cursor();
 }
 
 #[cfg(test)]

@@ -296,6 +296,7 @@ pub async fn create_job_documents_once(
         }
         let before = sd.doc.get_heads();
         sd.doc.merge(&mut doc).map_err(ApiError::internal)?;
+        schemas::sync_message::forget_patches(&mut sd.doc);
         if let Err(e) = app.docs.persist(&mut sd, &before).await {
             app.docs.discard(sd);
             return Err(e.into());
@@ -337,6 +338,7 @@ pub async fn store_new_document(
     let mut sd = app.docs.lock(meta).await?;
     let before = sd.doc.get_heads();
     sd.doc.merge(doc).map_err(ApiError::internal)?;
+    schemas::sync_message::forget_patches(&mut sd.doc);
     if let Err(e) = app.docs.persist(&mut sd, &before).await {
         app.docs.discard(sd);
         return Err(e.into());
@@ -729,6 +731,7 @@ pub async fn patch_job(
                             .with_time(Utc::now().timestamp()),
                     );
                     d.merge(&mut then).map_err(ApiError::internal)?;
+                    schemas::sync_message::forget_patches(d);
                 }
                 return Ok(());
             }

@@ -404,6 +404,7 @@ impl DocCache {
             for c in &newer.changes {
                 doc.load_incremental(c)?;
             }
+            schemas::sync_message::forget_patches(doc);
             Ok(())
         };
         if let Err(e) = apply(&mut sd.doc) {
@@ -445,6 +446,7 @@ fn build(id: Uuid, stored: &StoredDoc, actor: &ActorId) -> Result<AutoCommit, St
     for c in &stored.changes {
         doc.load_incremental(c).map_err(corrupt)?;
     }
+    schemas::sync_message::forget_patches(&mut doc);
     doc.set_actor(actor.clone());
     Ok(doc)
 }

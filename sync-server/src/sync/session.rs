@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use automerge::AutoCommit;
-use automerge::sync::{self, SyncDoc};
+use automerge::sync;
 use schemas::wire::{self, ClientMsg, DocEntry, DocMessage, ErrorCode, ServerMsg};
 use uuid::Uuid;
 
@@ -370,7 +370,7 @@ impl Session {
         msg: sync::Message,
     ) -> Result<(), Refusal> {
         let state = self.states.entry(entry.id).or_default();
-        doc.sync().receive_sync_message(state, msg).map_err(|e| {
+        schemas::sync_message::receive(doc, state, msg).map_err(|e| {
             Refusal::doc(
                 ErrorCode::InvalidDocument,
                 entry.id,
@@ -450,6 +450,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use automerge::sync::SyncDoc;
     use automerge::transaction::Transactable;
     use schemas::DocKind;
 
