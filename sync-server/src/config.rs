@@ -126,7 +126,9 @@ pub struct Config {
     /// afresh from it, which gives back the memory the changes took as they came in).
     pub compact_every: usize,
     /// A document that took changes in, then none for this long, is loaded afresh from its own
-    /// save: the same state in less memory (`sync::docs`). Zero: never.
+    /// save (`sync::docs`). Zero (the default): never. Since changes taken in no longer keep
+    /// Automerge's patches, that gives back about 4 MiB at 1,000 jobs for a tenth more CPU per
+    /// edit (BENCHMARKS.md), so it is off unless set.
     pub doc_settle_after: Duration,
     /// What one device change may cost, checked before anything is applied or stored.
     pub limits: crate::sync::bounds::Limits,
@@ -289,7 +291,7 @@ impl Config {
             refresh_reuse_grace: Duration::from_secs(10),
             doc_cache_bytes: 256 * 1024 * 1024,
             compact_every: 64,
-            doc_settle_after: Duration::from_millis(500),
+            doc_settle_after: Duration::ZERO,
             limits: crate::sync::bounds::Limits::default(),
             max_bytes_per_second: 16 * 1024 * 1024,
             max_doc_messages_per_second: 2_000,
@@ -573,12 +575,16 @@ mod tests {
             vars(&[
                 ("FIELDSYNC_DOC_CACHE_MB", "64"),
                 ("FIELDSYNC_MAX_STRING_BYTES", "10"),
-                ("FIELDSYNC_DOC_SETTLE_MS", "0"),
+                ("FIELDSYNC_DOC_SETTLE_MS", "250"),
             ]),
         )
         .unwrap();
         assert_eq!(c.doc_cache_bytes, 64 * 1024 * 1024);
-        assert!(c.doc_settle_after.is_zero(), "0 turns settling off");
+        assert_eq!(c.doc_settle_after, Duration::from_millis(250));
+        assert!(
+            Config::embedded("d").doc_settle_after.is_zero(),
+            "off unless set"
+        );
         assert_eq!(c.limits.max_string_bytes, 10);
         assert!(matches!(c.database, Database::Postgres(_)));
         let e = Config::from_vars("d", None, vars(&[("FIELDSYNC_COMPACT_EVERY", "lots")]))

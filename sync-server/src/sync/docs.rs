@@ -4,18 +4,20 @@
 //! What a loaded document costs was measured, not guessed (`cargo bench -p schemas --bench
 //! doc_memory`, Automerge 0.12, job-shaped documents): an empty document takes 10 KiB; a loaded
 //! one about 15 KiB plus 40 bytes per op and 100 per change; and every change taken in over sync
-//! after loading adds about 1 KiB more (6 KiB with the first), which only loading the document
-//! afresh gives back (after 200 edits: 236 KiB as received, 64 KiB loaded from its save). So
-//! each document's weight follows it as it grows, the cache unloads the least recently used past
+//! after loading added about 1 KiB more (6 KiB with the first), which only loading the document
+//! afresh gave back (after 200 edits: 236 KiB as received, 64 KiB loaded from its save). That
+//! was Automerge's patch log, which the server now empties as it takes changes in
+//! (`schemas::sync_message::receive` and `forget_patches`; `schemas/tests/patch_memory.rs`), so
+//! the `taken_in` part of [`weight`] is now an over-estimate, on the safe side of the budget.
+//! Each document's weight follows it as it grows, the cache unloads the least recently used past
 //! its budget, and compaction, which saves the document anyway, also loads it afresh. A document
 //! is never unloaded while a request holds it, so there is at most one copy of each document in
 //! memory per node.
 //!
-//! Compaction comes only every `compact_every` changes, and most documents never reach it: a job's
-//! documents take a few changes each and then rest for hours. So a document that took changes in
-//! and has gone quiet is also loaded afresh, from its own save in memory ([`DocCache::settle_quiet`]):
-//! the same state in about two thirds of the memory (17.7 KiB against 25.3 KiB for a job's
-//! document, `doc_memory`), for one save and one load (about 30 + 60 µs).
+//! A document that took changes in and has gone quiet can also be loaded afresh, from its own
+//! save in memory ([`DocCache::settle_quiet`], when `FIELDSYNC_DOC_SETTLE_MS` is set), for one
+//! save and one load (about 30 + 60 µs). Without the patches that is worth little (about 4 MiB
+//! at 1,000 jobs, for a tenth more CPU per edit), so it is off by default.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
