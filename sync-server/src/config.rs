@@ -152,6 +152,9 @@ pub struct Config {
     /// How often the projection looks at the log without being woken (the catch-up that covers
     /// a lost notice).
     pub projection_interval: Duration,
+    /// How long the projection waits, once woken by a commit, for the commits right behind it,
+    /// so that they share one step (zero: a step per wake).
+    pub projection_coalesce: Duration,
     /// How often a node rewrites who is connected to it (the heartbeat of `presence`).
     pub presence_interval: Duration,
     /// Board event streams (`/api/v1/board/events`) one user may hold open at once.
@@ -304,6 +307,9 @@ impl Config {
             projection: true,
             projection_batch: 2_000,
             projection_interval: Duration::from_secs(1),
+            // At 100 edits/s a step per edit cost more than the edits' own Automerge work; the
+            // board's rows wait this much longer, the devices' acks and live fan-out not at all.
+            projection_coalesce: Duration::from_millis(20),
             presence_interval: Duration::from_secs(5),
             max_board_streams: 8,
             pm_interval: Duration::from_secs(60),
@@ -393,6 +399,9 @@ impl Config {
         let mut projection_ms = c.projection_interval.as_millis() as u64;
         get(&var, "FIELDSYNC_PROJECTION_INTERVAL_MS", &mut projection_ms)?;
         c.projection_interval = Duration::from_millis(projection_ms.max(10));
+        let mut coalesce_ms = c.projection_coalesce.as_millis() as u64;
+        get(&var, "FIELDSYNC_PROJECTION_COALESCE_MS", &mut coalesce_ms)?;
+        c.projection_coalesce = Duration::from_millis(coalesce_ms);
         c.projection_batch = c.projection_batch.max(1);
         let mut presence_ms = c.presence_interval.as_millis() as u64;
         get(&var, "FIELDSYNC_PRESENCE_INTERVAL_MS", &mut presence_ms)?;

@@ -339,9 +339,14 @@ pub async fn store_new_document(
     let before = sd.doc.get_heads();
     sd.doc.merge(doc).map_err(ApiError::internal)?;
     schemas::sync_message::forget_patches(&mut sd.doc);
-    if let Err(e) = app.docs.persist(&mut sd, &before).await {
-        app.docs.discard(sd);
-        return Err(e.into());
+    match app.docs.persist(&mut sd, &before).await {
+        // Wakes the projection: the new job's rows come with this commit, not the next tick.
+        Ok(Some(seq)) => app.doc_changed(meta.id, seq, None),
+        Ok(None) => {}
+        Err(e) => {
+            app.docs.discard(sd);
+            return Err(e.into());
+        }
     }
     Ok(())
 }

@@ -46,6 +46,8 @@ pub struct Metrics {
     pub projection_lag: Histogram,
     /// Changes projected by this node.
     pub projected_changes: Counter,
+    /// Steps (transactions) that projected changes on this node.
+    pub projection_steps: Counter,
     /// The log position the projection reached (as last seen by this node).
     pub projection_position: Gauge,
     /// Projection transactions that failed (retried with backoff).
@@ -118,6 +120,7 @@ impl Default for Metrics {
             projected_changes: Counter::default(),
             projection_position: Gauge::default(),
             projection_failures: Counter::default(),
+            projection_steps: Counter::default(),
             projection_skipped: Counter::default(),
             projection_docs_read: Counter::default(),
             sla_breaches: Family::default(),
@@ -224,6 +227,11 @@ impl Default for Metrics {
             "projection_position",
             "The change-log position the relational rows cover",
             m.projection_position.clone(),
+        );
+        registry.register(
+            "projection_steps",
+            "Projection steps (transactions) that projected changes on this node",
+            m.projection_steps.clone(),
         );
         registry.register(
             "projection_failures",

@@ -420,3 +420,63 @@ async fn a_killed_server_projects_what_it_committed_exactly_once() {
         "rebuilt from the log (SEED={seed})"
     );
 }
+
+/// Commits right behind each other share a projection step: once woken, the projection waits
+/// `projection_coalesce` for them. Each job made here is several commits (its documents), all
+/// within the wait, so they take one step (at most one more if the timer's tick lands between),
+/// where a step per wake would take one per commit. Without the wait, the rows still follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_right_behind_each_other_share_a_projection_step() {
+    for (coalesce, most_steps) in [
+        (Duration::from_millis(1_500), Some(2)),
+        (Duration::ZERO, None),
+    ] {
+        let mut home = ServerHome::new(Backend::Sqlite).await;
+        home.config.projection_coalesce = coalesce;
+        // No tick while the jobs are made (the wait alone must gather them).
+        home.config.projection_interval = Duration::from_secs(30);
+        let server = TestServer::start(&home).await;
+        let team = Team::create(server.store(), &["ana"]).await;
+        fieldsync_e2e::projection_caught_up(server.store()).await;
+        let steps_before = server.app.metrics.projection_steps.get();
+        let commits_before = server
+            .store()
+            .records()
+            .projection_position()
+            .await
+            .unwrap();
+        let mut jobs = Vec::new();
+        for i in 0..4 {
+            jobs.push(
+                team.job(&server, &format!("Boiler {i}"), "hvac_maintenance", &[])
+                    .await,
+            );
+        }
+        fieldsync_e2e::projection_caught_up(server.store()).await;
+        let position = server
+            .store()
+            .records()
+            .projection_position()
+            .await
+            .unwrap();
+        let commits = position.log_end - commits_before.log_end;
+        let steps = server.app.metrics.projection_steps.get() - steps_before;
+        assert!(commits >= 8, "every job is several commits ({commits})");
+        if let Some(most) = most_steps {
+            assert!(steps <= most, "{commits} commits took {steps} steps");
+        }
+        let filter = sync_server::store::records::JobFilter {
+            limit: 100,
+            ..Default::default()
+        };
+        let rows = server
+            .store()
+            .records()
+            .list_jobs(team.org.id, &filter)
+            .await
+            .unwrap();
+        for job in &jobs {
+            assert!(rows.iter().any(|r| r.id == *job), "job {job} has its row");
+        }
+    }
+}

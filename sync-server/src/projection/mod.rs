@@ -16,7 +16,9 @@
 //!   On Postgres the log's order is its commit order (appends take an advisory lock), so reading
 //!   "after position N" never skips a change that commits late.
 //! - **Woken, and on a timer.** Local commits and other nodes' notices wake it; a tick every
-//!   `projection_interval` catches up whatever no notice announced.
+//!   `projection_interval` catches up whatever no notice announced. Once woken it waits
+//!   `projection_coalesce` (20 ms) for the commits right behind, so that at a trickle of edits
+//!   several share a step instead of each paying for one.
 
 pub mod rows;
 
@@ -314,6 +316,7 @@ pub async fn run(state: Arc<crate::AppState>) {
         );
         match step.await {
             Ok(Step::Projected { changes, to, .. }) => {
+                state.metrics.projection_steps.inc();
                 state.metrics.projected_changes.inc_by(changes as u64);
                 state.metrics.projection_position.set(to);
                 state.projection.projected(to, &state.metrics);
@@ -344,7 +347,12 @@ pub async fn run(state: Arc<crate::AppState>) {
             }
         }
         tokio::select! {
-            _ = state.projection.wake.notified() => {}
+            _ = state.projection.wake.notified() => {
+                // Let the commits right behind this one into the same step.
+                if !state.config.projection_coalesce.is_zero() {
+                    tokio::time::sleep(state.config.projection_coalesce).await;
+                }
+            }
             _ = tokio::time::sleep(backoff) => {}
         }
     }
