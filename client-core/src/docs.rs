@@ -127,6 +127,7 @@ impl Replica {
             backlog.rows += 1;
             backlog.bytes += bytes.len();
         }
+        schemas::sync_message::forget_patches(&mut doc);
         doc.set_actor(self.actor.clone());
         let saved_heads = doc.get_heads();
         Ok(Loaded {
@@ -299,6 +300,7 @@ impl Replica {
             let mut doc = AutoCommit::new().with_actor(self.actor.clone());
             doc.load_incremental(bytes)
                 .map_err(|e| Error::InvalidValue(format!("bad document bytes: {e}")))?;
+            schemas::sync_message::forget_patches(&mut doc);
             let found = schemas::doc::doc_kind(&doc);
             if found != Some(info.kind) {
                 return Err(Error::InvalidValue(format!(
@@ -314,6 +316,7 @@ impl Replica {
                 self.docs.loaded.remove(&info.id);
                 return Err(Error::InvalidValue(format!("bad document bytes: {e}")));
             }
+            schemas::sync_message::forget_patches(&mut l.doc);
             if l.doc.get_heads() == before {
                 return Ok(false);
             }
