@@ -296,10 +296,13 @@ pub async fn create_job_documents_once(
         }
         let before = sd.doc.get_heads();
         sd.doc.merge(&mut doc).map_err(ApiError::internal)?;
-        schemas::sync_message::forget_patches(&mut sd.doc);
-        if let Err(e) = app.docs.persist(&mut sd, &before).await {
-            app.docs.discard(sd);
-            return Err(e.into());
+        match app.docs.persist(&mut sd, &before).await {
+            Ok(Some(seq)) => app.doc_changed(meta.id, seq, None),
+            Ok(None) => {}
+            Err(e) => {
+                app.docs.discard(sd);
+                return Err(e.into());
+            }
         }
     }
     Ok(ids.job)
@@ -338,7 +341,6 @@ pub async fn store_new_document(
     let mut sd = app.docs.lock(meta).await?;
     let before = sd.doc.get_heads();
     sd.doc.merge(doc).map_err(ApiError::internal)?;
-    schemas::sync_message::forget_patches(&mut sd.doc);
     match app.docs.persist(&mut sd, &before).await {
         // Wakes the projection: the new job's rows come with this commit, not the next tick.
         Ok(Some(seq)) => app.doc_changed(meta.id, seq, None),
@@ -736,7 +738,6 @@ pub async fn patch_job(
                             .with_time(Utc::now().timestamp()),
                     );
                     d.merge(&mut then).map_err(ApiError::internal)?;
-                    schemas::sync_message::forget_patches(d);
                 }
                 return Ok(());
             }

@@ -253,6 +253,9 @@ impl DocCache {
         audit: &[AuditRecord],
         sync_state: Option<(Uuid, Vec<u8>)>,
     ) -> Result<Option<i64>, StoreError> {
+        // Every write path comes through here after changing the document (merges, the
+        // server's own edits): the patches Automerge recorded meanwhile go, whoever made them.
+        schemas::sync_message::forget_patches(&mut sd.doc);
         let changes = sd.doc.get_changes(before);
         if changes.is_empty() {
             return Ok(None);
